@@ -1,0 +1,160 @@
+package sandnet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/sandnet/sandnet/internal/statefile"
+	"github.com/sandnet/sandnet/netns"
+)
+
+// Detach undoes an Attach: published ports, DNS name, interfaces, lease and
+// record, in reverse order, best effort. It is idempotent and works when the
+// sandbox namespace is already gone.
+func (h *Host) Detach(ctx context.Context, ep *Endpoint) error {
+	if ep == nil {
+		return invalidf("detach: nil endpoint")
+	}
+	return h.detach(ctx, ep.Network, endpointIDOf(ep))
+}
+
+// DetachSandbox detaches every interface of the sandbox sandboxID from
+// network, also from a process other than the one that attached it. A
+// sandbox that is not attached is not an error.
+func (h *Host) DetachSandbox(ctx context.Context, network, sandboxID string) error {
+	if err := errors.Join(checkName("network", network), checkName("sandbox", sandboxID)); err != nil {
+		return err
+	}
+	eps, err := h.Endpoints(network)
+	if err != nil && len(eps) == 0 {
+		return err
+	}
+	var errs []error
+	for _, ep := range eps {
+		if ep.SandboxID == sandboxID {
+			errs = append(errs, h.detach(ctx, network, ep.ID))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func endpointIDOf(ep *Endpoint) string {
+	if ep.ID != "" {
+		return ep.ID
+	}
+	ifName := ep.IfName
+	if ifName == "" {
+		ifName = "eth0"
+	}
+	return endpointID(ep.Network, ep.SandboxID, ifName)
+}
+
+func (h *Host) detach(ctx context.Context, network, id string) error {
+	if err := checkName("network", network); err != nil {
+		return err
+	}
+	lock, err := statefile.Acquire(ctx, h.networkLockPath(network), true)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	rec, err := h.readEndpoint(network, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	nrec, err := h.readNetwork(network)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if err := h.teardown(ctx, nrec, &rec.Endpoint); err != nil {
+		return &StepError{Op: "detach", Object: fmt.Sprintf("sandbox %q from network %q", rec.Endpoint.SandboxID, network), Step: "tearing down", Err: err}
+	}
+	return nil
+}
+
+// teardown removes everything an endpoint owns, then its record; it keeps
+// going past errors and leaves the record in place if anything failed, so a
+// later Detach or GC can finish.
+func (h *Host) teardown(ctx context.Context, nrec *networkRecord, ep *Endpoint) error {
+	var errs []error
+	if nrec != nil {
+		drv, err := driverFor(nrec.Network.Driver)
+		if err == nil {
+			err = drv.detach(ctx, h, nrec, ep)
+		}
+		errs = append(errs, err)
+	}
+	if nrec == nil || usesIPAM(nrec.Network.Driver) {
+		errs = append(errs, h.ipam.Release(ctx, leaseKey(ep)))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return statefile.Remove(h.endpointPath(ep.Network, ep.ID))
+}
+
+// Endpoints lists the endpoints recorded on network (all networks if ""),
+// sorted by network and sandbox ID. Records that cannot be read are
+// reported in the error next to the ones that could.
+func (h *Host) Endpoints(network string) ([]*Endpoint, error) {
+	var names []string
+	if network != "" {
+		if err := checkName("network", network); err != nil {
+			return nil, err
+		}
+		names = []string{network}
+	} else {
+		nets, err := h.Networks()
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range nets {
+			names = append(names, n.Name)
+		}
+	}
+	var (
+		eps  []*Endpoint
+		errs []error
+	)
+	for _, name := range names {
+		recs, err := h.listEndpointRecords(name)
+		errs = append(errs, err)
+		for _, r := range recs {
+			ep := r.Endpoint
+			eps = append(eps, &ep)
+		}
+	}
+	sort.Slice(eps, func(i, j int) bool {
+		if eps[i].Network != eps[j].Network {
+			return eps[i].Network < eps[j].Network
+		}
+		return eps[i].SandboxID+eps[i].IfName < eps[j].SandboxID+eps[j].IfName
+	})
+	return eps, errors.Join(errs...)
+}
+
+// EndpointsOf lists the endpoints, on any network, of the sandbox namespace ns.
+func (h *Host) EndpointsOf(ns *netns.NS) ([]*Endpoint, error) {
+	all, err := h.Endpoints("")
+	var mine []*Endpoint
+	for _, ep := range all {
+		if ep.NetNSInode == ns.Inode() {
+			mine = append(mine, ep)
+		}
+	}
+	return mine, err
+}
+
+func jsonBytes(v any) ([]byte, error) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}

@@ -1,0 +1,93 @@
+package sandnet
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/sandnet/sandnet/internal/nlwrap"
+)
+
+// noneDriver leaves the sandbox with loopback only, up.
+type noneDriver struct{}
+
+func (noneDriver) createNetwork(context.Context, *Host, *networkRecord) (undoStack, error) {
+	return nil, nil
+}
+
+func (noneDriver) removeNetwork(context.Context, *Host, *networkRecord) error { return nil }
+
+func (noneDriver) attach(ctx context.Context, tx *attachTx) error {
+	tx.ep.IfName = "lo"
+	return tx.step(ctx, StepConfigure, func() error {
+		nl, err := tx.sb.Netlink()
+		if err != nil {
+			return err
+		}
+		if err := loUp(ctx, tx.sb, nl); err != nil {
+			return err
+		}
+		tx.ep.Addresses = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/8"), netip.MustParsePrefix("::1/128")}
+		return nil
+	})
+}
+
+func (noneDriver) detach(context.Context, *Host, *networkRecord, *Endpoint) error { return nil }
+
+// hostDriver shares the host namespace: Attach reports the host's addresses
+// and default gateways and changes nothing.
+type hostDriver struct{}
+
+func (hostDriver) createNetwork(context.Context, *Host, *networkRecord) (undoStack, error) {
+	return nil, nil
+}
+
+func (hostDriver) removeNetwork(context.Context, *Host, *networkRecord) error { return nil }
+
+func (hostDriver) attach(ctx context.Context, tx *attachTx) error {
+	return tx.step(ctx, StepConfigure, func() error {
+		if !tx.h.ns.Equal(tx.sb) {
+			return invalidf("host driver: the sandbox namespace %s is not the host namespace %s (run the sandbox in the host's namespace)", tx.sb, tx.h.ns)
+		}
+		nl, err := tx.h.ns.Netlink()
+		if err != nil {
+			return err
+		}
+		addrs, err := nlwrap.Retry(func() ([]netlink.Addr, error) { return nl.AddrList(nil, netlink.FAMILY_ALL) })
+		if err != nil {
+			return fmt.Errorf("listing host addresses: %w", err)
+		}
+		tx.ep.IfName = ""
+		for _, a := range addrs {
+			if a.Scope != int(netlink.SCOPE_UNIVERSE) {
+				continue
+			}
+			ip, ok := netip.AddrFromSlice(a.IP)
+			if !ok {
+				continue
+			}
+			ones, _ := a.Mask.Size()
+			tx.ep.Addresses = append(tx.ep.Addresses, netip.PrefixFrom(ip.Unmap(), ones))
+		}
+		routes, err := nlwrap.Retry(func() ([]netlink.Route, error) { return nl.RouteList(nil, netlink.FAMILY_ALL) })
+		if err != nil {
+			return fmt.Errorf("listing host routes: %w", err)
+		}
+		for _, r := range routes {
+			if (r.Dst == nil || r.Dst.IP.IsUnspecified()) && r.Gw != nil {
+				gw, _ := netip.AddrFromSlice(r.Gw)
+				gw = gw.Unmap()
+				if gw.Is4() && !tx.ep.Gateway.IsValid() {
+					tx.ep.Gateway = gw
+				} else if gw.Is6() && !tx.ep.Gateway6.IsValid() {
+					tx.ep.Gateway6 = gw
+				}
+			}
+		}
+		return nil
+	})
+}
+
+func (hostDriver) detach(context.Context, *Host, *networkRecord, *Endpoint) error { return nil }

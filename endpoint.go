@@ -1,0 +1,94 @@
+package sandnet
+
+import (
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/sandnet/sandnet/nat"
+)
+
+// PortMapping publishes a sandbox port on the host; see ParsePort.
+type PortMapping = nat.PortMapping
+
+// AttachOptions says how to attach one sandbox. Zero values mean defaults.
+type AttachOptions struct {
+	// SandboxID identifies the sandbox on the network (a container ID). Default:
+	// the namespace's name, else "ns-INODE".
+	SandboxID string
+	// IfName is the interface name inside the sandbox; default "eth0".
+	IfName string
+	// IP and IP6 ask for static addresses; they must be free and in the pool.
+	IP  netip.Addr
+	IP6 netip.Addr
+	// MAC sets the sandbox interface's MAC; default: derived from the IPv4
+	// address (02:42:a:b:c:d, as Docker does), so a reused address keeps its MAC.
+	MAC net.HardwareAddr
+	// Hostname is the sandbox's DNS name on the network; Aliases are more names.
+	Hostname string
+	Aliases  []string
+	// Ports are published on the host (bridge driver).
+	Ports []PortMapping
+	// DNS overrides the name servers written to the sandbox's resolv.conf;
+	// DNSSearch and DNSOptions add search domains and options.
+	DNS        []netip.Addr
+	DNSSearch  []string
+	DNSOptions []string
+	// ResolvConfPath and HostsPath, when set, are written too (a container
+	// rootfs's /etc/resolv.conf and /etc/hosts), besides /etc/netns/NAME/.
+	ResolvConfPath string
+	HostsPath      string
+	// ExtraHosts are more "NAME ADDR" lines for the sandbox's hosts file.
+	ExtraHosts map[string]netip.Addr
+}
+
+// Route is one route the sandbox got.
+type Route struct {
+	Dst netip.Prefix `json:"dst"`
+	Via netip.Addr   `json:"via,omitzero"`
+}
+
+// Endpoint is one sandbox's attachment to one network: everything a user
+// would print. It is JSON-serialisable and recorded in the state dir.
+type Endpoint struct {
+	// ID is derived from (network, sandbox ID, interface): stable and unique on a host.
+	ID        string `json:"id"`
+	Network   string `json:"network"`
+	Driver    Driver `json:"driver"`
+	SandboxID string `json:"sandboxID"`
+	// NetNS is the path of the sandbox's namespace; NetNSInode identifies it.
+	NetNS      string `json:"netns"`
+	NetNSInode uint64 `json:"netnsInode"`
+	// IfName is the interface inside the sandbox, HostIfName its peer on the host side.
+	IfName     string `json:"ifName,omitempty"`
+	HostIfName string `json:"hostIfName,omitempty"`
+	// Bridge is the bridge the host side is attached to.
+	Bridge    string         `json:"bridge,omitempty"`
+	MAC       string         `json:"mac,omitempty"`
+	MTU       int            `json:"mtu,omitempty"`
+	Addresses []netip.Prefix `json:"addresses,omitempty"`
+	Gateway   netip.Addr     `json:"gateway,omitzero"`
+	Gateway6  netip.Addr     `json:"gateway6,omitzero"`
+	Routes    []Route        `json:"routes,omitempty"`
+	Hostname  string         `json:"hostname,omitempty"`
+	Aliases   []string       `json:"aliases,omitempty"`
+	// DNS holds the name servers, search domains and options the sandbox got.
+	DNS        []netip.Addr `json:"dns,omitempty"`
+	DNSSearch  []string     `json:"dnsSearch,omitempty"`
+	DNSOptions []string     `json:"dnsOptions,omitempty"`
+	// ResolvConf and Hosts are the files written for the sandbox.
+	ResolvConf []string      `json:"resolvConf,omitempty"`
+	Hosts      []string      `json:"hosts,omitempty"`
+	Ports      []PortMapping `json:"ports,omitempty"`
+	Created    time.Time     `json:"created"`
+}
+
+// Addr returns the endpoint's first address of the family asked for.
+func (e *Endpoint) Addr(v6 bool) netip.Addr {
+	for _, p := range e.Addresses {
+		if p.Addr().Is6() == v6 {
+			return p.Addr()
+		}
+	}
+	return netip.Addr{}
+}

@@ -1,0 +1,121 @@
+package sandnet
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/sandnet/sandnet/internal/testns"
+	"github.com/sandnet/sandnet/netns"
+)
+
+// newTestHost makes a private namespace playing the host and a Host over it
+// with its own state dir; both go away with the test.
+func newTestHost(t *testing.T) *Host {
+	t.Helper()
+	hns := testns.New(t, "host")
+	h, err := NewHostNS(hns, HostConfig{StateDir: filepath.Join(t.TempDir(), "state")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+// listenTCP opens a TCP listener inside ns that echoes one line back.
+func listenTCP(t *testing.T, ns *netns.NS, addr string) net.Listener {
+	t.Helper()
+	var ln net.Listener
+	if err := ns.Do(func() (err error) {
+		ln, err = net.Listen("tcp", addr)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	return ln
+}
+
+// dialEcho connects from inside ns to addr and checks the echo.
+func dialEcho(ns *netns.NS, addr string) error {
+	var c net.Conn
+	if err := ns.Do(func() (err error) {
+		c, err = net.DialTimeout("tcp", addr, 3*time.Second)
+		return err
+	}); err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	msg := "hello from " + ns.String() + "\n"
+	if _, err := io.WriteString(c, msg); err != nil {
+		return err
+	}
+	buf := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, buf); err != nil {
+		return err
+	}
+	if string(buf) != msg {
+		return fmt.Errorf("echo %q, want %q", buf, msg)
+	}
+	return nil
+}
+
+// hostResidue lists what sandnet objects remain in the host namespace and state dir.
+func hostResidue(t *testing.T, h *Host) []string {
+	t.Helper()
+	var left []string
+	nl, err := h.ns.Netlink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	links, _ := nl.LinkList()
+	for _, l := range links {
+		if _, ok := l.(*netlink.Veth); ok {
+			left = append(left, "veth "+l.Attrs().Name)
+		}
+	}
+	filepath.WalkDir(h.dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		rel, _ := filepath.Rel(h.dir, p)
+		if strings.HasPrefix(rel, "endpoints/") || (strings.HasPrefix(rel, "ipam/") && !strings.HasSuffix(rel, "lock") && !strings.Contains(rel, "last_reserved")) {
+			left = append(left, "file "+rel)
+		}
+		return nil
+	})
+	return left
+}
+
+func mustAttach(t *testing.T, h *Host, sb *netns.NS, n Network, o AttachOptions) *Endpoint {
+	t.Helper()
+	ep, err := h.AttachNS(context.Background(), sb, n, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ep
+}
+
+var _ = testns.Ping

@@ -1,0 +1,147 @@
+package sandnet
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+
+	"github.com/sandnet/sandnet/internal/statefile"
+	"github.com/sandnet/sandnet/ipam"
+	"github.com/sandnet/sandnet/netns"
+)
+
+// DefaultStateDir is where a Host over the caller's own namespace keeps its
+// state. It is on tmpfs, so leases vanish with the namespaces at reboot.
+const DefaultStateDir = "/run/sandnet"
+
+// HostConfig says which namespace plays the host and where state lives.
+type HostConfig struct {
+	// NetNS is the namespace playing the host: "" for the caller's own, a
+	// name under /run/netns, a path, or "pid:PID".
+	NetNS string
+	// StateDir holds networks, endpoints and leases. Default: /run/sandnet for
+	// the caller's namespace, /run/sandnet/netns/NAME for a named one. Two
+	// Hosts over different namespaces must not share a state dir.
+	StateDir string
+	// Logger receives debug and warning messages; default: discard.
+	Logger *slog.Logger
+}
+
+// Host is the host side of sandnet: the namespace that holds bridges and
+// firewall rules, and the state directory that records what was done.
+// A Host is safe for concurrent use.
+type Host struct {
+	ns    *netns.NS
+	dir   string
+	log   *slog.Logger
+	ipam  *ipam.Store
+	owned bool // ns was opened by NewHost
+
+	mu   sync.Mutex
+	nets map[string]*netState
+}
+
+// NewHost opens a Host as configured.
+func NewHost(ctx context.Context, c HostConfig) (*Host, error) {
+	var (
+		ns  *netns.NS
+		err error
+	)
+	if c.NetNS == "" {
+		ns, err = netns.Current()
+	} else {
+		ns, err = netns.Open(c.NetNS)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening host namespace: %w", err)
+	}
+	h, err := newHost(ns, c)
+	if err != nil {
+		ns.Close()
+		return nil, err
+	}
+	h.owned = true
+	return h, nil
+}
+
+// NewHostNS is NewHost over a namespace the caller has open already; the
+// caller keeps ownership of ns and closes it after the Host.
+func NewHostNS(ns *netns.NS, c HostConfig) (*Host, error) {
+	return newHost(ns, c)
+}
+
+func newHost(ns *netns.NS, c HostConfig) (*Host, error) {
+	dir := c.StateDir
+	if dir == "" {
+		dir = DefaultStateDir
+		if ns.Name() != "" {
+			dir = filepath.Join(DefaultStateDir, "netns", ns.Name())
+		}
+	}
+	log := c.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	for _, d := range []string{dir, filepath.Join(dir, "networks"), filepath.Join(dir, "endpoints")} {
+		if err := statefile.MkdirAll(d); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkVersion(dir); err != nil {
+		return nil, err
+	}
+	store, err := ipam.Open(filepath.Join(dir, "ipam"))
+	if err != nil {
+		return nil, err
+	}
+	return &Host{ns: ns, dir: dir, log: log, ipam: store, nets: map[string]*netState{}}, nil
+}
+
+// NS is the namespace playing the host.
+func (h *Host) NS() *netns.NS { return h.ns }
+
+// StateDir is the directory holding the Host's records and leases.
+func (h *Host) StateDir() string { return h.dir }
+
+// Close releases the Host's namespace handle if NewHost opened it. Networks
+// and endpoints stay: they live in the kernel and the state dir.
+func (h *Host) Close() error {
+	if h.owned {
+		return h.ns.Close()
+	}
+	return nil
+}
+
+var (
+	defaultOnce sync.Once
+	defaultHost *Host
+	defaultErr  error
+)
+
+// DefaultHost is the Host over the caller's namespace and /run/sandnet that
+// the top-level Attach and Detach use.
+func DefaultHost(ctx context.Context) (*Host, error) {
+	defaultOnce.Do(func() { defaultHost, defaultErr = NewHost(ctx, HostConfig{}) })
+	return defaultHost, defaultErr
+}
+
+// Attach is DefaultHost().Attach.
+func Attach(ctx context.Context, sandbox string, n Network, opts AttachOptions) (*Endpoint, error) {
+	h, err := DefaultHost(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return h.Attach(ctx, sandbox, n, opts)
+}
+
+// Detach is DefaultHost().Detach.
+func Detach(ctx context.Context, ep *Endpoint) error {
+	h, err := DefaultHost(ctx)
+	if err != nil {
+		return err
+	}
+	return h.Detach(ctx, ep)
+}

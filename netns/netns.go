@@ -1,0 +1,179 @@
+package netns
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	vnetns "github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/sandnet/sandnet/internal/errkind"
+)
+
+// Sentinel errors, shared with the rest of sandnet.
+var (
+	ErrInvalid  = errkind.Invalid
+	ErrExists   = errkind.Exists
+	ErrNotFound = errkind.NotFound
+)
+
+// Dir is where named namespaces are pinned, as iproute2 does.
+const Dir = "/run/netns"
+
+// nsGetNSType is the NS_GET_NSTYPE ioctl (linux/nsfs.h).
+const nsGetNSType = 0xb703
+
+// NS is an open network namespace.
+type NS struct {
+	f    *os.File
+	path string
+	name string // set when the namespace is pinned under Dir
+	ino  uint64
+	dev  uint64
+
+	once   sync.Once
+	nl     *netlink.Handle
+	nlErr  error
+	closed sync.Once
+}
+
+// Open opens a namespace from a spec as users write it: "pid:PID", a path
+// (anything containing '/'), or a name under /run/netns.
+func Open(spec string) (*NS, error) {
+	switch {
+	case strings.HasPrefix(spec, "pid:"):
+		pid, err := strconv.Atoi(strings.TrimPrefix(spec, "pid:"))
+		if err != nil || pid <= 0 {
+			return nil, fmt.Errorf("opening namespace %q: pid must be a positive number: %w", spec, ErrInvalid)
+		}
+		return OpenPID(pid)
+	case strings.Contains(spec, "/"):
+		return OpenPath(spec)
+	default:
+		return OpenName(spec)
+	}
+}
+
+// OpenName opens the namespace pinned as /run/netns/NAME.
+func OpenName(name string) (*NS, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	ns, err := OpenPath(filepath.Join(Dir, name))
+	if err != nil {
+		return nil, err
+	}
+	ns.name = name
+	return ns, nil
+}
+
+// OpenPID opens the network namespace of process pid (/proc/PID/ns/net), the
+// route of `docker inspect -f '{{.State.Pid}}'` followed by nsenter -t PID -n.
+func OpenPID(pid int) (*NS, error) {
+	return OpenPath(fmt.Sprintf("/proc/%d/ns/net", pid))
+}
+
+// Current opens the network namespace of the calling process (its main
+// thread), the one a program runs in when nobody moved it.
+func Current() (*NS, error) {
+	return OpenPath("/proc/self/ns/net")
+}
+
+// OpenPath opens a namespace file and checks that it is a network namespace.
+func OpenPath(path string) (*NS, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("opening namespace %s: %w", path, ErrNotFound)
+		}
+		return nil, fmt.Errorf("opening namespace %s: %w", path, err)
+	}
+	typ, err := unix.IoctlRetInt(int(f.Fd()), nsGetNSType)
+	if err != nil || typ != unix.CLONE_NEWNET {
+		f.Close()
+		return nil, fmt.Errorf("opening namespace %s: not a network namespace: %w", path, ErrInvalid)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("opening namespace %s: %w", path, err)
+	}
+	ns := &NS{f: f, path: path, ino: st.Ino, dev: st.Dev}
+	if dir, base := filepath.Split(path); filepath.Clean(dir) == Dir {
+		ns.name = base
+	}
+	return ns, nil
+}
+
+// Fd is the namespace's file descriptor, valid until Close.
+func (n *NS) Fd() int { return int(n.f.Fd()) }
+
+// Path is the file the namespace was opened from.
+func (n *NS) Path() string { return n.path }
+
+// Name is the namespace's name under /run/netns, or "" if it has none.
+func (n *NS) Name() string { return n.name }
+
+// Inode is the number that identifies the namespace: what
+// `ls -l /proc/PID/ns/net` shows as net:[INODE].
+func (n *NS) Inode() uint64 { return n.ino }
+
+// Equal reports whether n and o are the same namespace.
+func (n *NS) Equal(o *NS) bool { return n.ino == o.ino && n.dev == o.dev }
+
+// String names the namespace for messages: its name, else its path.
+func (n *NS) String() string {
+	if n.name != "" {
+		return n.name
+	}
+	return n.path
+}
+
+// Netlink returns the netlink handle bound to the namespace, created on first
+// use and shared by every caller; it is closed by Close.
+func (n *NS) Netlink() (*netlink.Handle, error) {
+	n.once.Do(func() {
+		n.nl, n.nlErr = netlink.NewHandleAt(vnetns.NsHandle(n.Fd()))
+		if n.nlErr != nil {
+			n.nlErr = fmt.Errorf("opening netlink in namespace %s: %w", n, n.nlErr)
+		}
+	})
+	return n.nl, n.nlErr
+}
+
+// Close releases the namespace (and its netlink handle). The namespace itself
+// lives on while anything else holds it (a process, a bind mount).
+func (n *NS) Close() error {
+	var err error
+	n.closed.Do(func() {
+		n.once.Do(func() { n.nlErr = errors.New("namespace closed") })
+		if n.nl != nil {
+			n.nl.Close()
+		}
+		err = n.f.Close()
+	})
+	return err
+}
+
+// Alive reports whether the namespace at path still exists and is the one
+// with the given inode.
+func Alive(path string, inode uint64) bool {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return false
+	}
+	return inode == 0 || st.Ino == inode
+}
+
+func checkName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") || len(name) > 255 {
+		return fmt.Errorf("namespace name %q: must be a non-empty file name: %w", name, ErrInvalid)
+	}
+	return nil
+}

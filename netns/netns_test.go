@@ -1,0 +1,233 @@
+package netns_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sandnet/sandnet/internal/testns"
+	"github.com/sandnet/sandnet/netns"
+)
+
+func TestCreateIsSeenByIPNetns(t *testing.T) {
+	ns := testns.New(t, "ns")
+	names, err := netns.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(names, ns.Name()) {
+		t.Fatalf("List() = %v, want it to contain %s", names, ns.Name())
+	}
+	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip netns list: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), ns.Name()) {
+		t.Fatalf("ip netns list does not show %s:\n%s", ns.Name(), out)
+	}
+	out, err = exec.Command("ip", "netns", "exec", ns.Name(), "ip", "-o", "link").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip netns exec: %v\n%s", err, out)
+	}
+	if strings.Contains(string(out), "eth0") || !strings.Contains(string(out), "lo:") {
+		t.Fatalf("a fresh namespace should hold only lo, got:\n%s", out)
+	}
+}
+
+func TestCreateDoesNotMoveCaller(t *testing.T) {
+	before, err := netns.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer before.Close()
+	ns := testns.New(t, "ns")
+	after, err := netns.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer after.Close()
+	if !before.Equal(after) || before.Equal(ns) {
+		t.Fatal("creating a namespace moved the caller")
+	}
+}
+
+func TestOpenByNamePathAndPID(t *testing.T) {
+	ns := testns.New(t, "ns")
+	byName, err := netns.Open(ns.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer byName.Close()
+	byPath, err := netns.Open(ns.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer byPath.Close()
+	if !byName.Equal(ns) || !byPath.Equal(ns) || byName.Inode() != ns.Inode() {
+		t.Fatal("the same namespace opened three ways differs")
+	}
+
+	// A process started inside: its /proc/PID/ns/net is the namespace.
+	cmd := ns.Command(context.Background(), "sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	// nsenter execs sleep in place, so the PID is sleep's once it has entered.
+	var byPID *netns.NS
+	for range 200 {
+		byPID, err = netns.Open(fmt.Sprintf("pid:%d", cmd.Process.Pid))
+		if err == nil && byPID.Equal(ns) {
+			break
+		}
+		if byPID != nil {
+			byPID.Close()
+			byPID = nil
+		}
+		unix.Nanosleep(&unix.Timespec{Nsec: 5e6}, nil)
+	}
+	if byPID == nil {
+		t.Fatalf("pid:%d never showed namespace %s", cmd.Process.Pid, ns)
+	}
+	defer byPID.Close()
+	link, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("net:[%d]", ns.Inode()); link != want {
+		t.Fatalf("/proc/PID/ns/net = %s, want %s", link, want)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	testns.RequireRoot(t)
+	cases := map[string]error{
+		"snt-does-not-exist": netns.ErrNotFound,
+		"/etc/hostname":      netns.ErrInvalid, // a file, not a namespace
+		"/proc/self/ns/uts":  netns.ErrInvalid, // a namespace, not a network one
+		"pid:-3":             netns.ErrInvalid,
+		"pid:abc":            netns.ErrInvalid,
+		"..":                 netns.ErrInvalid,
+	}
+	for spec, want := range cases {
+		ns, err := netns.Open(spec)
+		if !errors.Is(err, want) {
+			t.Errorf("Open(%q) = %v, want %v", spec, err, want)
+		}
+		if ns != nil {
+			ns.Close()
+		}
+	}
+}
+
+func TestCreateTwiceAndDeleteIdempotent(t *testing.T) {
+	ns := testns.New(t, "ns")
+	if _, err := netns.Create(context.Background(), ns.Name()); !errors.Is(err, netns.ErrExists) {
+		t.Fatalf("second Create = %v, want ErrExists", err)
+	}
+	if err := netns.Delete(context.Background(), "snt-never-made"); err != nil {
+		t.Fatalf("Delete of a missing name = %v, want nil", err)
+	}
+}
+
+func TestDoRunsInsideAndComesBack(t *testing.T) {
+	ns := testns.New(t, "ns")
+	me, _ := netns.Current()
+	defer me.Close()
+	var inside []net.Interface
+	err := ns.Do(func() error {
+		var err error
+		inside, err = net.Interfaces()
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inside) != 1 || inside[0].Name != "lo" {
+		t.Fatalf("inside the new namespace Do saw %v, want only lo", inside)
+	}
+	// Many Do calls from many goroutines never leak a thread into ns.
+	errs := make(chan error, 64)
+	for range 64 {
+		go func() {
+			errs <- ns.Do(func() error { return nil })
+		}()
+	}
+	for range 64 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 32 {
+		ino := threadInode(t)
+		if ino != me.Inode() {
+			t.Fatalf("a thread of the caller is in namespace %d, want %d", ino, me.Inode())
+		}
+	}
+}
+
+func threadInode(t *testing.T) uint64 {
+	var st unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Ino
+}
+
+func TestDoPanicIsCarriedBack(t *testing.T) {
+	ns := testns.New(t, "ns")
+	defer func() {
+		if r := recover(); r != "boom" {
+			t.Fatalf("recovered %v, want boom", r)
+		}
+	}()
+	ns.Do(func() error { panic("boom") })
+}
+
+func TestNetlinkHandleIsBound(t *testing.T) {
+	ns := testns.New(t, "ns")
+	nl, err := ns.Netlink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	links, err := nl.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(links) != 1 || links[0].Attrs().Name != "lo" {
+		t.Fatalf("links in a fresh namespace: %d, want only lo", len(links))
+	}
+}
+
+func TestSysctlWritesOnlyInside(t *testing.T) {
+	ns := testns.New(t, "ns")
+	changed, err := ns.Sysctl("net.ipv4.ip_forward", "1")
+	if err != nil || !changed {
+		t.Fatalf("Sysctl = %v, %v; want changed", changed, err)
+	}
+	changed, err = ns.Sysctl("net.ipv4.ip_forward", "1")
+	if err != nil || changed {
+		t.Fatalf("second Sysctl = %v, %v; want unchanged", changed, err)
+	}
+	if v, _ := ns.ReadSysctl("net.ipv4.ip_forward"); v != "1" {
+		t.Fatalf("ip_forward inside = %q", v)
+	}
+}
+
+func TestShell(t *testing.T) {
+	ns := testns.New(t, "ns")
+	if got, want := ns.Shell("ip link set lo up"), "ip -n "+ns.Name()+" link set lo up"; got != want {
+		t.Errorf("Shell = %q, want %q", got, want)
+	}
+	if got, want := ns.Shell("iptables -L"), "ip netns exec "+ns.Name()+" iptables -L"; got != want {
+		t.Errorf("Shell = %q, want %q", got, want)
+	}
+}

@@ -1,0 +1,201 @@
+package sandnet
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+
+	"github.com/sandnet/sandnet/internal/ifname"
+)
+
+// Driver names a way of connecting sandboxes.
+type Driver string
+
+// The drivers, as Docker names them.
+const (
+	DriverBridge  Driver = "bridge"
+	DriverHost    Driver = "host"
+	DriverNone    Driver = "none"
+	DriverMacvlan Driver = "macvlan"
+	DriverOverlay Driver = "overlay"
+)
+
+// Network describes a network. The zero value of each field means its
+// default. A network is created on first use (by Attach or CreateNetwork);
+// the same name with a different definition is a conflict (ErrExists). A
+// Network with only a Name refers to an existing network.
+type Network struct {
+	// Name identifies the network on its Host: letters, digits, '.', '_', '-', at most 64 bytes.
+	Name string `json:"name"`
+	// Driver defaults to bridge.
+	Driver Driver `json:"driver,omitempty"`
+
+	// Subnet is the IPv4 subnet, e.g. 10.88.0.0/24. Bridge networks with none
+	// get a free /24 from 10.89.0.0/16, as netavark does.
+	Subnet netip.Prefix `json:"subnet,omitzero"`
+	// Gateway defaults to the subnet's first address.
+	Gateway netip.Addr `json:"gateway,omitzero"`
+	// IPRange restricts the addresses handed out to sandboxes to this part of Subnet.
+	IPRange netip.Prefix `json:"ipRange,omitzero"`
+	// Subnet6 adds IPv6 (dual stack), e.g. fd00:88::/64.
+	Subnet6 netip.Prefix `json:"subnet6,omitzero"`
+	// Gateway6 defaults to the first address of Subnet6.
+	Gateway6 netip.Addr `json:"gateway6,omitzero"`
+	// IPRange6 restricts IPv6 addresses handed out to this part of Subnet6.
+	IPRange6 netip.Prefix `json:"ipRange6,omitzero"`
+
+	// MTU of the bridge and the sandboxes' interfaces. Default: the MTU of the
+	// host namespace's default-route interface, else 1500.
+	MTU int `json:"mtu,omitempty"`
+	// Internal networks have no way out: no masquerade, no forwarding out.
+	Internal bool `json:"internal,omitempty"`
+	// NoICC forbids traffic between sandboxes of this network (Docker's
+	// enable_icc=false); they still reach the outside and published ports work.
+	NoICC bool `json:"noICC,omitempty"`
+	// Bridge is the bridge device's name; default "sn-" followed by a hash of Name.
+	Bridge string `json:"bridge,omitempty"`
+
+	// Parent is the host link macvlan devices hang off; "eth0.50" means VLAN 50 on eth0.
+	Parent string `json:"parent,omitempty"`
+	// MacvlanMode: bridge (default), private, vepa or passthru.
+	MacvlanMode string `json:"macvlanMode,omitempty"`
+
+	// VNI is the overlay's VXLAN network identifier (1 to 16777215).
+	VNI uint32 `json:"vni,omitempty"`
+	// VXLANPort is the overlay's UDP port; default 4789.
+	VXLANPort int `json:"vxlanPort,omitempty"`
+	// Underlay is this host's address on the physical network, the VXLAN source.
+	Underlay netip.Addr `json:"underlay,omitzero"`
+	// Peers are the other hosts' underlay addresses.
+	Peers []netip.Addr `json:"peers,omitempty"`
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// checkName validates a network or sandbox name: they become file names and
+// parts of rule comments, so they are kept to a safe alphabet.
+func checkName(what, name string) error {
+	if !nameRE.MatchString(name) {
+		return invalidf("%s name %q: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", what, name)
+	}
+	return nil
+}
+
+// withDefaults validates n and fills in its defaults, except the ones that
+// depend on the host (free subnet, MTU).
+func (n Network) withDefaults() (Network, error) {
+	if err := checkName("network", n.Name); err != nil {
+		return n, err
+	}
+	if n.Driver == "" {
+		n.Driver = DriverBridge
+	}
+	switch n.Driver {
+	case DriverBridge, DriverHost, DriverNone, DriverMacvlan, DriverOverlay:
+	default:
+		return n, invalidf("network %q: unknown driver %q (want bridge, host, none, macvlan or overlay)", n.Name, n.Driver)
+	}
+	if n.MTU != 0 && (n.MTU < 68 || n.MTU > 65535) {
+		return n, invalidf("network %q: mtu %d out of range 68-65535", n.Name, n.MTU)
+	}
+	if n.Driver == DriverHost || n.Driver == DriverNone {
+		return n, nil
+	}
+	var err error
+	if n.Gateway, err = checkFamily(n.Name, n.Subnet, n.Gateway, n.IPRange, false); err != nil {
+		return n, err
+	}
+	if n.Gateway6, err = checkFamily(n.Name, n.Subnet6, n.Gateway6, n.IPRange6, true); err != nil {
+		return n, err
+	}
+	if n.Bridge == "" && (n.Driver == DriverBridge || n.Driver == DriverOverlay) {
+		n.Bridge = ifname.Derive("sn-", n.Name)
+	}
+	if n.Bridge != "" {
+		if err := ifname.Check(n.Bridge); err != nil {
+			return n, fmt.Errorf("network %q: bridge: %w", n.Name, err)
+		}
+	}
+	return n, nil
+}
+
+func checkFamily(name string, subnet netip.Prefix, gw netip.Addr, rng netip.Prefix, v6 bool) (netip.Addr, error) {
+	fam := "subnet"
+	if v6 {
+		fam = "subnet6"
+	}
+	if !subnet.IsValid() {
+		if gw.IsValid() || rng.IsValid() {
+			return gw, invalidf("network %q: gateway or range given without %s", name, fam)
+		}
+		return gw, nil
+	}
+	if subnet.Addr().Is6() != v6 || subnet.Addr().Is4In6() {
+		return gw, invalidf("network %q: %s %s is of the wrong address family", name, fam, subnet)
+	}
+	if subnet.Masked() != subnet {
+		return gw, invalidf("network %q: %s %s has host bits set (did you mean %s?)", name, fam, subnet, subnet.Masked())
+	}
+	max := 30
+	if v6 {
+		max = 126
+	}
+	if subnet.Bits() > max {
+		return gw, invalidf("network %q: %s %s is too small for a gateway and a sandbox", name, fam, subnet)
+	}
+	if !gw.IsValid() {
+		gw = subnet.Addr().Next()
+	}
+	if !subnet.Contains(gw) {
+		return gw, invalidf("network %q: gateway %s is outside %s %s", name, gw, fam, subnet)
+	}
+	if gw == subnet.Addr() || (!v6 && gw == broadcast(subnet)) {
+		return gw, invalidf("network %q: gateway %s is the network or broadcast address of %s", name, gw, subnet)
+	}
+	if rng.IsValid() {
+		if rng.Masked() != rng || !subnet.Contains(rng.Addr()) || rng.Bits() < subnet.Bits() {
+			return gw, invalidf("network %q: range %s is not a subnet of %s", name, rng, subnet)
+		}
+	}
+	return gw, nil
+}
+
+func broadcast(p netip.Prefix) netip.Addr {
+	b := p.Addr().As16()
+	bits := p.Bits()
+	if p.Addr().Is4() {
+		bits += 96
+	}
+	for i := bits; i < 128; i++ {
+		b[i/8] |= 1 << (7 - i%8)
+	}
+	a := netip.AddrFrom16(b)
+	if p.Addr().Is4() {
+		a = a.Unmap()
+	}
+	return a
+}
+
+// isReference reports whether n names a network without defining it.
+func (n Network) isReference() bool {
+	return fmt.Sprint(n) == fmt.Sprint(Network{Name: n.Name})
+}
+
+// sameAs reports whether the normalised request n describes the recorded
+// network o. Fields the request leaves to the host (a chosen subnet, the
+// MTU) match whatever was chosen; peers change at run time and do not count.
+func (n Network) sameAs(o Network) bool {
+	if !n.Subnet.IsValid() && !n.Subnet6.IsValid() {
+		n.Subnet, n.Gateway = o.Subnet, o.Gateway
+	}
+	if n.MTU == 0 {
+		n.MTU = o.MTU
+	}
+	n.Peers, o.Peers = nil, nil
+	return fmt.Sprint(n) == fmt.Sprint(o)
+}
+
+// overlaps reports whether two prefixes share any address.
+func overlaps(a, b netip.Prefix) bool {
+	return a.IsValid() && b.IsValid() && a.Overlaps(b)
+}

@@ -1,0 +1,157 @@
+// Package veth creates virtual Ethernet pairs straight across namespaces: one
+// end stays in the host namespace, the other is born inside the sandbox with
+// its final name (usually eth0), so it is never visible in the host under a
+// temporary name.
+//
+// Contract: needs root (CAP_NET_ADMIN in both namespaces). Acts in the
+// namespaces passed in, never in the caller's. Safe for concurrent use.
+package veth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/sandnet/sandnet/explain"
+	"github.com/sandnet/sandnet/internal/errkind"
+	"github.com/sandnet/sandnet/internal/ifname"
+	"github.com/sandnet/sandnet/netns"
+)
+
+// Sentinel errors, shared with the rest of sandnet.
+var (
+	ErrInvalid = errkind.Invalid
+	ErrExists  = errkind.Exists
+)
+
+// Pair describes a veth pair to create. Zero values mean defaults.
+type Pair struct {
+	// Name of the end that stays in the host namespace. Required, ≤ 15 bytes.
+	Name string
+	// PeerName is the name of the end inside PeerNS; default "eth0".
+	PeerName string
+	// PeerNS is the namespace the peer is created in. Required.
+	PeerNS *netns.NS
+	// MTU of both ends; 0 leaves the kernel default (1500).
+	MTU int
+	// PeerMAC is the peer's MAC address; nil lets the kernel choose.
+	PeerMAC net.HardwareAddr
+	// Master, if set, is the index of a bridge in the host namespace that the
+	// host end joins as it is created, saving one round trip.
+	Master int
+	// MasterName is the bridge's name, for the explanation only.
+	MasterName string
+	// Up brings the host end up as it is created.
+	Up bool
+}
+
+func (p *Pair) defaults() error {
+	if p.PeerName == "" {
+		p.PeerName = "eth0"
+	}
+	if p.PeerNS == nil {
+		return fmt.Errorf("veth %q: no peer namespace: %w", p.Name, ErrInvalid)
+	}
+	if err := errors.Join(ifname.Check(p.Name), ifname.Check(p.PeerName)); err != nil {
+		return fmt.Errorf("veth %q: %w", p.Name, err)
+	}
+	if p.MTU < 0 || p.MTU > 65535 {
+		return fmt.Errorf("veth %q: mtu %d out of range: %w", p.Name, p.MTU, ErrInvalid)
+	}
+	return nil
+}
+
+// Create makes the pair: Name in host, PeerName in PeerNS, in one netlink
+// request. It returns the host end. An existing link called Name in host
+// yields an error wrapping ErrExists.
+//
+// Equivalent to: ip link add NAME [mtu M] [master BR] [up] type veth peer name PEER [address MAC] netns NS
+func Create(ctx context.Context, host *netns.NS, p Pair) (netlink.Link, error) {
+	if err := p.defaults(); err != nil {
+		return nil, err
+	}
+	h, err := host.Netlink()
+	if err != nil {
+		return nil, err
+	}
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = p.Name
+	attrs.MTU = p.MTU
+	attrs.MasterIndex = p.Master
+	if p.Up {
+		attrs.Flags = net.FlagUp
+	}
+	link := &netlink.Veth{
+		LinkAttrs:        attrs,
+		PeerName:         p.PeerName,
+		PeerHardwareAddr: p.PeerMAC,
+		PeerNamespace:    netlink.NsFd(p.PeerNS.Fd()),
+	}
+	if p.MTU > 0 {
+		link.PeerMTU = uint32(p.MTU)
+	}
+	explain.Say(ctx, "%s", host.Shell(command(p)))
+	if err := h.LinkAdd(link); err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			return nil, fmt.Errorf("creating veth %s (peer %s in %s): %w", p.Name, p.PeerName, p.PeerNS, ErrExists)
+		}
+		return nil, fmt.Errorf("creating veth %s (peer %s in %s): %w", p.Name, p.PeerName, p.PeerNS, err)
+	}
+	return link, nil
+}
+
+func command(p Pair) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "ip link add %s", p.Name)
+	if p.MTU > 0 {
+		fmt.Fprintf(&b, " mtu %d", p.MTU)
+	}
+	if p.MasterName != "" {
+		fmt.Fprintf(&b, " master %s", p.MasterName)
+	}
+	if p.Up {
+		b.WriteString(" up")
+	}
+	fmt.Fprintf(&b, " type veth peer name %s", p.PeerName)
+	if p.MTU > 0 {
+		fmt.Fprintf(&b, " mtu %d", p.MTU)
+	}
+	if p.PeerMAC != nil {
+		fmt.Fprintf(&b, " address %s", p.PeerMAC)
+	}
+	if p.PeerNS.Name() != "" {
+		fmt.Fprintf(&b, " netns %s", p.PeerNS.Name())
+	} else {
+		fmt.Fprintf(&b, " netns %s", p.PeerNS.Path())
+	}
+	return b.String()
+}
+
+// Delete removes the veth called name in ns, and with it its peer. A link
+// that is already gone is not an error.
+//
+// Equivalent to: ip link del NAME
+func Delete(ctx context.Context, ns *netns.NS, name string) error {
+	h, err := ns.Netlink()
+	if err != nil {
+		return err
+	}
+	explain.Say(ctx, "%s", ns.Shell("ip link del "+name))
+	link, err := h.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil
+		}
+		return fmt.Errorf("deleting veth %s in %s: %w", name, ns, err)
+	}
+	if err := h.LinkDel(link); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("deleting veth %s in %s: %w", name, ns, err)
+	}
+	return nil
+}

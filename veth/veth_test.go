@@ -1,0 +1,86 @@
+package veth_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/sandnet/sandnet/explain"
+	"github.com/sandnet/sandnet/internal/testns"
+	"github.com/sandnet/sandnet/veth"
+)
+
+func TestCreateAcrossNamespaces(t *testing.T) {
+	host, sb := testns.New(t, "host"), testns.New(t, "sb")
+	mac, _ := net.ParseMAC("02:42:0a:00:00:02")
+	var said []string
+	ctx := explain.With(context.Background(), func(cmd string) { said = append(said, cmd) })
+	if _, err := veth.Create(ctx, host, veth.Pair{Name: "snt-v0", PeerNS: sb, MTU: 1400, PeerMAC: mac}); err != nil {
+		t.Fatal(err)
+	}
+	hnl, _ := host.Netlink()
+	hl, err := hnl.LinkByName("snt-v0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	snl, _ := sb.Netlink()
+	pl, err := snl.LinkByName("eth0")
+	if err != nil {
+		t.Fatalf("peer eth0 not in the sandbox: %v", err)
+	}
+	if hl.Attrs().MTU != 1400 || pl.Attrs().MTU != 1400 {
+		t.Errorf("MTU host %d peer %d, want 1400", hl.Attrs().MTU, pl.Attrs().MTU)
+	}
+	if pl.Attrs().HardwareAddr.String() != mac.String() {
+		t.Errorf("peer MAC %s, want %s", pl.Attrs().HardwareAddr, mac)
+	}
+	// The peer index the kernel reports on each side points at the other.
+	if hl.Attrs().ParentIndex != pl.Attrs().Index || pl.Attrs().ParentIndex != hl.Attrs().Index {
+		t.Errorf("peer indexes: host %d->%d, sandbox %d->%d", hl.Attrs().Index, hl.Attrs().ParentIndex, pl.Attrs().Index, pl.Attrs().ParentIndex)
+	}
+	if _, err := hnl.LinkByName("eth0"); err == nil {
+		t.Error("eth0 appeared in the host namespace")
+	}
+	if len(said) != 1 || !strings.Contains(said[0], "type veth peer name eth0") || !strings.Contains(said[0], "netns "+sb.Name()) {
+		t.Errorf("explanation = %q", said)
+	}
+
+	if _, err := veth.Create(ctx, host, veth.Pair{Name: "snt-v0", PeerName: "eth1", PeerNS: sb}); !errors.Is(err, veth.ErrExists) {
+		t.Errorf("second Create = %v, want ErrExists", err)
+	}
+	if err := veth.Delete(ctx, host, "snt-v0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := snl.LinkByName("eth0"); err == nil {
+		t.Error("deleting the host end left the peer")
+	}
+	if err := veth.Delete(ctx, host, "snt-v0"); err != nil {
+		t.Errorf("second Delete = %v, want nil", err)
+	}
+}
+
+func TestCreateRejectsBadNames(t *testing.T) {
+	host, sb := testns.New(t, "host"), testns.New(t, "sb")
+	for _, p := range []veth.Pair{
+		{Name: "snt-this-name-is-too-long", PeerNS: sb},
+		{Name: "", PeerNS: sb},
+		{Name: "a b", PeerNS: sb},
+		{Name: "ok", PeerName: "bad/name", PeerNS: sb},
+		{Name: "ok"},
+	} {
+		if _, err := veth.Create(context.Background(), host, p); !errors.Is(err, veth.ErrInvalid) {
+			t.Errorf("Create(%+v) = %v, want ErrInvalid", p, err)
+		}
+	}
+	nl, _ := host.Netlink()
+	links, _ := nl.LinkList()
+	for _, l := range links {
+		if _, ok := l.(*netlink.Veth); ok {
+			t.Errorf("bad input left %s behind", l.Attrs().Name)
+		}
+	}
+}
