@@ -28,16 +28,14 @@ type driver interface {
 	detach(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint) error
 }
 
-var drivers = map[Driver]driver{
-	DriverBridge: bridgeDriver{},
-	DriverHost:   hostDriver{},
-	DriverNone:   noneDriver{},
-}
+// drivers holds the driver of each kind; each driver's file registers
+// itself in an init function.
+var drivers = map[Driver]driver{}
 
 func driverFor(d Driver) (driver, error) {
 	drv, ok := drivers[d]
 	if !ok {
-		return nil, invalidf("driver %q is not available (have bridge, host, none)", d)
+		return nil, invalidf("driver %q is not available", d)
 	}
 	return drv, nil
 }

@@ -14,6 +14,8 @@ import (
 // in the host namespace that carries the gateway address.
 type bridgeDriver struct{}
 
+func init() { drivers[DriverBridge] = bridgeDriver{} }
+
 func (bridgeDriver) createNetwork(ctx context.Context, h *Host, rec *networkRecord) (undoStack, error) {
 	var undo undoStack
 	n := &rec.Network

@@ -13,6 +13,8 @@ import (
 // noneDriver leaves the sandbox with loopback only, up.
 type noneDriver struct{}
 
+func init() { drivers[DriverNone] = noneDriver{} }
+
 func (noneDriver) createNetwork(context.Context, *Host, *networkRecord) (undoStack, error) {
 	return nil, nil
 }
@@ -39,6 +41,8 @@ func (noneDriver) detach(context.Context, *Host, *networkRecord, *Endpoint) erro
 // hostDriver shares the host namespace: Attach reports the host's addresses
 // and default gateways and changes nothing.
 type hostDriver struct{}
+
+func init() { drivers[DriverHost] = hostDriver{} }
 
 func (hostDriver) createNetwork(context.Context, *Host, *networkRecord) (undoStack, error) {
 	return nil, nil
