@@ -100,9 +100,13 @@ func (bridgeDriver) attach(ctx context.Context, tx *attachTx) error {
 }
 
 func (bridgeDriver) detach(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint) error {
+	hostIf := ep.HostIfName
+	if hostIf == "" { // an attach that died before recording it: the name is derived
+		hostIf = ifname.Derive("snv", ep.ID)
+	}
 	return errors.Join(
 		h.removeEndpointRules(ctx, rec, ep),
 		h.teardownDNS(ctx, rec, ep),
-		veth.Delete(ctx, h.ns, ep.HostIfName),
+		veth.Delete(ctx, h.ns, hostIf),
 	)
 }

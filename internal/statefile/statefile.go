@@ -53,19 +53,7 @@ func MkdirAll(dir string) error {
 // Write replaces path with data atomically: readers see the old file or the
 // new one, never a part, also if the process dies in between.
 func Write(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp := filepath.Join(dir, tmpPrefix+filepath.Base(path)+"."+strconv.Itoa(os.Getpid())+"."+strconv.FormatUint(seq.Add(1), 10))
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	tmp, err := writeTemp(path, data)
 	if err == nil {
 		err = os.Rename(tmp, path)
 	}
@@ -76,22 +64,41 @@ func Write(path string, data []byte) error {
 	return nil
 }
 
-// Create writes path only if it does not exist yet (errkind.Exists if it
-// does): a claim that two writers cannot both win.
-func Create(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+// writeTemp writes data, synced, to a new temporary file beside path.
+func writeTemp(path string, data []byte) (string, error) {
+	dir := filepath.Dir(path)
+	tmp := filepath.Join(dir, tmpPrefix+filepath.Base(path)+"."+strconv.Itoa(os.Getpid())+"."+strconv.FormatUint(seq.Add(1), 10))
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("creating %s: %w", path, errkind.Exists)
-		}
-		return fmt.Errorf("creating %s: %w", path, err)
+		return "", err
 	}
 	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		os.Remove(path)
+		os.Remove(tmp)
+		return "", err
+	}
+	return tmp, nil
+}
+
+// Create writes path only if it does not exist yet (errkind.Exists if it
+// does): a claim that two writers cannot both win. The file appears whole or
+// not at all: it is written aside and linked into place.
+func Create(path string, data []byte) error {
+	tmp, err := writeTemp(path, data)
+	if err != nil {
+		return fmt.Errorf("creating %s: %w", path, err)
+	}
+	defer os.Remove(tmp)
+	if err := os.Link(tmp, path); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("creating %s: %w", path, errkind.Exists)
+		}
 		return fmt.Errorf("creating %s: %w", path, err)
 	}
 	return nil

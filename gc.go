@@ -1,0 +1,107 @@
+package sandnet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/sandnet/sandnet/internal/statefile"
+	"github.com/sandnet/sandnet/netns"
+)
+
+// GCReport says what GC removed.
+type GCReport struct {
+	// Endpoints removed, as "network/sandbox/interface" with the reason.
+	Endpoints []string `json:"endpoints,omitempty"`
+	// Leases released that no endpoint record held.
+	Leases []string `json:"leases,omitempty"`
+	// Networks removed because they were created implicitly and are now empty.
+	Networks []string `json:"networks,omitempty"`
+}
+
+// GC removes what crashed processes and vanished namespaces left behind:
+// endpoints whose sandbox namespace is gone, attaches that never finished
+// (their host veth, rules, DNS names, lease and record), leases that no
+// endpoint holds, and implicitly created networks left with no endpoint.
+// It takes each network's exclusive lock, so no attach is in flight while
+// it judges a record, and touches only objects sandnet's records name.
+func (h *Host) GC(ctx context.Context) (GCReport, error) {
+	var rep GCReport
+	recs, err := h.listNetworkRecords()
+	if err != nil && len(recs) == 0 {
+		return rep, err
+	}
+	errs := []error{err}
+	sort.Slice(recs, func(i, j int) bool { return recs[i].Network.Name < recs[j].Network.Name })
+	for _, rec := range recs {
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+		errs = append(errs, h.gcNetwork(ctx, rec.Network.Name, &rep))
+	}
+	return rep, errors.Join(errs...)
+}
+
+func (h *Host) gcNetwork(ctx context.Context, name string, rep *GCReport) error {
+	glock, err := statefile.Acquire(ctx, h.networksLockPath(), false)
+	if err != nil {
+		return err
+	}
+	defer glock.Release()
+	lock, err := statefile.Acquire(ctx, h.networkLockPath(name), false)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	nrec, err := h.readNetwork(name)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	eps, err := h.listEndpointRecords(name)
+	errs := []error{err}
+	held := map[string]bool{}
+	for _, r := range eps {
+		ep := &r.Endpoint
+		reason := ""
+		switch {
+		case r.State != stateAttached:
+			// Under the exclusive lock no attach is in flight: this one died.
+			reason = "attach did not finish"
+		case !netns.Alive(ep.NetNS, ep.NetNSInode):
+			reason = "sandbox namespace is gone"
+		}
+		if reason == "" {
+			held[leaseKey(ep).String()] = true
+			continue
+		}
+		if err := h.teardown(ctx, nrec, ep); err != nil {
+			errs = append(errs, fmt.Errorf("collecting endpoint %s of sandbox %q: %w", ep.ID, ep.SandboxID, err))
+			continue
+		}
+		rep.Endpoints = append(rep.Endpoints, fmt.Sprintf("%s/%s/%s: %s", name, ep.SandboxID, ep.IfName, reason))
+	}
+	leases, err := h.ipam.List(name)
+	errs = append(errs, err)
+	for _, l := range leases {
+		if held[l.Key.String()] {
+			continue
+		}
+		if err := h.ipam.Release(ctx, l.Key); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		rep.Leases = append(rep.Leases, fmt.Sprintf("%s %v", l.Key, l.Addrs))
+	}
+	if len(held) == 0 && nrec.Implicit && errors.Join(errs...) == nil {
+		if err := h.removeNetworkLocked(ctx, name, true); err != nil {
+			errs = append(errs, err)
+		} else {
+			rep.Networks = append(rep.Networks, name)
+		}
+	}
+	return errors.Join(errs...)
+}
