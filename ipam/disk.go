@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -51,21 +53,43 @@ func cursorPath(dir string, a netip.Addr) string {
 	return filepath.Join(dir, cursorPrefix+"ipv6")
 }
 
-// readFile reads a small file without following a symlink at path.
+// readFile reads a small file without following a symlink at path. It uses
+// the system calls directly: an os.File costs several more per open.
 func readFile(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := openNoEINTR(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
-	if err != nil {
-		return nil, err
+	defer unix.Close(fd)
+	b := make([]byte, 0, 512)
+	for {
+		if len(b) == cap(b) {
+			if len(b) > maxFileSize {
+				return nil, fmt.Errorf("reading %s: file larger than %d bytes", path, maxFileSize)
+			}
+			b = slices.Grow(b, len(b))
+		}
+		n, err := unix.Read(fd, b[len(b):cap(b)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			return b, nil
+		}
+		b = b[:len(b)+n]
 	}
-	if len(b) > maxFileSize {
-		return nil, fmt.Errorf("reading %s: file larger than %d bytes", path, maxFileSize)
+}
+
+func openNoEINTR(path string, flags int, mode uint32) (int, error) {
+	for {
+		fd, err := unix.Open(path, flags, mode)
+		if err != unix.EINTR {
+			return fd, err
+		}
 	}
-	return b, nil
 }
 
 // readJSON reads the record at path into v. A missing file gives an error
@@ -90,23 +114,41 @@ var errCorrupt = errors.New("corrupt record")
 // writeTemp writes data to a new temporary file (mode 0600) in dir, flushed to
 // disk when sync is set, and returns its path. The caller renames, links or
 // removes it.
-func writeTemp(dir string, data []byte, sync bool) (string, error) {
-	f, err := os.CreateTemp(dir, tmpPrefix+"*")
-	if err != nil {
-		return "", err
+func writeTemp(dir string, data []byte, sync bool) (path string, err error) {
+	var fd int
+	for {
+		path = filepath.Join(dir, tmpPrefix+strconv.FormatUint(rand.Uint64(), 36))
+		fd, err = openNoEINTR(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err != unix.EEXIST {
+			break
+		}
 	}
-	_, err = f.Write(data)
+	if err != nil {
+		return "", &fs.PathError{Op: "create", Path: path, Err: err}
+	}
+	op := "write"
+	for rest := data; len(rest) > 0; {
+		n, werr := unix.Write(fd, rest)
+		if werr == unix.EINTR {
+			continue
+		}
+		if werr != nil {
+			err = werr
+			break
+		}
+		rest = rest[n:]
+	}
 	if err == nil && sync {
-		err = f.Sync()
+		op, err = "fsync", unix.Fsync(fd)
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	if cerr := unix.Close(fd); err == nil && cerr != nil {
+		op, err = "close", cerr
 	}
 	if err != nil {
-		os.Remove(f.Name())
-		return "", err
+		unix.Unlink(path)
+		return "", &fs.PathError{Op: op, Path: path, Err: err}
 	}
-	return f.Name(), nil
+	return path, nil
 }
 
 // replaceFile atomically replaces the file at path with data: a reader sees

@@ -44,7 +44,10 @@
 // Files are created 0600, written to a temporary file, fsync'd, then linked
 // (address files: link(2) never replaces, so an address cannot be taken twice)
 // or renamed (key files) into place; files are opened without following
-// symlinks. A lease exists when its key file exists and each address it lists
+// symlinks, and a symlink where a record should be counts as junk. The fsync
+// keeps a power cut from leaving a torn record on a disk-backed directory; the
+// directories themselves are not fsync'd, since leases are meant to live on
+// tmpfs and end with the boot. A lease exists when its key file exists and each address it lists
 // has a file naming the key. [Store.Allocate] writes the address files first
 // and the key file last; [Store.Release] removes the key file first and the
 // address files last. So a process killed at any instant leaves either a whole

@@ -31,13 +31,13 @@ func (s *Store) lockNetwork(ctx context.Context, network string, create bool) (u
 	case <-ctx.Done():
 		return nil, context.Cause(ctx)
 	}
-	f, err := s.flockNetwork(ctx, network, create)
+	fd, err := s.flockNetwork(ctx, network, create)
 	if err != nil {
 		<-sem
 		return nil, err
 	}
 	return func() {
-		f.Close() // closing the last descriptor drops the flock
+		unix.Close(fd) // closing the only descriptor drops the flock
 		<-sem
 	}, nil
 }
@@ -53,58 +53,60 @@ func (s *Store) sem(network string) chan struct{} {
 	return c
 }
 
-func (s *Store) flockNetwork(ctx context.Context, network string, create bool) (*os.File, error) {
+// flockNetwork opens the network's lock file and flocks it; it returns the
+// file descriptor, which the caller closes to unlock.
+func (s *Store) flockNetwork(ctx context.Context, network string, create bool) (int, error) {
 	dir := s.netDir(network)
 	path := filepath.Join(dir, lockName)
+	const flags = unix.O_RDWR | unix.O_NOFOLLOW | unix.O_CLOEXEC
 	for {
 		if err := ctx.Err(); err != nil {
-			return nil, context.Cause(ctx)
+			return -1, context.Cause(ctx)
 		}
-		f, err := os.OpenFile(path, os.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if errors.Is(err, fs.ErrNotExist) {
+		fd, err := openNoEINTR(path, flags, 0)
+		if err == unix.ENOENT {
 			if !create {
-				return nil, errNoNetwork
+				return -1, errNoNetwork
 			}
 			// The lock file is made last, so that where it exists, so do the
 			// directories. ReleaseNetwork removes it last but the directory.
 			if err := makeDir(dir); err != nil {
-				return nil, err
+				return -1, err
 			}
 			if err := makeDir(filepath.Join(dir, keysDir)); errors.Is(err, fs.ErrNotExist) {
 				continue // ReleaseNetwork removed the directory under us
 			} else if err != nil {
-				return nil, err
+				return -1, err
 			}
-			f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-			if errors.Is(err, fs.ErrNotExist) {
+			fd, err = openNoEINTR(path, flags|unix.O_CREAT, 0o600)
+			if err == unix.ENOENT {
 				continue // ReleaseNetwork removed the directory under us
 			}
 		}
 		if err != nil {
-			return nil, fmt.Errorf("opening lock file %s: %w", path, err)
+			return -1, fmt.Errorf("opening lock file %s: %w", path, err)
 		}
-		if err := flock(ctx, f); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("locking %s: %w", path, err)
+		if err := flock(ctx, fd); err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("locking %s: %w", path, err)
 		}
 		// ReleaseNetwork unlinks the lock file while holding it: if that happened
 		// while we waited, our lock is on a dead file. Start again.
-		same, err := sameFile(f, path)
+		same, err := sameFile(fd, path)
 		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("checking lock file %s: %w", path, err)
+			unix.Close(fd)
+			return -1, fmt.Errorf("checking lock file %s: %w", path, err)
 		}
 		if same {
-			return f, nil
+			return fd, nil
 		}
-		f.Close()
+		unix.Close(fd)
 	}
 }
 
-// flock takes an exclusive lock on f. When ctx can be cancelled, it polls with
-// LOCK_NB and short sleeps; otherwise it blocks in the kernel.
-func flock(ctx context.Context, f *os.File) error {
-	fd := int(f.Fd())
+// flock takes an exclusive lock on fd. When ctx can be cancelled, it polls
+// with LOCK_NB and short sleeps; otherwise it blocks in the kernel.
+func flock(ctx context.Context, fd int) error {
 	if ctx.Done() == nil {
 		for {
 			err := unix.Flock(fd, unix.LOCK_EX)
@@ -133,20 +135,18 @@ func flock(ctx context.Context, f *os.File) error {
 	}
 }
 
-// sameFile reports whether the open file f is still the file at path.
-func sameFile(f *os.File, path string) (bool, error) {
-	fi, err := f.Stat()
-	if err != nil {
+// sameFile reports whether the open file fd is still the file at path.
+func sameFile(fd int, path string) (bool, error) {
+	var fst, pst unix.Stat_t
+	if err := unix.Fstat(fd, &fst); err != nil {
 		return false, err
 	}
-	pi, err := os.Lstat(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	if err := unix.Lstat(path, &pst); err == unix.ENOENT {
 		return false, nil
-	}
-	if err != nil {
+	} else if err != nil {
 		return false, err
 	}
-	return os.SameFile(fi, pi), nil
+	return fst.Dev == pst.Dev && fst.Ino == pst.Ino, nil
 }
 
 // makeDir creates dir (mode 0700) if missing and refuses anything at that path

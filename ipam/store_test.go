@@ -156,7 +156,7 @@ func TestAllocateIsSequentialAndDoesNotReuseAtOnce(t *testing.T) {
 func TestAllocateWrapsAround(t *testing.T) {
 	s := newStore(t)
 	p := Pool{Subnet: pfx("10.0.0.0/29"), Gateway: addr("10.0.0.1")}
-	allocateAll(t, s, p) // .2 .. .6
+	allocateAll(t, s, p)                      // .2 .. .6
 	for _, sb := range []string{"s3", "s0"} { // .5, .2
 		if err := s.Release(context.Background(), key(sb)); err != nil {
 			t.Fatal(err)
