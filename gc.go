@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/sandnet/sandnet/internal/statefile"
 	"github.com/sandnet/sandnet/netns"
 )
 
@@ -44,16 +43,11 @@ func (h *Host) GC(ctx context.Context) (GCReport, error) {
 }
 
 func (h *Host) gcNetwork(ctx context.Context, name string, rep *GCReport) error {
-	glock, err := statefile.Acquire(ctx, h.networksLockPath(), false)
+	release, err := h.lockNetworkExclusive(ctx, name)
 	if err != nil {
 		return err
 	}
-	defer glock.Release()
-	lock, err := statefile.Acquire(ctx, h.networkLockPath(name), false)
-	if err != nil {
-		return err
-	}
-	defer lock.Release()
+	defer release()
 	nrec, err := h.readNetwork(name)
 	if errors.Is(err, ErrNotFound) {
 		return nil

@@ -315,16 +315,11 @@ func (h *Host) RemoveNetwork(ctx context.Context, name string) error {
 	if err := checkName("network", name); err != nil {
 		return err
 	}
-	glock, err := statefile.Acquire(ctx, h.networksLockPath(), false)
+	release, err := h.lockNetworkExclusive(ctx, name)
 	if err != nil {
 		return err
 	}
-	defer glock.Release()
-	nlock, err := statefile.Acquire(ctx, h.networkLockPath(name), false)
-	if err != nil {
-		return err
-	}
-	defer nlock.Release()
+	defer release()
 	return h.removeNetworkLocked(ctx, name, false)
 }
 
@@ -364,4 +359,19 @@ func (h *Host) removeNetworkLocked(ctx context.Context, name string, onlyImplici
 		return fmt.Errorf("removing network %q: %w", name, err)
 	}
 	return nil
+}
+
+// lockNetworkExclusive takes the global networks lock, then the network's
+// own lock exclusively: no attach is in flight on it until release.
+func (h *Host) lockNetworkExclusive(ctx context.Context, name string) (release func(), err error) {
+	glock, err := statefile.Acquire(ctx, h.networksLockPath(), false)
+	if err != nil {
+		return nil, err
+	}
+	nlock, err := statefile.Acquire(ctx, h.networkLockPath(name), false)
+	if err != nil {
+		glock.Release()
+		return nil, err
+	}
+	return func() { nlock.Release(); glock.Release() }, nil
 }
