@@ -89,20 +89,20 @@ type Neighbour struct {
 
 // Attachment is where sandnet attached the sandbox: one endpoint.
 type Attachment struct {
-	Network    string                 `json:"network"`
-	Driver     sandnet.Driver         `json:"driver"`
-	EndpointID string                 `json:"endpointID"`
-	SandboxID  string                 `json:"sandboxID"`
-	IfName     string                 `json:"ifName,omitempty"`
-	HostIfName string                 `json:"hostIfName,omitempty"`
-	Bridge     string                 `json:"bridge,omitempty"`
-	Addresses  []netip.Prefix         `json:"addresses,omitempty"`
-	Gateway    netip.Addr             `json:"gateway,omitzero"`
-	Gateway6   netip.Addr             `json:"gateway6,omitzero"`
-	Hostname   string                 `json:"hostname,omitempty"`
-	Aliases    []string               `json:"aliases,omitempty"`
-	Ports      []sandnet.PortMapping  `json:"ports,omitempty"`
-	Endpoint   *sandnet.Endpoint      `json:"-"`
+	Network    string                `json:"network"`
+	Driver     sandnet.Driver        `json:"driver"`
+	EndpointID string                `json:"endpointID"`
+	SandboxID  string                `json:"sandboxID"`
+	IfName     string                `json:"ifName,omitempty"`
+	HostIfName string                `json:"hostIfName,omitempty"`
+	Bridge     string                `json:"bridge,omitempty"`
+	Addresses  []netip.Prefix        `json:"addresses,omitempty"`
+	Gateway    netip.Addr            `json:"gateway,omitzero"`
+	Gateway6   netip.Addr            `json:"gateway6,omitzero"`
+	Hostname   string                `json:"hostname,omitempty"`
+	Aliases    []string              `json:"aliases,omitempty"`
+	Ports      []sandnet.PortMapping `json:"ports,omitempty"`
+	Endpoint   *sandnet.Endpoint     `json:"-"`
 }
 
 // Inspect describes the sandbox namespace sb and, when host is not nil,
