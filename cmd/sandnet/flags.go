@@ -24,7 +24,11 @@ func (a *app) flags(c command) *flag.FlagSet {
 	fs := flag.NewFlagSet("sandnet "+c.usage, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	a.globals(fs)
-	fs.Usage = func() {
+	fs.Usage = func() {} // the flag package calls it on every error; help is printed by parse
+	if a.help == nil {
+		a.help = map[*flag.FlagSet]func(){}
+	}
+	a.help[fs] = func() {
 		fmt.Fprintf(a.stdout, "Usage: sandnet %s\n\n%s\n", c.usage, c.summary)
 		fmt.Fprintf(a.stdout, "\nFlags (global flags --host-ns, --state-dir, --explain, --json work everywhere):\n")
 		fs.SetOutput(a.stdout)
@@ -62,7 +66,8 @@ func (a *app) parse(fs *flag.FlagSet, c command, args []string) (pos, rest []str
 	}
 	for {
 		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) { // fs.Usage has printed the help
+			if errors.Is(err, flag.ErrHelp) {
+				a.help[fs]()
 				return nil, nil, err
 			}
 			return nil, nil, usagef("%s: %v (see sandnet %s --help)", strings.Fields(c.usage)[0], err, cmdName(c))

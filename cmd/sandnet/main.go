@@ -49,6 +49,7 @@ type app struct {
 	stateDir       string
 	explain        bool
 	json           bool
+	help           map[*flag.FlagSet]func() // each subcommand's --help text
 }
 
 // usageError is a bad command line: exit status 2.
