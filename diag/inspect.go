@@ -2,7 +2,6 @@ package diag
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -338,4 +337,3 @@ func routeType(t int) string {
 	return fmt.Sprint(t)
 }
 
-var errNoInterface = errors.New("no interface")
