@@ -336,4 +336,3 @@ func routeType(t int) string {
 	}
 	return fmt.Sprint(t)
 }
-
