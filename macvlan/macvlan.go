@@ -119,12 +119,14 @@ func Create(ctx context.Context, host *netns.NS, l Link) (netlink.Link, error) {
 	if err := hnl.LinkAdd(dev); err != nil {
 		what := fmt.Sprintf("creating macvlan %s on %s in %s", l.Name, l.Parent, target)
 		switch {
-		case errors.Is(err, unix.EEXIST):
+		case errors.Is(err, unix.EEXIST) && nameTaken(target, l.Name):
 			return nil, fmt.Errorf("%s: %w", what, ErrExists)
-		case errors.Is(err, unix.EBUSY):
-			return nil, fmt.Errorf("%s: the parent is taken (passthru allows one device per parent): %w", what, ErrInUse)
 		case errors.Is(err, unix.EINVAL) && l.MTU > parent.Attrs().MTU:
 			return nil, fmt.Errorf("%s: mtu %d exceeds the parent's %d: %w", what, l.MTU, parent.Attrs().MTU, ErrInvalid)
+		case errors.Is(err, unix.EEXIST), errors.Is(err, unix.EBUSY), errors.Is(err, unix.EINVAL):
+			// The kernel's answers when a passthru device holds the parent, or
+			// when a passthru device is asked for on a parent already in use.
+			return nil, fmt.Errorf("%s: the parent is taken (a passthru device allows no other on its parent): %w", what, ErrInUse)
 		}
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
@@ -137,6 +139,15 @@ func Create(ctx context.Context, host *netns.NS, l Link) (netlink.Link, error) {
 		return nil, fmt.Errorf("finding the new macvlan %s in %s: %w", l.Name, target, err)
 	}
 	return link, nil
+}
+
+func nameTaken(ns *netns.NS, name string) bool {
+	nl, err := ns.Netlink()
+	if err != nil {
+		return false
+	}
+	_, err = nl.LinkByName(name)
+	return err == nil
 }
 
 func command(l Link, target, host *netns.NS) string {

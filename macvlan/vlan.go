@@ -56,7 +56,9 @@ func EnsureVLAN(ctx context.Context, host *netns.NS, name string) (created bool,
 		attrs.Name = name
 		attrs.ParentIndex = parent.Attrs().Index
 		explain.Say(ctx, "%s", host.Shell(fmt.Sprintf("ip link add link %s name %s type vlan id %d", base, name, vid)))
-		if err := nl.LinkAdd(&netlink.Vlan{LinkAttrs: attrs, VlanId: vid}); err != nil && !errors.Is(err, unix.EEXIST) {
+		if err := nl.LinkAdd(&netlink.Vlan{LinkAttrs: attrs, VlanId: vid}); errors.Is(err, unix.EOPNOTSUPP) {
+			return false, fmt.Errorf("creating VLAN %s in %s: the kernel has no 802.1Q VLAN support (CONFIG_VLAN_8021Q, module 8021q): %w", name, host, err)
+		} else if err != nil && !errors.Is(err, unix.EEXIST) {
 			return false, fmt.Errorf("creating VLAN %s in %s: %w", name, host, err)
 		} else if err == nil {
 			created = true
