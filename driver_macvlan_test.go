@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -30,10 +31,20 @@ func labHost(t *testing.T, seg *testns.Segment, tag string, addr string) *Host {
 	return h
 }
 
+// mustPing waits up to 10 s for from to get an answer from to: a
+// neighbour entry that failed while to was unreachable takes a few seconds
+// to be probed again.
 func mustPing(t *testing.T, from *netns.NS, to netip.Addr) {
 	t.Helper()
-	if err := testns.Ping(from, to.String()); err != nil {
-		t.Fatalf("%s cannot ping %s: %v", from, to, err)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := testns.Ping(from, to.String())
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s cannot ping %s: %v", from, to, err)
+		}
 	}
 }
 
