@@ -169,7 +169,9 @@ func (h *Host) AddPeer(ctx context.Context, network string, peer netip.Addr) err
 // RemovePeer takes the host peer out of the overlay network on this host:
 // nothing is sent to it any more, neither flooded frames nor frames for the
 // MACs learnt behind it. Removing a peer that is not there is not an error.
-// For the peer to stop sending here too, its own host must remove this one.
+// The VXLAN device learns from every packet it receives, so a removed peer
+// that still sends here is learnt again: remove peers on both sides (a host
+// leaving is removed everywhere, and removes everyone).
 //
 // Equivalent to: bridge fdb del 00:00:00:00:00:00 dev VXLAN dst PEER (and
 // every MAC entry with dst PEER)

@@ -111,9 +111,14 @@ func TestOverlayAcrossHosts(t *testing.T) {
 		t.Fatalf("host 1's record lists peers %v, want %v", n.Peers, underlay[1:])
 	}
 
-	// Host 1 drops host 3: host 1's sandbox no longer reaches it, even with
-	// its MAC learnt and in the ARP cache; host 2 still does.
+	// Hosts 1 and 3 drop each other (as a control plane does: with learning,
+	// a host that still sends would be learnt again): host 1's sandbox no
+	// longer reaches host 3's, even with its MAC learnt and in the ARP
+	// cache; host 2's still does.
 	if err := h1.RemovePeer(ctx, "ov", underlay[2]); err != nil {
+		t.Fatal(err)
+	}
+	if err := h3.RemovePeer(ctx, "ov", underlay[0]); err != nil {
 		t.Fatal(err)
 	}
 	if err := h1.RemovePeer(ctx, "ov", underlay[2]); err != nil {

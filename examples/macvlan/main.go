@@ -258,4 +258,3 @@ func indent(s string) string {
 	}
 	return b.String()
 }
-
