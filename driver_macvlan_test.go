@@ -119,10 +119,10 @@ func TestMacvlanAcrossHosts(t *testing.T) {
 		}
 	}
 
-	mustPing(t, a, netip.MustParseAddr("192.168.50.1")) // the segment's router
-	mustPing(t, a, epC.Addr(false))                       // a sandbox on the other host
-	mustPing(t, a, epB.Addr(false))                       // a sandbox on the same host (bridge mode)
-	mustPing(t, c, netip.MustParseAddr("192.168.50.11"))  // the other host itself
+	mustPing(t, a, netip.MustParseAddr("192.168.50.1"))  // the segment's router
+	mustPing(t, a, epC.Addr(false))                      // a sandbox on the other host
+	mustPing(t, a, epB.Addr(false))                      // a sandbox on the same host (bridge mode)
+	mustPing(t, c, netip.MustParseAddr("192.168.50.11")) // the other host itself
 	listenTCP(t, c, netip.AddrPortFrom(epC.Addr(false), 8080).String())
 	if err := dialEcho(a, netip.AddrPortFrom(epC.Addr(false), 8080).String()); err != nil {
 		t.Fatalf("TCP from host 1's sandbox to host 2's: %v", err)
@@ -320,7 +320,7 @@ func TestMacvlanHostReachesSandboxOnlyThroughItsOwnMacvlan(t *testing.T) {
 	a := testns.New(t, "a")
 	ep := mustAttach(t, h, a, macvlanNet("192.168.50.64/28"), AttachOptions{})
 	mustPing(t, h.NS(), netip.MustParseAddr("192.168.50.1")) // the host is on the segment
-	mustNotPing(t, h.NS(), ep.Addr(false))                    // the limitation
+	mustNotPing(t, h.NS(), ep.Addr(false))                   // the limitation
 
 	// The workaround: the host gets a macvlan of its own (bridge mode), an
 	// address on the segment, and a route to the sandboxes' range through it.
