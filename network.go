@@ -98,6 +98,9 @@ func (n Network) withDefaults() (Network, error) {
 	if n.MTU != 0 && (n.MTU < 68 || n.MTU > 65535) {
 		return n, invalidf("network %q: mtu %d out of range 68-65535", n.Name, n.MTU)
 	}
+	if err := n.checkDriverFields(); err != nil {
+		return n, err
+	}
 	if n.Driver == DriverHost || n.Driver == DriverNone {
 		return n, nil
 	}

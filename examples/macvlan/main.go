@@ -1,0 +1,260 @@
+// Macvlan: sandboxes as machines of their own on the physical network.
+// Run as root:
+//
+//	go run ./examples/macvlan
+//
+// It builds a small lab out of namespaces (the machine's own network is
+// never touched): a "switch" (a bridge), a "router" and a "host" plugged
+// into it by veth cables, and two sandboxes. The host puts both sandboxes on
+// the segment with the macvlan driver: each gets a macvlan device on the
+// host's eth0, born inside the sandbox as eth0, with its own MAC and an
+// address of the segment, and the router as its gateway. It proves they
+// work with ping and TCP, shows the one thing macvlan cannot do (the host
+// reaching its own sandboxes) and the usual workaround. Every step prints
+// the command that does the same; everything is removed at the end, also on
+// Ctrl-C.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+
+	"github.com/sandnet/sandnet"
+	"github.com/sandnet/sandnet/bridge"
+	"github.com/sandnet/sandnet/explain"
+	"github.com/sandnet/sandnet/macvlan"
+	"github.com/sandnet/sandnet/netns"
+	"github.com/sandnet/sandnet/veth"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "macvlan:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	ctx = explain.With(ctx, func(cmd string) { fmt.Println("    $", cmd) })
+
+	id := fmt.Sprint(os.Getpid())
+	names := map[string]string{}
+	for _, role := range []string{"switch", "router", "host", "a", "b"} {
+		names[role] = "mv-" + role + "-" + id
+	}
+	defer func() {
+		fmt.Println("\n== cleaning up: deleting the lab's namespaces (the cables and macvlan devices go with them)")
+		for _, role := range []string{"a", "b", "host", "router", "switch"} {
+			netns.Delete(context.WithoutCancel(ctx), names[role])
+		}
+	}()
+
+	fmt.Println("== 1. the lab: a switch, a router, a host and two sandboxes, each a namespace")
+	ns := map[string]*netns.NS{}
+	for _, role := range []string{"switch", "router", "host", "a", "b"} {
+		n, err := netns.Create(ctx, names[role])
+		if err != nil {
+			return err
+		}
+		defer n.Close()
+		ns[role] = n
+	}
+
+	fmt.Println("\n== 2. the physical network 192.168.50.0/24: a bridge plays the switch, veth pairs play the cables")
+	if _, _, err := bridge.Ensure(ctx, ns["switch"], bridge.Config{Name: "sw"}); err != nil {
+		return err
+	}
+	for i, m := range []struct{ role, addr string }{{"router", "192.168.50.1/24"}, {"host", "192.168.50.11/24"}} {
+		port := fmt.Sprintf("port%d", i+1)
+		if _, err := veth.Create(ctx, ns["switch"], veth.Pair{Name: port, PeerName: "eth0", PeerNS: ns[m.role], MasterName: "sw", Master: linkIndex(ns["switch"], "sw"), Up: true}); err != nil {
+			return err
+		}
+		if err := sh(ctx, ns[m.role], "ip", "addr", "add", m.addr, "dev", "eth0"); err != nil {
+			return err
+		}
+		if err := sh(ctx, ns[m.role], "ip", "link", "set", "eth0", "up"); err != nil {
+			return err
+		}
+	}
+
+	dir, err := os.MkdirTemp("", "sandnet-macvlan-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	host, err := sandnet.NewHostNS(ns["host"], sandnet.HostConfig{StateDir: dir})
+	if err != nil {
+		return err
+	}
+	defer host.Close()
+
+	// The segment's subnet and router; the host hands out only .64-.79, so it
+	// never gives away an address another machine of the segment uses.
+	network := sandnet.Network{
+		Name: "physnet", Driver: sandnet.DriverMacvlan, Parent: "eth0", MacvlanMode: "bridge",
+		Subnet:  netip.MustParsePrefix("192.168.50.0/24"),
+		Gateway: netip.MustParseAddr("192.168.50.1"),
+		IPRange: netip.MustParsePrefix("192.168.50.64/28"),
+	}
+	var eps []*sandnet.Endpoint
+	for i, role := range []string{"a", "b"} {
+		fmt.Printf("\n== %d. attach sandbox %s: a macvlan device on the host's eth0, created straight inside the sandbox as eth0\n", i+3, role)
+		ep, err := host.AttachNS(ctx, ns[role], network, sandnet.AttachOptions{})
+		if err != nil {
+			return err
+		}
+		eps = append(eps, ep)
+		fmt.Printf("   %s: eth0 %s, its own MAC %s, gateway %s (the router, not the host)\n", role, ep.Addresses[0], ep.MAC, ep.Gateway)
+	}
+	a, b := ns["a"], ns["b"]
+
+	fmt.Println("\n== 5. proof: a pings the router and b; TCP from a to b")
+	if err := ping(ctx, a, "192.168.50.1", true); err != nil {
+		return err
+	}
+	if err := ping(ctx, a, eps[1].Addr(false).String(), true); err != nil {
+		return err
+	}
+	if err := echo(a, b, netip.AddrPortFrom(eps[1].Addr(false), 8080)); err != nil {
+		return err
+	}
+	out, _ := ns["router"].Command(ctx, "ip", "neigh", "show", "dev", "eth0").CombinedOutput()
+	fmt.Printf("   the router's ARP table: sandbox a is a machine with its own MAC there:\n%s", indent(string(out)))
+
+	fmt.Println("\n== 6. the limitation: the host itself cannot reach its macvlan sandboxes through eth0")
+	if err := ping(ctx, ns["host"], eps[0].Addr(false).String(), false); err != nil {
+		return err
+	}
+	fmt.Println("   (the kernel gives frames from eth0 to its macvlan devices only when they come from the wire)")
+
+	fmt.Println("\n== 7. the workaround: a macvlan for the host too, in bridge mode, and a route to the sandboxes through it")
+	if _, err := macvlan.Create(ctx, ns["host"], macvlan.Link{Name: "mv-host", Parent: "eth0", Mode: "bridge"}); err != nil {
+		return err
+	}
+	for _, args := range [][]string{
+		{"ip", "addr", "add", "192.168.50.62/32", "dev", "mv-host"},
+		{"ip", "link", "set", "mv-host", "up"},
+		{"ip", "route", "add", network.IPRange.String(), "dev", "mv-host"},
+	} {
+		if err := sh(ctx, ns["host"], args...); err != nil {
+			return err
+		}
+	}
+	if err := ping(ctx, ns["host"], eps[0].Addr(false).String(), true); err != nil {
+		return err
+	}
+	if err := macvlan.Delete(ctx, ns["host"], "mv-host"); err != nil {
+		return err
+	}
+
+	fmt.Println("\n== 8. detach both (their macvlan devices are deleted) and remove the network")
+	for _, ep := range eps {
+		if err := host.Detach(ctx, ep); err != nil {
+			return err
+		}
+	}
+	if err := host.RemoveNetwork(ctx, network.Name); err != nil {
+		return err
+	}
+	fmt.Println("\nmacvlan: OK, the sandboxes were machines on the physical network")
+	return nil
+}
+
+// sh runs an ip command inside ns, printing it first.
+func sh(ctx context.Context, ns *netns.NS, args ...string) error {
+	explain.Say(ctx, "%s", ns.Shell(strings.Join(args, " ")))
+	if out, err := ns.Command(ctx, args[0], args[1:]...).CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+func linkIndex(ns *netns.NS, name string) int {
+	nl, err := ns.Netlink()
+	if err != nil {
+		return 0
+	}
+	l, err := nl.LinkByName(name)
+	if err != nil {
+		return 0
+	}
+	return l.Attrs().Index
+}
+
+// ping pings addr from inside ns and checks the outcome is the one wanted;
+// a wanted answer may take a few tries (ARP).
+func ping(ctx context.Context, ns *netns.NS, addr string, want bool) error {
+	tries := 1
+	if want {
+		tries = 3
+	}
+	var (
+		out []byte
+		err error
+	)
+	for range tries {
+		out, err = ns.Command(ctx, "ping", "-c", "1", "-W", "1", "-w", "2", addr).CombinedOutput()
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+	}
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case want && err != nil:
+		return fmt.Errorf("%s cannot ping %s: %v\n%s", ns.Name(), addr, err, out)
+	case !want && err == nil:
+		return fmt.Errorf("%s pings %s, which it should not", ns.Name(), addr)
+	case want:
+		fmt.Printf("   ping %s -> %s: answered\n", ns.Name(), addr)
+	default:
+		fmt.Printf("   ping %s -> %s: no answer, as expected\n", ns.Name(), addr)
+	}
+	return nil
+}
+
+// echo serves TCP inside server and dials it from client.
+func echo(client, server *netns.NS, addr netip.AddrPort) error {
+	var ln net.Listener
+	if err := server.Do(func() (err error) { ln, err = net.Listen("tcp", addr.String()); return err }); err != nil {
+		return err
+	}
+	defer ln.Close()
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			io.Copy(c, c)
+			c.Close()
+		}
+	}()
+	var c net.Conn
+	if err := client.Do(func() (err error) { c, err = net.DialTimeout("tcp", addr.String(), 3*time.Second); return err }); err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	msg := "hello over the physical network\n"
+	io.WriteString(c, msg)
+	reply := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, reply); err != nil {
+		return err
+	}
+	fmt.Printf("   TCP %s -> %s: echoed %q\n", client.Name(), addr, strings.TrimSpace(string(reply)))
+	return nil
+}
+
+func indent(s string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
+		b.WriteString("     " + l + "\n")
+	}
+	return b.String()
+}
