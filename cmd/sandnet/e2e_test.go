@@ -386,7 +386,6 @@ func TestErrorsAreOneLine(t *testing.T) {
 	c.fails("unknown command", "frobnicate")
 	c.fails("--net NAME is required", "attach", "x")
 	c.fails("flag provided but not defined", "net", "ls", "--bogus")
-	c.fails("not supported yet", "gc")
 	c.fails("network \"nope\"", "detach", "x", "--net", "nope")
 	if _, _, code := c.run("net", "create"); code != 2 {
 		t.Errorf("a missing argument exits %d, want 2", code)
@@ -409,4 +408,23 @@ func TestHelpEverywhere(t *testing.T) {
 	if out, err := exec.Command(bin, "--help").Output(); err != nil || !strings.Contains(string(out), "doctor NS") {
 		t.Errorf("sandnet --help: %v\n%s", err, out)
 	}
+}
+
+func TestGCAfterNamespaceVanished(t *testing.T) {
+	c := newCLI(t)
+	if out := c.ok("gc"); !strings.Contains(out, "nothing to collect") {
+		t.Errorf("gc on an empty host: %q", out)
+	}
+	sb := c.addNS("gc")
+	c.ok("net", "create", "gcnet")
+	c.ok("attach", sb.Name(), "--net", "gcnet")
+	c.ok("ns", "del", sb.Name()) // the sandbox vanishes behind sandnet's back
+	out := c.ok("gc")
+	if !strings.Contains(out, "removed endpoint gcnet/"+sb.Name()) || !strings.Contains(out, "sandbox namespace is gone") {
+		t.Errorf("gc output: %q", out)
+	}
+	if out := c.ok("gc"); !strings.Contains(out, "nothing to collect") {
+		t.Errorf("second gc: %q", out)
+	}
+	c.ok("net", "rm", "gcnet")
 }

@@ -235,5 +235,24 @@ func (a *app) gc(ctx context.Context, args []string) error {
 		return err
 	}
 	defer h.Close()
-	return runGC(ctx, h, a.stdout)
+	rep, err := h.GC(ctx)
+	if a.json {
+		if perr := a.printJSON(rep); perr != nil {
+			return perr
+		}
+		return err
+	}
+	for _, line := range rep.Endpoints {
+		fmt.Fprintln(a.stdout, "removed endpoint", line)
+	}
+	for _, line := range rep.Leases {
+		fmt.Fprintln(a.stdout, "released lease", line)
+	}
+	for _, name := range rep.Networks {
+		fmt.Fprintln(a.stdout, "removed network", name)
+	}
+	if len(rep.Endpoints)+len(rep.Leases)+len(rep.Networks) == 0 && err == nil {
+		fmt.Fprintln(a.stdout, "nothing to collect")
+	}
+	return err
 }

@@ -1,17 +1,15 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/sandnet/sandnet"
 	"github.com/sandnet/sandnet/diag"
 )
 
 // The calls below wait for work that is not merged yet: published ports
-// (sandnet.ParsePort, the NAT work) and garbage collection (Host.GC). Each
+// (sandnet.ParsePort, the NAT work). Each
 // says so clearly; switching one on is a one-line change here.
 
 // errNotYet marks a feature this build does not have.
@@ -24,12 +22,6 @@ func parsePorts(specs []string) ([]sandnet.PortMapping, error) {
 		return nil, nil
 	}
 	return nil, fmt.Errorf("publishing ports (-p %s): %w", specs[0], errNotYet)
-}
-
-// runGC removes what crashed processes left and reports it on w.
-// Switch on with: h.GC(ctx), printing what it removed.
-func runGC(ctx context.Context, h *sandnet.Host, w io.Writer) error {
-	return fmt.Errorf("gc: %w", errNotYet)
 }
 
 // ruleChecker is the firewall checker doctor hands to diag.Check.
