@@ -140,6 +140,9 @@ func (l *Lab) Network(n sandnet.Network) sandnet.Network {
 		n.Name = fmt.Sprintf("net%d", len(l.networks))
 	}
 	l.mu.Unlock()
+	if n.Driver == "" {
+		n.Driver = sandnet.DriverBridge // a Network with only a name would be a reference
+	}
 	def, err := l.Host.CreateNetwork(l.ctx, n)
 	if err != nil {
 		l.fatalf("creating network %q: %v", n.Name, err)

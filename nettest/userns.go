@@ -146,6 +146,10 @@ func runPattern(name string) string {
 	return strings.Join(parts, "/")
 }
 
+// childReady is ChildEnv's value once the private mounts are in place, so
+// that processes the child starts do not mount over them again.
+const childReady = "ready"
+
 var (
 	childOnce sync.Once
 	childErr  error
@@ -159,7 +163,14 @@ func setupChild() error {
 	if !inChild() {
 		return nil
 	}
-	childOnce.Do(func() { childErr = mountPrivate() })
+	childOnce.Do(func() {
+		if os.Getenv(ChildEnv) == childReady {
+			return // a parent in the same namespaces mounted them already
+		}
+		if childErr = mountPrivate(); childErr == nil {
+			os.Setenv(ChildEnv, childReady)
+		}
+	})
 	return childErr
 }
 
