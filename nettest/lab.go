@@ -312,5 +312,9 @@ func (l *Lab) skipf(format string, args ...any) {
 func randomID() string {
 	b := make([]byte, 3)
 	rand.Read(b)
-	return hex.EncodeToString(b)
+	id := hex.EncodeToString(b)
+	made.Lock()
+	made.ids[id] = true
+	made.Unlock()
+	return id
 }

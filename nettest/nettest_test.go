@@ -358,7 +358,6 @@ func TestCleanupAfterPanic(t *testing.T) {
 		panic("on purpose")
 	}
 	lab := nettest.NewLab(t) // as root or inside the user namespace from here
-	_ = lab
 	before := snapshot(t)
 	cmd := exec.Command("/proc/self/exe", "-test.run=^TestCleanupAfterPanic$", "-test.v")
 	cmd.Env = append(os.Environ(), "NETTEST_HELPER_PANIC=1")
@@ -379,6 +378,11 @@ func TestCleanupAfterPanic(t *testing.T) {
 	for _, n := range names {
 		if strings.HasPrefix(n, nettest.Prefix+id+"-") {
 			t.Errorf("namespace %s left behind after a panic", n)
+		}
+	}
+	for _, n := range nettest.Leftovers() {
+		if !strings.HasPrefix(n, nettest.Prefix+lab.ID()+"-") {
+			t.Errorf("a lab of this process left %s", n)
 		}
 	}
 	if after := snapshot(t); after != before {

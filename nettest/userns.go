@@ -42,10 +42,10 @@ func Main(m *testing.M) int {
 			fmt.Fprintf(os.Stderr, "nettest: %v\n", err)
 			return 1
 		}
-		return m.Run()
+		return runChecked(m)
 	}
 	if os.Geteuid() == 0 || os.Getenv(ReexecEnv) == "test" {
-		return m.Run()
+		return runChecked(m)
 	}
 	cmd := childCommand(os.Args[1:])
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
@@ -61,6 +61,42 @@ func Main(m *testing.M) int {
 		return m.Run()
 	}
 }
+
+// runChecked runs m, then fails the run if namespaces of this process's
+// labs and underlays are left behind (a residue check).
+func runChecked(m *testing.M) int {
+	code := m.Run()
+	if left := Leftovers(); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "nettest: namespaces left behind by this run: %v\n", left)
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
+}
+
+// Leftovers lists the namespaces under /run/netns that labs and underlays
+// made by this process created and that still exist.
+func Leftovers() []string {
+	names, _ := netns.List()
+	made.Lock()
+	defer made.Unlock()
+	var left []string
+	for _, n := range names {
+		for id := range made.ids {
+			if strings.HasPrefix(n, Prefix+id+"-") {
+				left = append(left, n)
+			}
+		}
+	}
+	return left
+}
+
+// made records the IDs handed out in this process.
+var made = struct {
+	sync.Mutex
+	ids map[string]bool
+}{ids: map[string]bool{}}
 
 // childCommand runs this binary in a new user, network and mount namespace.
 func childCommand(args []string) *exec.Cmd {
