@@ -73,7 +73,7 @@ func run(ctx context.Context, lab *guide.Lab) error {
 	pid := cmd.Process.Pid
 	// nsenter enters the namespace and then becomes sleep (exec): same PID.
 	// Wait until it has entered.
-	if err := waitInside(pid, web, 5*time.Second); err != nil {
+	if err := waitInside(ctx, pid, web, 5*time.Second); err != nil {
 		return err
 	}
 
@@ -160,7 +160,7 @@ func run(ctx context.Context, lab *guide.Lab) error {
 }
 
 // waitInside polls until process pid is in namespace want.
-func waitInside(pid int, want *netns.NS, limit time.Duration) error {
+func waitInside(ctx context.Context, pid int, want *netns.NS, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
 		ns, err := netns.OpenPID(pid)
@@ -171,6 +171,9 @@ func waitInside(pid int, want *netns.NS, limit time.Duration) error {
 				return nil
 			}
 		} else if !errors.Is(err, netns.ErrNotFound) {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 		if time.Now().After(deadline) {
