@@ -29,6 +29,9 @@ const (
 	keptPrefix = "lab kept: "
 )
 
+// buildFlags are passed to go build for the examples (race_test.go adds -race).
+var buildFlags []string
+
 // TestExamples builds every example under examples/ and runs it three ways:
 // to the end (exit 0, nothing left behind), interrupted at its second step
 // (nothing left behind), and with -keep, to replay the commands it printed
@@ -38,7 +41,8 @@ func TestExamples(t *testing.T) {
 	dirs := discover(t)
 	bin := t.TempDir()
 	for _, d := range dirs {
-		out, err := exec.Command("go", "build", "-o", filepath.Join(bin, d), "./"+d).CombinedOutput()
+		args := append(append([]string{"build"}, buildFlags...), "-o", filepath.Join(bin, d), "./"+d)
+		out, err := exec.Command("go", args...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("building %s: %v\n%s", d, err, out)
 		}
@@ -368,7 +372,6 @@ func snapshot(t *testing.T) state {
 	}
 	return s
 }
-
 
 func checkResidue(t *testing.T, before, after state) {
 	t.Helper()
