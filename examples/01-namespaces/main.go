@@ -65,21 +65,23 @@ func run(ctx context.Context, lab *guide.Lab) error {
 	guide.Step(3, "a new namespace holds only lo, and lo is down")
 	guide.Say("None of the machine's interfaces are visible inside: isolation is the point.")
 	// Do runs Go code with its view of the network inside the namespace.
-	var inside []net.Interface
-	if err := ns.Do(func() (err error) { inside, err = net.Interfaces(); return err }); err != nil {
+	var seen []net.Interface
+	if err := ns.Do(func() (err error) { seen, err = net.Interfaces(); return err }); err != nil {
 		return err
 	}
 	if _, err := guide.Look(ctx, ns, "ip", "link"); err != nil {
 		return err
 	}
-	if len(inside) != 1 || inside[0].Name != "lo" || inside[0].Flags&net.FlagUp != 0 {
-		return fmt.Errorf("expected only lo, down; saw %v", inside)
+	if len(seen) != 1 || seen[0].Name != "lo" || seen[0].Flags&net.FlagUp != 0 {
+		return fmt.Errorf("expected only lo, down; saw %v", seen)
 	}
-	guide.OK("Go's net.Interfaces() inside sees %d interface: %s, down", len(inside), inside[0].Name)
+	guide.OK("Go's net.Interfaces() inside sees %d interface: %s, down", len(seen), seen[0].Name)
 
 	guide.Step(4, "ip netns exec: run a program inside the namespace")
-	guide.Say("With lo down even 127.0.0.1 is unreachable: there is no route at all.")
-	if _, err := guide.Look(ctx, ns, "ping", "-c", "1", "-W", "1", "127.0.0.1"); err == nil {
+	guide.Say("ns.Command is `ip netns exec`: the program runs with its network inside.\n" +
+		"With lo down even 127.0.0.1 is unreachable: there is no route at all.")
+	ping := []string{"ping", "-c", "1", "-W", "1", "127.0.0.1"}
+	if _, err := inside(ctx, ns, ping); err == nil {
 		return fmt.Errorf("ping 127.0.0.1 worked with lo down")
 	}
 	guide.OK("ping 127.0.0.1 fails: nothing is up in here")
@@ -87,7 +89,7 @@ func run(ctx context.Context, lab *guide.Lab) error {
 	if err := iface.Up(ctx, ns, "lo"); err != nil {
 		return err
 	}
-	if _, err := guide.Look(ctx, ns, "ping", "-c", "1", "-W", "1", "127.0.0.1"); err != nil {
+	if _, err := inside(ctx, ns, ping); err != nil {
 		return fmt.Errorf("ping 127.0.0.1 with lo up: %w", err)
 	}
 	guide.OK("ping 127.0.0.1 answers inside the namespace")
@@ -112,4 +114,15 @@ func run(ctx context.Context, lab *guide.Lab) error {
 	guide.OK("%s is no longer listed", name)
 	fmt.Println("\n01-namespaces: OK")
 	return nil
+}
+
+// inside runs args in ns with ns.Command and prints it as `ip netns exec`
+// would be typed, with its output.
+func inside(ctx context.Context, ns *netns.NS, args []string) (string, error) {
+	fmt.Println("    >", ns.Shell(guide.Quote(args)))
+	out, err := ns.Command(ctx, args[0], args[1:]...).CombinedOutput()
+	for _, l := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+		fmt.Println("      " + l)
+	}
+	return string(out), err
 }
