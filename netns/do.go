@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -44,7 +46,8 @@ func (n *NS) Command(ctx context.Context, name string, args ...string) *exec.Cmd
 
 // Shell returns cmd as a user would type it to run inside n: `ip ...`
 // becomes `ip -n NAME ...` for a named namespace, anything else is prefixed
-// with `ip netns exec NAME` or `nsenter --net=PATH`. Explanations use it.
+// with `ip netns exec NAME`, `nsenter -t PID -n` (a namespace opened from a
+// process) or `nsenter --net=PATH`. Explanations use it.
 func (n *NS) Shell(cmd string) string {
 	switch {
 	case n.name != "" && len(cmd) > 3 && cmd[:3] == "ip ":
@@ -53,6 +56,8 @@ func (n *NS) Shell(cmd string) string {
 		return "ip netns exec " + n.name + " " + cmd
 	case n.path == "/proc/self/ns/net":
 		return cmd
+	case pidOf(n.path) > 0:
+		return fmt.Sprintf("nsenter -t %d -n %s", pidOf(n.path), cmd)
 	default:
 		return "nsenter --net=" + n.path + " " + cmd
 	}
@@ -77,4 +82,21 @@ func (n *NS) ReadSysctl(key string) (value string, err error) {
 		return err
 	})
 	return value, err
+}
+
+// pidOf returns PID for a path /proc/PID/ns/net, else 0.
+func pidOf(path string) int {
+	rest, ok := strings.CutPrefix(path, "/proc/")
+	if !ok {
+		return 0
+	}
+	pid, ok := strings.CutSuffix(rest, "/ns/net")
+	if !ok {
+		return 0
+	}
+	n, err := strconv.Atoi(pid)
+	if err != nil || n <= 0 {
+		return 0
+	}
+	return n
 }

@@ -231,3 +231,16 @@ func TestShell(t *testing.T) {
 		t.Errorf("Shell = %q, want %q", got, want)
 	}
 }
+
+func TestShellForPIDNamespace(t *testing.T) {
+	testns.RequireRoot(t)
+	ns, err := netns.OpenPID(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	want := fmt.Sprintf("nsenter -t %d -n ip addr", os.Getpid())
+	if got := ns.Shell("ip addr"); got != want {
+		t.Errorf("Shell = %q, want %q", got, want)
+	}
+}

@@ -1,0 +1,266 @@
+// 07-drivers: the same two sandboxes under each network driver, and what
+// changes. Run as root:
+//
+//	go run ./examples/07-drivers [-keep]
+//
+// A driver decides how a sandbox's namespace is wired:
+//
+//   - bridge: its own namespace, a veth pair to a bridge in the host, an
+//     address from the network's subnet, a default route via the bridge;
+//   - host: no namespace of its own: it runs in the host's, shares its
+//     interfaces, addresses and ports;
+//   - none: its own namespace with loopback only: no way in or out;
+//   - macvlan and overlay: see examples/macvlan and examples/overlay.
+//
+// The lab: a host namespace with an "uplink" to an "up" namespace that plays
+// the rest of the physical network (203.0.113.0/24), and two sandboxes a, b.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/sandnet/sandnet"
+	"github.com/sandnet/sandnet/examples/internal/guide"
+	"github.com/sandnet/sandnet/iface"
+	"github.com/sandnet/sandnet/netns"
+	"github.com/sandnet/sandnet/veth"
+)
+
+func main() { guide.Main("ex07", run) }
+
+// lab is what every case works with.
+type lab struct {
+	host       *sandnet.Host
+	hostNS, up *netns.NS
+	a, b       *netns.NS
+}
+
+// A case shows one driver. New drivers are added as more cases.
+type driverCase struct {
+	driver sandnet.Driver
+	what   string
+	run    func(ctx context.Context, l *lab) error
+}
+
+var cases = []driverCase{
+	{sandnet.DriverBridge, "own namespaces, veths to a bridge, addresses from the subnet", bridgeCase},
+	{sandnet.DriverHost, "the host's namespace itself: its interfaces, addresses and ports", hostCase},
+	{sandnet.DriverNone, "own namespaces with loopback only", noneCase},
+}
+
+var (
+	uplinkAddr = netip.MustParsePrefix("203.0.113.1/24") // the host on the "physical" network
+	upAddr     = netip.MustParsePrefix("203.0.113.2/24") // another machine there
+)
+
+func run(ctx context.Context, gl *guide.Lab) error {
+	guide.Step(1, "the lab: a host with an uplink to the \"physical\" network, two sandboxes")
+	var l lab
+	var err error
+	for _, n := range []struct {
+		short string
+		ns    **netns.NS
+	}{{"host", &l.hostNS}, {"up", &l.up}, {"a", &l.a}, {"b", &l.b}} {
+		if *n.ns, err = gl.NewNS(ctx, n.short); err != nil {
+			return err
+		}
+	}
+	// The uplink plays the machine's network card: eth0 of the host.
+	if _, err := veth.Create(ctx, l.hostNS, veth.Pair{Name: "uplink", PeerName: "eth0", PeerNS: l.up}); err != nil {
+		return err
+	}
+	for _, end := range []struct {
+		ns   *netns.NS
+		dev  string
+		addr netip.Prefix
+	}{{l.hostNS, "uplink", uplinkAddr}, {l.up, "eth0", upAddr}} {
+		if err := iface.AddAddr(ctx, end.ns, end.dev, end.addr); err != nil {
+			return err
+		}
+		if err := iface.Up(ctx, end.ns, end.dev); err != nil {
+			return err
+		}
+	}
+	dir, err := os.MkdirTemp("", "sandnet-ex07-")
+	if err != nil {
+		return err
+	}
+	gl.Defer(func(context.Context) { os.RemoveAll(dir) })
+	if l.host, err = sandnet.NewHostNS(l.hostNS, sandnet.HostConfig{StateDir: dir}); err != nil {
+		return err
+	}
+	gl.Defer(func(context.Context) { l.host.Close() })
+
+	for i, c := range cases {
+		guide.Step(2+i, "driver %s: %s", c.driver, c.what)
+		if err := c.run(ctx, &l); err != nil {
+			return fmt.Errorf("driver %s: %w", c.driver, err)
+		}
+	}
+	fmt.Println("\n07-drivers: OK")
+	return nil
+}
+
+// attachBoth attaches a and b (or, for host, the host namespace twice, as
+// two containers started with --network host) and returns a function that
+// detaches them and removes the network.
+func attachBoth(ctx context.Context, l *lab, n sandnet.Network, sbs ...*netns.NS) ([]*sandnet.Endpoint, func() error, error) {
+	var eps []*sandnet.Endpoint
+	undo := func() error {
+		for _, ep := range eps {
+			if err := l.host.Detach(ctx, ep); err != nil {
+				return err
+			}
+		}
+		return l.host.RemoveNetwork(ctx, n.Name)
+	}
+	for i, sb := range sbs {
+		id := string(rune('a' + i))
+		ep, err := l.host.AttachNS(ctx, sb, n, sandnet.AttachOptions{SandboxID: id})
+		if err != nil {
+			return nil, nil, err
+		}
+		eps = append(eps, ep)
+		guide.Say("%s: %s", id, describe(ep))
+	}
+	return eps, undo, nil
+}
+
+// describe says what an endpoint got, as Docker's inspect would.
+func describe(ep *sandnet.Endpoint) string {
+	s := fmt.Sprintf("namespace net:[%d]", ep.NetNSInode)
+	if ep.IfName != "" {
+		s += ", interface " + ep.IfName
+	}
+	s += fmt.Sprintf(", addresses %v", ep.Addresses)
+	if ep.Gateway.IsValid() {
+		s += ", gateway " + ep.Gateway.String()
+	}
+	return s
+}
+
+func bridgeCase(ctx context.Context, l *lab) error {
+	n := sandnet.Network{Name: "ex07-bridge", Subnet: netip.MustParsePrefix("10.70.0.0/24")}
+	eps, undo, err := attachBoth(ctx, l, n, l.a, l.b)
+	if err != nil {
+		return err
+	}
+	if _, err := guide.Look(ctx, l.a, "ip", "-br", "addr"); err != nil {
+		return err
+	}
+	if err := ping(ctx, l.a, eps[1].Addr(false)); err != nil {
+		return err
+	}
+	guide.OK("a and b each have their own eth0 and address, and reach each other over the bridge")
+	return undo()
+}
+
+func hostCase(ctx context.Context, l *lab) error {
+	n := sandnet.Network{Name: "ex07-host", Driver: sandnet.DriverHost}
+	eps, undo, err := attachBoth(ctx, l, n, l.hostNS, l.hostNS)
+	if err != nil {
+		return err
+	}
+	if _, err := guide.Look(ctx, l.hostNS, "ip", "-br", "addr"); err != nil {
+		return err
+	}
+	if eps[0].NetNSInode != eps[1].NetNSInode || eps[0].Addr(false) != uplinkAddr.Addr() {
+		return fmt.Errorf("host endpoints %v and %v do not share the host's namespace and address", eps[0], eps[1])
+	}
+	guide.OK("both report the host's own address %s: nothing was created", uplinkAddr)
+	// A server in "a" listens on the host's ports: reachable from the
+	// physical network at the host's address with no port publishing...
+	addr := netip.AddrPortFrom(netip.IPv4Unspecified(), 8080)
+	ln, err := listen(l.hostNS, addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	if err := echo(l.up, netip.AddrPortFrom(uplinkAddr.Addr(), 8080)); err != nil {
+		return err
+	}
+	guide.OK("a server of a on port 8080 answers at %s:8080 from the up machine, no NAT involved", uplinkAddr.Addr())
+	// ...and b, sharing the same ports, cannot listen on 8080 too.
+	if ln2, err := listen(l.hostNS, addr); err == nil {
+		ln2.Close()
+		return fmt.Errorf("b could listen on port 8080 as well")
+	} else {
+		guide.OK("b cannot listen on 8080 as well: %v", err)
+	}
+	return undo()
+}
+
+func noneCase(ctx context.Context, l *lab) error {
+	n := sandnet.Network{Name: "ex07-none", Driver: sandnet.DriverNone}
+	_, undo, err := attachBoth(ctx, l, n, l.a, l.b)
+	if err != nil {
+		return err
+	}
+	if _, err := guide.Look(ctx, l.a, "ip", "-br", "addr"); err != nil {
+		return err
+	}
+	if err := ping(ctx, l.a, netip.MustParseAddr("127.0.0.1")); err != nil {
+		return err
+	}
+	if _, err := guide.Look(ctx, l.a, "ip", "route", "get", upAddr.Addr().String()); err == nil {
+		return fmt.Errorf("a sandbox on none has a route to %s", upAddr.Addr())
+	}
+	guide.OK("a has loopback only: 127.0.0.1 answers, everything else is unreachable")
+	return undo()
+}
+
+func ping(ctx context.Context, from *netns.NS, to netip.Addr) error {
+	out, err := guide.Look(ctx, from, "ping", "-c", "1", "-W", "2", to.String())
+	if err != nil || !strings.Contains(out, "1 received") {
+		return fmt.Errorf("ping %s from %s: no reply (%v)", to, from, err)
+	}
+	return nil
+}
+
+// listen opens a TCP echo server inside ns: a socket belongs to the
+// namespace it was created in, wherever the goroutine serving it runs.
+func listen(ns *netns.NS, addr netip.AddrPort) (net.Listener, error) {
+	var ln net.Listener
+	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp", addr.String()); return err }); err != nil {
+		return nil, err
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	return ln, nil
+}
+
+// echo dials addr from inside ns and checks the echo.
+func echo(ns *netns.NS, addr netip.AddrPort) error {
+	var c net.Conn
+	if err := ns.Do(func() (err error) { c, err = net.DialTimeout("tcp", addr.String(), 3*time.Second); return err }); err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	msg := "hello from up\n"
+	if _, err := io.WriteString(c, msg); err != nil {
+		return err
+	}
+	reply := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, reply); err != nil {
+		return err
+	}
+	if string(reply) != msg {
+		return fmt.Errorf("echo from %s: %q", addr, reply)
+	}
+	return nil
+}

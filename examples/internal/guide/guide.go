@@ -1,0 +1,161 @@
+// Package guide is the frame shared by the numbered examples: a lab of
+// namespaces that is removed at the end (also on Ctrl-C), and printing that
+// reads like the guide. It holds no networking: each example does that itself
+// with the public packages, so it can be read top to bottom.
+//
+// Output conventions, which examples_test.go relies on:
+//
+//	== N. title          a step
+//	   text              what it does and why
+//	    $ cmd            a command that does what the code just did, reported
+//	                     by the library's explain hook: pasted into a shell in
+//	                     a fresh lab, these rebuild the same kernel state
+//	    > cmd            a command run to look at the kernel (changes nothing),
+//	      output         followed by its output
+//	   ok: text          the proof that the step worked
+//	lab kept: NS...      with -keep: the namespaces left for inspection
+package guide
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/sandnet/sandnet/explain"
+	"github.com/sandnet/sandnet/netns"
+)
+
+// Lab is the set of namespaces an example builds, and what to undo at the end.
+type Lab struct {
+	// Keep leaves the namespaces in place at the end (flag -keep).
+	Keep bool
+
+	tag      string
+	names    []string
+	cleanups []func(context.Context)
+}
+
+// Main runs an example: it parses the flags, makes a context that is
+// cancelled on Ctrl-C and carries an explain hook printing "    $ CMD", runs
+// fn, and removes the lab however fn ended. tag starts every namespace name
+// (e.g. "ex02"), so a leftover is easy to recognise.
+func Main(tag string, fn func(ctx context.Context, lab *Lab) error) {
+	lab := &Lab{tag: tag}
+	flag.BoolVar(&lab.Keep, "keep", false, "leave the lab's namespaces in place for inspection (delete them with ip netns del)")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// Every library step reports the command a person would type for it.
+	ctx = explain.With(ctx, func(cmd string) { fmt.Println("    $", cmd) })
+	err := fn(ctx, lab)
+	stop()
+	lab.close(context.WithoutCancel(ctx))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", tag, err)
+		os.Exit(1)
+	}
+}
+
+// Name is the name of the lab namespace called short: "TAG-SHORT-PID", so
+// two runs at once do not collide.
+func (l *Lab) Name(short string) string {
+	return fmt.Sprintf("%s-%s-%d", l.tag, short, os.Getpid())
+}
+
+// NewNS creates the lab namespace called short (ip netns add) and removes it
+// at the end.
+func (l *Lab) NewNS(ctx context.Context, short string) (*netns.NS, error) {
+	name := l.Name(short)
+	ns, err := netns.Create(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	l.Own(name)
+	l.Defer(func(context.Context) { ns.Close() })
+	return ns, nil
+}
+
+// Own registers a namespace the example created itself, to delete at the end.
+func (l *Lab) Own(name string) { l.names = append(l.names, name) }
+
+// Defer registers fn to run at the end, before the namespaces are deleted,
+// last registered first.
+func (l *Lab) Defer(fn func(context.Context)) { l.cleanups = append(l.cleanups, fn) }
+
+func (l *Lab) close(ctx context.Context) {
+	for i := len(l.cleanups) - 1; i >= 0; i-- {
+		l.cleanups[i](ctx)
+	}
+	if len(l.names) == 0 {
+		return
+	}
+	if l.Keep {
+		fmt.Println("\nlab kept:", strings.Join(l.names, " "))
+		return
+	}
+	present, _ := netns.List()
+	fmt.Println("\n== cleaning up: deleting the lab's namespaces (what is inside them goes with them)")
+	for _, n := range l.names {
+		if !slices.Contains(present, n) {
+			continue // the example deleted it already
+		}
+		if err := netns.Delete(ctx, n); err != nil {
+			fmt.Fprintln(os.Stderr, "cleanup:", err)
+		}
+	}
+}
+
+// Step starts a step of the guide.
+func Step(n int, format string, args ...any) {
+	fmt.Printf("\n== %d. %s\n", n, fmt.Sprintf(format, args...))
+}
+
+// Say prints what a step does and why.
+func Say(format string, args ...any) {
+	for _, line := range strings.Split(fmt.Sprintf(format, args...), "\n") {
+		fmt.Println("   " + line)
+	}
+}
+
+// OK prints the proof that a step worked.
+func OK(format string, args ...any) {
+	fmt.Println("   ok: " + fmt.Sprintf(format, args...))
+}
+
+// Look runs a command that only reads kernel state inside ns (nil: the
+// program's own namespace) and prints it, as the person would type it, with
+// its output. It returns the output and the command's error.
+func Look(ctx context.Context, ns *netns.NS, name string, args ...string) (string, error) {
+	line := Quote(append([]string{name}, args...))
+	var cmd *exec.Cmd
+	if ns != nil {
+		line = ns.Shell(line)
+		cmd = ns.Command(ctx, name, args...)
+	} else {
+		cmd = exec.CommandContext(ctx, name, args...)
+	}
+	fmt.Println("    >", line)
+	out, err := cmd.CombinedOutput()
+	for _, l := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+		fmt.Println("      " + l)
+	}
+	return string(out), err
+}
+
+// Quote joins args into a line a shell reads back as the same args.
+func Quote(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=@,+%") == "" {
+			q[i] = a
+		} else {
+			q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+	}
+	return strings.Join(q, " ")
+}

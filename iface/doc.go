@@ -1,0 +1,13 @@
+// Package iface configures one network interface inside a namespace: brings
+// it up, puts addresses on it and adds routes through it. These are the last
+// steps of plugging a sandbox in (`ip link set eth0 up`, `ip addr add`,
+// `ip route add default via GW`), usable alone, as the teaching examples do.
+//
+// Every call reports its equivalent iproute2 command through the explain
+// hook in ctx.
+//
+// Contract: needs root (CAP_NET_ADMIN in the namespace). Acts only in the
+// namespace passed in, through its netlink handle, never in the caller's.
+// Adds are idempotent (an address or the same route already there is
+// success); Dels are idempotent (gone is success). Safe for concurrent use.
+package iface
