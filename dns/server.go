@@ -269,9 +269,9 @@ func (s *Server) hdr(name string, t uint16) mdns.RR_Header {
 	return mdns.RR_Header{Name: name, Rrtype: t, Class: mdns.ClassINET, Ttl: s.cfg.TTL}
 }
 
-// forward asks the upstream servers in turn, over the transport the query
-// came in on, and returns the first answer; SERVFAIL when none answers
-// within ForwardTimeout.
+// forward asks the upstream servers in turn, over UDP (and again over TCP
+// when the answer is truncated and the client came over TCP), and returns
+// the first answer; SERVFAIL when none answers within ForwardTimeout.
 func (s *Server) forward(w mdns.ResponseWriter, req *mdns.Msg) *mdns.Msg {
 	var ups []netip.AddrPort
 	if s.cfg.Upstreams != nil {
@@ -288,7 +288,13 @@ func (s *Server) forward(w mdns.ResponseWriter, req *mdns.Msg) *mdns.Msg {
 		// Split what is left of the budget between the servers not yet tried.
 		left := time.Until(deadline(ctx))
 		per := left / time.Duration(len(ups)-i)
-		resp, err := s.exchange(ctx, network, up, req, per)
+		resp, err := s.exchange(ctx, "udp", up, req, per)
+		if err == nil && resp.Truncated && network == "tcp" {
+			// The client can take a long answer: ask again over TCP.
+			if full, terr := s.exchange(ctx, "tcp", up, req, time.Until(deadline(ctx))/time.Duration(len(ups)-i)); terr == nil {
+				resp = full
+			}
+		}
 		if err == nil {
 			resp.Id = req.Id
 			return resp
