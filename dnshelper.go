@@ -53,13 +53,13 @@ func flockNB(f *os.File) error {
 
 // ensureHelper starts the helper process for the state dir unless one
 // runs (holds server.lock); the caller holds start.lock.
-func (h *Host) ensureHelper() (*os.Process, error) {
+func (h *Host) ensureHelper() error {
 	f, free, err := tryLock(filepath.Join(h.dnsDir(), "server.lock"))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if !free {
-		return nil, nil // a runner serves the state dir: it picks the network up on its next sync
+		return nil // a runner serves the state dir: it picks the network up on its next sync
 	}
 	f.Close()
 	return h.spawnHelper()
@@ -68,15 +68,15 @@ func (h *Host) ensureHelper() (*os.Process, error) {
 // spawnHelper starts the helper: a new session (so it outlives the
 // attacher's terminal and process group), stdin from /dev/null, output to
 // helper.log in the state dir, the host namespace passed as fd 3.
-func (h *Host) spawnHelper() (*os.Process, error) {
+func (h *Host) spawnHelper() error {
 	logf, err := os.OpenFile(filepath.Join(h.dnsDir(), "helper.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("starting the DNS helper: %w", err)
+		return fmt.Errorf("starting the DNS helper: %w", err)
 	}
 	defer logf.Close()
 	fd, err := unix.Dup(h.ns.Fd())
 	if err != nil {
-		return nil, fmt.Errorf("starting the DNS helper: %w", err)
+		return fmt.Errorf("starting the DNS helper: %w", err)
 	}
 	nsf := os.NewFile(uintptr(fd), "netns")
 	defer nsf.Close()
@@ -109,13 +109,13 @@ func (h *Host) spawnHelper() (*os.Process, error) {
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
 	}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting the DNS helper (/proc/self/exe): %w", err)
+		return fmt.Errorf("starting the DNS helper (/proc/self/exe): %w", err)
 	}
 	h.log.Debug("dns: started helper", "pid", cmd.Process.Pid, "stateDir", h.dir)
 	// Reap it when it exits while this process still runs; if this process
 	// exits first, init adopts it.
 	go cmd.Wait()
-	return cmd.Process, nil
+	return nil
 }
 
 // dnsHelperMain is the helper process: it serves the state dir's networks
@@ -151,6 +151,13 @@ func dnsHelperMain(dir string) int {
 		return 1
 	}
 	os.NewFile(3, "netns").Close()
+	if strings.HasPrefix(nsPath, netns.Dir+"/") && netns.Alive(nsPath, ns.Inode()) {
+		// The same namespace, under the name messages should show.
+		if named, err := netns.Open(nsPath); err == nil && named.Equal(ns) {
+			ns.Close()
+			ns = named
+		}
+	}
 	dc, err := newDNSConfig(cfg)
 	if err != nil {
 		log.Error("dns helper", "err", err)

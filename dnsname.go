@@ -127,7 +127,7 @@ func (h *Host) setupDNS(ctx context.Context, tx *attachTx) error {
 	ep.DNS, ep.DNSSearch, ep.DNSOptions = rc.Nameservers, rc.Search, rc.Options
 
 	if embedded {
-		if err := h.ensureDNSServer(ctx, tx.net); err != nil {
+		if err := h.ensureDNSServer(ctx, tx.net, tx.sb); err != nil {
 			return err
 		}
 	}

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandnet/sandnet/internal/statefile"
+	"github.com/sandnet/sandnet/netns"
 )
 
 // The name servers of a state dir are run by one dnsRunner at a time: the
@@ -97,7 +98,8 @@ func (h *Host) needsDNS(rec *networkRecord) bool {
 }
 
 // sync starts the servers that are needed and stops the others; it returns
-// how many networks are served and the error of each that could not be.
+// how many networks need serving and the error of each that could not be
+// served (retried on the next sync, while an endpoint still needs it).
 func (r *dnsRunner) sync() (int, map[string]error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -142,7 +144,7 @@ func (r *dnsRunner) sync() (int, map[string]error) {
 			r.h.log.Warn("dns: writing status", "err", err)
 		}
 	}
-	return len(r.servers), errs
+	return len(want), errs
 }
 
 // start listens on the network's gateway addresses; all or nothing.
@@ -152,7 +154,7 @@ func (r *dnsRunner) start(rec *networkRecord) (*netServer, error) {
 	cfg := dns.Config{
 		Names:   src,
 		Subnets: []netip.Prefix{n.Subnet, n.Subnet6},
-		Dial:    r.dial,
+		Dial:    nsDial(r.h.ns), // upstream queries leave from the host namespace: its routes and its loopback stub apply
 		ID:      dnsID(r.h.dir, n.Name),
 		Logger:  r.h.log,
 	}
@@ -188,18 +190,6 @@ func (r *dnsRunner) closeAll() {
 		s.close()
 		delete(r.servers, name)
 	}
-}
-
-// dial opens upstream connections from the host namespace, where the
-// server runs: the host's routes and its loopback stub apply.
-func (r *dnsRunner) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	var c net.Conn
-	err := r.h.ns.Do(func() (err error) {
-		var d net.Dialer
-		c, err = d.DialContext(ctx, network, addr)
-		return err
-	})
-	return c, err
 }
 
 // refreshUpstreams re-reads the host's resolver configuration when it
@@ -338,7 +328,7 @@ func (s *stateSource) Table() *dns.Table {
 // ensureDNSServer makes sure a runner serves network rec for the state dir
 // (starting the helper process or the in-process runner if none runs) and
 // waits until the server on the gateway answers as this network's.
-func (h *Host) ensureDNSServer(ctx context.Context, rec *networkRecord) error {
+func (h *Host) ensureDNSServer(ctx context.Context, rec *networkRecord, sb *netns.NS) error {
 	n := &rec.Network
 	explainDNSServer(ctx, h, n)
 	if err := statefile.MkdirAll(h.dnsDir()); err != nil {
@@ -348,29 +338,29 @@ func (h *Host) ensureDNSServer(ctx context.Context, rec *networkRecord) error {
 	if err != nil {
 		return err
 	}
-	var spawned *os.Process
 	if h.dnsCfg.mode == DNSInProcess {
 		err = h.ensureInProcess(n.Name)
 	} else {
-		spawned, err = h.ensureHelper()
+		err = h.ensureHelper()
 	}
 	lock.Release()
 	if err != nil {
 		return err
 	}
-	return h.waitDNS(ctx, n, spawned)
+	return h.waitDNS(ctx, n, sb)
 }
 
-// waitDNS probes the network's server until it answers, the runner reports
-// why it cannot serve the network, or the time is up.
-func (h *Host) waitDNS(ctx context.Context, n *Network, spawned *os.Process) error {
+// waitDNS probes the network's server from the sandbox (the path its
+// queries take) until it answers, the runner reports why it cannot serve
+// the network, or the time is up.
+func (h *Host) waitDNS(ctx context.Context, n *Network, sb *netns.NS) error {
 	want := dnsID(h.dir, n.Name)
 	addr := netip.AddrPortFrom(n.Gateway, 53)
 	ctx, cancel := context.WithTimeout(ctx, dnsReadyTimeout)
 	defer cancel()
 	var lastErr error
 	for {
-		id, err := dns.Probe(ctx, h.dnsDial, addr, "", 250*time.Millisecond)
+		id, err := dns.Probe(ctx, nsDial(sb), addr, "", 250*time.Millisecond)
 		if err == nil && id == want {
 			return nil
 		}
@@ -383,7 +373,7 @@ func (h *Host) waitDNS(ctx context.Context, n *Network, spawned *os.Process) err
 			if json.Unmarshal(b, &st) == nil && st.Errors[n.Name] != "" {
 				msg := st.Errors[n.Name]
 				if strings.Contains(msg, "port 53 is taken") {
-					return fmt.Errorf("name server (pid %d): %s: %w", st.PID, msg, ErrInUse)
+					return fmt.Errorf("name server (pid %d): %s: %w", st.PID, strings.TrimSuffix(msg, ": "+ErrInUse.Error()), ErrInUse)
 				}
 				return fmt.Errorf("name server (pid %d): %s", st.PID, msg)
 			}
@@ -396,15 +386,17 @@ func (h *Host) waitDNS(ctx context.Context, n *Network, spawned *os.Process) err
 	}
 }
 
-// dnsDial opens a connection from the host namespace.
-func (h *Host) dnsDial(ctx context.Context, network, addr string) (net.Conn, error) {
-	var c net.Conn
-	err := h.ns.Do(func() (err error) {
-		var d net.Dialer
-		c, err = d.DialContext(ctx, network, addr)
-		return err
-	})
-	return c, err
+// nsDial returns a dial function whose connections come from namespace ns.
+func nsDial(ns *netns.NS) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := ns.Do(func() (err error) {
+			var d net.Dialer
+			c, err = d.DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}
 }
 
 // ensureInProcess runs the Host's own runner if no runner serves the state
