@@ -183,7 +183,7 @@ func WriteFile(ctx context.Context, path string, data []byte) (createdDir bool, 
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		createdDir = true
 	}
-	explain.Say(ctx, "mkdir -p %s && printf %%s %s > %s", dir, shellQuote(string(data)), path)
+	explain.Say(ctx, "mkdir -p %s && printf %s > %s", dir, printfQuote(string(data)), path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return false, fmt.Errorf("writing %s: %w", path, err)
 	}
@@ -227,6 +227,8 @@ func RemoveFile(ctx context.Context, path string, removeEmptyDir bool) error {
 	return nil
 }
 
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+// printfQuote renders s as a single-quoted printf format that prints s.
+func printfQuote(s string) string {
+	s = strings.NewReplacer("%", "%%", `\`, `\\`, "\n", `\n`, "'", `'\''`).Replace(s)
+	return "'" + s + "'"
 }

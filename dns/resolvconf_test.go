@@ -4,10 +4,13 @@ import (
 	"context"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/sandnet/sandnet/explain"
 )
 
 func addrs(ss ...string) []netip.Addr {
@@ -172,5 +175,23 @@ func TestTableAndReverse(t *testing.T) {
 	}
 	if _, ok := parseReverse("1.2.3.in-addr.arpa."); ok {
 		t.Error("short reverse name parsed")
+	}
+}
+
+func TestWriteFileExplains(t *testing.T) {
+	var said []string
+	ctx := explain.With(context.Background(), func(cmd string) { said = append(said, cmd) })
+	p := filepath.Join(t.TempDir(), "resolv.conf")
+	if _, err := WriteFile(ctx, p, []byte("nameserver 10.0.0.1\noptions x'y 100%\n")); err != nil {
+		t.Fatal(err)
+	}
+	want := "mkdir -p " + filepath.Dir(p) + ` && printf 'nameserver 10.0.0.1\noptions x'\''y 100%%\n' > ` + p
+	if len(said) != 1 || said[0] != want {
+		t.Fatalf("said %q\nwant %q", said, want)
+	}
+	// The explanation does what the code did.
+	out, err := exec.Command("sh", "-c", strings.Replace(want, "> "+p, "", 1)).Output()
+	if b, _ := os.ReadFile(p); err != nil || string(out) != string(b) {
+		t.Fatalf("shell printed %q (%v), file has %q", out, err, b)
 	}
 }
