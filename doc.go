@@ -19,6 +19,20 @@
 // [Host.Detach] undoes an attach, is idempotent and works when the sandbox
 // namespace is already gone.
 //
+// Names: on a bridge network every sandbox resolves the others by hostname,
+// alias and sandbox ID (`ping NAME` works, as on a Docker user-defined
+// network). Attach writes the sandbox's resolv.conf and hosts (for a named
+// namespace under /etc/netns/NAME, where `ip netns exec` finds them) and
+// makes sure a name server answers on the network's gateway address. By
+// default ([DNSHelper]) that server runs in a small detached process per
+// state dir, which is the running program itself re-executed from
+// /proc/self/exe: an init function of this package recognises the
+// SANDNET_DNS_HELPER environment variable and runs the helper instead of
+// the program, so every program that can call Attach carries it, with
+// nothing to install or call (the way netavark starts aardvark-dns, without
+// a second binary). It stops by itself after the last endpoint needing it
+// detaches. [HostConfig].DNS chooses in-process serving instead.
+//
 // Contract: root (CAP_NET_ADMIN, CAP_SYS_ADMIN) is needed. Nothing depends
 // on the calling thread's namespace. A Host is safe for concurrent use, and
 // several processes may share one state directory: addresses and records

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
 	"sync"
 
@@ -28,6 +29,20 @@ type HostConfig struct {
 	StateDir string
 	// Logger receives debug and warning messages; default: discard.
 	Logger *slog.Logger
+
+	// DNS says how the embedded name server of bridge networks runs;
+	// default DNSHelper.
+	DNS DNSMode
+	// ResolvConf and ResolvedConf are where the host's resolver
+	// configuration is read: default /etc/resolv.conf and systemd-resolved's
+	// /run/systemd/resolve/resolv.conf (the real servers behind a 127.0.0.53
+	// stub). Sandboxes get their search domains and options, and their
+	// servers when no embedded server answers for them.
+	ResolvConf   string
+	ResolvedConf string
+	// DNSUpstreams, when set, are the servers the embedded name server
+	// forwards to, instead of the host's.
+	DNSUpstreams []netip.AddrPort
 }
 
 // Host is the host side of sandnet: the namespace that holds bridges and
@@ -42,6 +57,10 @@ type Host struct {
 
 	mu   sync.Mutex
 	nets map[string]*netState
+
+	dnsCfg dnsConfig
+	dnsMu  sync.Mutex
+	dnsRun *dnsRunner // the in-process name server (DNSInProcess), while it runs
 }
 
 // NewHost opens a Host as configured.
@@ -97,7 +116,11 @@ func newHost(ns *netns.NS, c HostConfig) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Host{ns: ns, dir: dir, log: log, ipam: store, nets: map[string]*netState{}}, nil
+	dc, err := newDNSConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	return &Host{ns: ns, dir: dir, log: log, ipam: store, nets: map[string]*netState{}, dnsCfg: dc}, nil
 }
 
 // NS is the namespace playing the host.
@@ -106,9 +129,11 @@ func (h *Host) NS() *netns.NS { return h.ns }
 // StateDir is the directory holding the Host's records and leases.
 func (h *Host) StateDir() string { return h.dir }
 
-// Close releases the Host's namespace handle if NewHost opened it. Networks
-// and endpoints stay: they live in the kernel and the state dir.
+// Close releases the Host's namespace handle if NewHost opened it and stops
+// its in-process name server (DNSInProcess). Networks and endpoints stay:
+// they live in the kernel and the state dir.
 func (h *Host) Close() error {
+	h.stopDNS()
 	if h.owned {
 		return h.ns.Close()
 	}

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -44,6 +45,9 @@ func New(t testing.TB, tag string) *netns.NS {
 		if err := netns.Delete(context.Background(), name); err != nil {
 			t.Errorf("deleting namespace %s: %v", name, err)
 		}
+		// sandnet writes /etc/netns/NAME/{resolv.conf,hosts} for named
+		// sandboxes; a test that never detaches must not leave them behind.
+		os.RemoveAll(filepath.Join("/etc/netns", name))
 	})
 	return ns
 }
