@@ -10,6 +10,7 @@ import (
 
 	"github.com/sandnet/sandnet/internal/statefile"
 	"github.com/sandnet/sandnet/ipam"
+	"github.com/sandnet/sandnet/nat"
 	"github.com/sandnet/sandnet/netns"
 )
 
@@ -28,6 +29,9 @@ type HostConfig struct {
 	StateDir string
 	// Logger receives debug and warning messages; default: discard.
 	Logger *slog.Logger
+	// Firewall installs the NAT, forwarding and published-port rules, acting
+	// in NetNS; nil means the iptables backend (nat.NewIPTables).
+	Firewall nat.Backend
 }
 
 // Host is the host side of sandnet: the namespace that holds bridges and
@@ -39,6 +43,7 @@ type Host struct {
 	log   *slog.Logger
 	ipam  *ipam.Store
 	owned bool // ns was opened by NewHost
+	fw    nat.Backend
 
 	mu   sync.Mutex
 	nets map[string]*netState
@@ -97,7 +102,11 @@ func newHost(ns *netns.NS, c HostConfig) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Host{ns: ns, dir: dir, log: log, ipam: store, nets: map[string]*netState{}}, nil
+	fw := c.Firewall
+	if fw == nil {
+		fw = nat.NewIPTables(ns)
+	}
+	return &Host{ns: ns, dir: dir, log: log, ipam: store, fw: fw, nets: map[string]*netState{}}, nil
 }
 
 // NS is the namespace playing the host.

@@ -88,7 +88,7 @@ func TestCommentsOwnedByName(t *testing.T) {
 func TestCommentOfSavedLine(t *testing.T) {
 	for line, want := range map[string]string{
 		`-A X -s 10.0.0.0/24 -m comment --comment "sandnet net=a masquerade" -j MASQUERADE`: "sandnet net=a masquerade",
-		`-A FORWARD -m comment --comment sandnet -j SANDNET-FORWARD`:                         "sandnet",
+		`-A FORWARD -m comment --comment sandnet -j SANDNET-FORWARD`:                        "sandnet",
 		`-A FORWARD -j ACCEPT`: "",
 	} {
 		if got := commentOf(line); got != want {
