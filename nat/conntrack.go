@@ -28,9 +28,11 @@ func FlushConntrack(ctx context.Context, ns *netns.NS, ports []PortMapping) erro
 	if err != nil {
 		return err
 	}
-	for _, p := range ports {
-		for _, fam := range []netlink.InetFamily{unix.AF_INET, unix.AF_INET6} {
-			v6 := fam == unix.AF_INET6
+	// One dump per family, matched against every port's filter.
+	for _, fam := range []netlink.InetFamily{unix.AF_INET, unix.AF_INET6} {
+		v6 := fam == unix.AF_INET6
+		var filters []netlink.CustomConntrackFilter
+		for _, p := range ports {
 			if p.HostIP.IsValid() && p.HostIP.Is6() != v6 {
 				continue
 			}
@@ -49,9 +51,13 @@ func FlushConntrack(ctx context.Context, ns *netns.NS, ports []PortMapping) erro
 				cmd += " --orig-dst " + p.HostIP.String()
 			}
 			explain.Say(ctx, "%s", ns.Shell(cmd))
-			if _, err := nl.ConntrackDeleteFilters(netlink.ConntrackTable, fam, f); err != nil {
-				return fmt.Errorf("flushing conntrack entries of port %s in %s: %w", p, ns, err)
-			}
+			filters = append(filters, f)
+		}
+		if len(filters) == 0 {
+			continue
+		}
+		if _, err := nl.ConntrackDeleteFilters(netlink.ConntrackTable, fam, filters...); err != nil {
+			return fmt.Errorf("flushing conntrack entries of published ports in %s: %w", ns, err)
 		}
 	}
 	return nil

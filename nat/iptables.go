@@ -21,9 +21,10 @@ import (
 // iptables-restore for batches), acting in one namespace. It works with
 // both the nf_tables and the legacy flavour of iptables.
 //
-// Costs: adding or removing an endpoint is two execs per family
-// (iptables-save -t nat to see what is there, one iptables-restore
-// --noflush batch); ensuring a network is two per family.
+// Costs: adding an endpoint is two execs per family (iptables-save -t nat
+// to see what is there, one iptables-restore --noflush batch); removing one
+// is one exec when its rules are all there; ensuring a network is two per
+// family.
 type IPTables struct {
 	ns *netns.NS
 
@@ -406,11 +407,25 @@ func (b *IPTables) AddEndpoint(ctx context.Context, n Network, e Endpoint) error
 	return nil
 }
 
-// RemoveEndpoint deletes every rule whose comment names the endpoint, then
+// RemoveEndpoint deletes the endpoint's rules (those rendered from e in one
+// batch; if that fails, every rule whose comment names the endpoint), then
 // flushes conntrack entries of its host ports.
 func (b *IPTables) RemoveEndpoint(ctx context.Context, n Network, e Endpoint) error {
 	var errs []error
+	all := EndpointRules(n, e)
 	for _, f := range Families(n) {
+		// Fast path: delete the rules as rendered, in one transaction (it
+		// fails as a whole if any is missing). Then find by comment whatever
+		// is left (a half-done attach, rules rendered by another version).
+		if want := split(all, f); len(want) > 0 {
+			bt := newBatch(f)
+			for _, r := range want {
+				bt.add(r.Table, "-D "+r.Chain+" "+joinQuoted(r.Args))
+			}
+			if b.apply(ctx, bt) == nil {
+				continue
+			}
+		}
 		cur, err := b.save(ctx, f, "nat")
 		if err != nil {
 			errs = append(errs, err)
