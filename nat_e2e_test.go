@@ -195,7 +195,11 @@ func testNATEndToEnd(t *testing.T, backend func(*netns.NS) nat.Backend, brnf str
 			t.Skip("br_netfilter is not loaded on this machine")
 		}
 	} else {
-		testns.Run(t, lab.hns, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables="+brnf, "net.bridge.bridge-nf-call-ip6tables="+brnf)
+		for _, key := range []string{"net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"} {
+			if _, err := lab.hns.Sysctl(key, brnf); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	serveWho(t, lab.up, 7000)
 
@@ -291,9 +295,12 @@ func testNATEndToEnd(t *testing.T, backend func(*netns.NS) nat.Backend, brnf str
 		refused("host -> uplink address:8081", lab.hns, hp(labHost, 8081))
 		refused("upstream -> host:8081", lab.up, hp(labHost, 8081))
 		// Upstream routes 127.0.0.1 to the host (Docker's bug was to DNAT that).
+		for _, key := range []string{"net.ipv4.conf.all.route_localnet", "net.ipv4.conf.eth0.route_localnet"} {
+			if _, err := lab.up.Sysctl(key, "1"); err != nil {
+				t.Fatal(err)
+			}
+		}
 		for _, c := range [][]string{
-			{"sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1"},
-			{"sysctl", "-qw", "net.ipv4.conf.eth0.route_localnet=1"},
 			{"ip", "rule", "add", "pref", "100", "lookup", "local"},
 			{"ip", "rule", "del", "pref", "0"},
 			{"ip", "rule", "add", "pref", "10", "to", "127.0.0.1/32", "lookup", "200"},
