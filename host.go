@@ -11,6 +11,7 @@ import (
 
 	"github.com/sandnet/sandnet/internal/statefile"
 	"github.com/sandnet/sandnet/ipam"
+	"github.com/sandnet/sandnet/nat"
 	"github.com/sandnet/sandnet/netns"
 )
 
@@ -43,6 +44,10 @@ type HostConfig struct {
 	// DNSUpstreams, when set, are the servers the embedded name server
 	// forwards to, instead of the host's.
 	DNSUpstreams []netip.AddrPort
+
+	// Firewall installs the NAT, forwarding and published-port rules, acting
+	// in NetNS; nil means the iptables backend (nat.NewIPTables).
+	Firewall nat.Backend
 }
 
 // Host is the host side of sandnet: the namespace that holds bridges and
@@ -54,6 +59,7 @@ type Host struct {
 	log   *slog.Logger
 	ipam  *ipam.Store
 	owned bool // ns was opened by NewHost
+	fw    nat.Backend
 
 	mu   sync.Mutex
 	nets map[string]*netState
@@ -120,7 +126,11 @@ func newHost(ns *netns.NS, c HostConfig) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Host{ns: ns, dir: dir, log: log, ipam: store, nets: map[string]*netState{}, dnsCfg: dc}, nil
+	fw := c.Firewall
+	if fw == nil {
+		fw = nat.NewIPTables(ns)
+	}
+	return &Host{ns: ns, dir: dir, log: log, ipam: store, fw: fw, nets: map[string]*netState{}, dnsCfg: dc}, nil
 }
 
 // NS is the namespace playing the host.

@@ -1,0 +1,38 @@
+// Package nat makes sandboxes on a bridge reach the world and the world
+// reach them: outbound masquerade, published ports (DNAT), isolation
+// between networks, as Docker does, without its well-known surprises.
+//
+// The work is split in two:
+//   - rendering, pure: [StaticRules], [NetworkRules] and [EndpointRules]
+//     turn a [Network] or an [Endpoint] into the exact rules (golden-file
+//     tests show any change of layout as a diff);
+//   - applying: a [Backend] installs and removes them in one namespace.
+//     [IPTables] is the backend over iptables/ip6tables (go-iptables, and
+//     one iptables-restore --noflush batch per change).
+//
+// Layout: sandnet's rules live in its own chains (SANDNET-*), each jumped to
+// once from a built-in chain; every rule carries a comment "sandnet
+// net=NAME ..." and, for published ports, "ep=ID", so removal finds rules by
+// owner and never by an address that may have been reused. The shared
+// chains and jumps go with the last network. The FORWARD policy is never
+// changed: the networks' traffic is accepted in SANDNET-FORWARD, so it flows
+// even under a DROP policy.
+//
+// Published ports are DNATed for local destinations: from outside and from
+// sandboxes (PREROUTING) and from the host itself (OUTPUT). The client's
+// address is kept (no proxy). Loopback: a port published on all addresses or
+// on 127.0.0.1 answers on 127.0.0.1 from the host itself only; that needs
+// route_localnet on the bridge (the caller sets it) and a masquerade of
+// 127.0.0.0/8 out of the bridge. Packets to 127.0.0.0/8 coming from any
+// other interface are never DNATed and are dropped when they are not part
+// of a connection. IPv6: masquerade and published ports work the same with
+// ip6tables, except [::1]: the kernel never routes ::1 off the host, so
+// publishing on [::1] is refused (ErrInvalid) and ports published on all
+// addresses do not answer on [::1].
+//
+// Contract: root (CAP_NET_ADMIN) is needed. A Backend acts only in the
+// namespace it was made for: commands are started from a thread inside it
+// (netns.NS.Do), never in the caller's namespace. Backends are safe for
+// concurrent use; iptables is called with -w, so concurrent processes wait
+// for the xtables lock instead of failing.
+package nat

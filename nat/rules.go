@@ -1,0 +1,271 @@
+package nat
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// Family is an IP family: IPv4 rules go to iptables, IPv6 to ip6tables.
+type Family int
+
+const (
+	IPv4 Family = 4
+	IPv6 Family = 6
+)
+
+// Command is the iptables binary of the family.
+func (f Family) Command() string {
+	if f == IPv6 {
+		return "ip6tables"
+	}
+	return "iptables"
+}
+
+// The chains sandnet owns. Each is jumped to once from a built-in chain (or
+// from another of these); per-network and per-endpoint rules live in them.
+const (
+	ChainDNAT        = "SANDNET-DNAT"        // nat: published ports; from PREROUTING and OUTPUT, local destinations
+	ChainPostrouting = "SANDNET-POSTROUTING" // nat: masquerade; from POSTROUTING
+	ChainForward     = "SANDNET-FORWARD"     // filter: what the networks forward; from FORWARD
+	ChainIsolation1  = "SANDNET-ISOLATION-1" // filter: first rule of SANDNET-FORWARD; traffic leaving a bridge
+	ChainIsolation2  = "SANDNET-ISOLATION-2" // filter: drops what would enter another sandnet bridge
+	ChainInput       = "SANDNET-INPUT"       // filter, IPv4: guards 127.0.0.0/8 (route_localnet)
+)
+
+// CommentPrefix starts the comment of every rule sandnet adds.
+const CommentPrefix = "sandnet"
+
+// Chain is a chain sandnet owns.
+type Chain struct {
+	Family Family
+	Table  string
+	Name   string
+}
+
+// Rule is one iptables rule, rendered but not applied.
+type Rule struct {
+	Family Family
+	Table  string
+	Chain  string
+	// Insert puts the rule first in Chain instead of appending it.
+	Insert bool
+	// Comment identifies the rule: unique in (Family, Table, Chain).
+	Comment string
+	// Args are the matches and the target, including the comment match.
+	Args []string
+}
+
+// Line is the rule as iptables-restore reads it: "-A CHAIN ARGS...".
+func (r Rule) Line() string {
+	op := "-A " + r.Chain
+	if r.Insert {
+		op = "-I " + r.Chain + " 1"
+	}
+	return op + " " + joinQuoted(r.Args)
+}
+
+// Command is the equivalent iptables command.
+func (r Rule) Command() string {
+	return r.Family.Command() + " -w -t " + r.Table + " " + r.Line()
+}
+
+func (r Rule) String() string { return r.Command() }
+
+func joinQuoted(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t\"'") {
+			a = strconv.Quote(a)
+		}
+		q[i] = a
+	}
+	return strings.Join(q, " ")
+}
+
+// rule builds a rule whose comment goes right before the target.
+func rule(f Family, table, chain, comment string, args ...string) Rule {
+	var out []string
+	i := len(args)
+	for j, a := range args {
+		if a == "-j" {
+			i = j
+			break
+		}
+	}
+	out = append(out, args[:i]...)
+	out = append(out, "-m", "comment", "--comment", comment)
+	out = append(out, args[i:]...)
+	return Rule{Family: f, Table: table, Chain: chain, Comment: comment, Args: out}
+}
+
+// Families lists the families a network has.
+func Families(n Network) []Family {
+	var fs []Family
+	if n.Subnet.IsValid() {
+		fs = append(fs, IPv4)
+	}
+	if n.Subnet6.IsValid() {
+		fs = append(fs, IPv6)
+	}
+	return fs
+}
+
+func (n Network) subnet(f Family) netip.Prefix {
+	if f == IPv6 {
+		return n.Subnet6
+	}
+	return n.Subnet
+}
+
+func loopback(f Family) string {
+	if f == IPv6 {
+		return "::1/128"
+	}
+	return "127.0.0.0/8"
+}
+
+// StaticChains are the shared chains of a family, in creation order.
+func StaticChains(f Family) []Chain {
+	cs := []Chain{
+		{f, "nat", ChainDNAT},
+		{f, "nat", ChainPostrouting},
+		{f, "filter", ChainIsolation2},
+		{f, "filter", ChainIsolation1},
+		{f, "filter", ChainForward},
+	}
+	if f == IPv4 {
+		cs = append(cs, Chain{f, "filter", ChainInput})
+	}
+	return cs
+}
+
+// StaticRules are the jumps into the shared chains and their fixed rules.
+//
+// Published ports are DNATed for local destinations only. Loopback
+// destinations are left out of PREROUTING: a packet to 127.0.0.1 arriving
+// from the uplink is never DNATed (Docker's bug, CVE-2020-8558's sibling),
+// only the host's own traffic (OUTPUT) reaches a port published on
+// 127.0.0.1. With route_localnet on a bridge, SANDNET-INPUT drops packets to
+// 127.0.0.0/8 that came in on any other interface than lo and belong to no
+// connection, as Kubernetes does. IPv6 cannot route ::1 off the host, so
+// ::1 is not DNATed at all.
+func StaticRules(f Family) []Rule {
+	c := CommentPrefix
+	lo := loopback(f)
+	out := []string{"-m", "addrtype", "--dst-type", "LOCAL", "-j", ChainDNAT}
+	if f == IPv6 {
+		out = []string{"-m", "addrtype", "--dst-type", "LOCAL", "!", "-d", lo, "-j", ChainDNAT}
+	}
+	rs := []Rule{
+		rule(f, "nat", "PREROUTING", c, "-m", "addrtype", "--dst-type", "LOCAL", "!", "-d", lo, "-j", ChainDNAT),
+		rule(f, "nat", "OUTPUT", c, out...),
+		rule(f, "nat", "POSTROUTING", c, "-j", ChainPostrouting),
+		rule(f, "filter", "FORWARD", c, "-j", ChainForward),
+		rule(f, "filter", ChainForward, c, "-j", ChainIsolation1),
+	}
+	rs[3].Insert, rs[4].Insert = true, true
+	if f == IPv4 {
+		in := rule(f, "filter", "INPUT", c, "-j", ChainInput)
+		in.Insert = true
+		rs = append(rs, in, rule(f, "filter", ChainInput, c+" localnet-guard",
+			"!", "-i", "lo", "-d", lo, "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT", "-j", "DROP"))
+	}
+	return rs
+}
+
+// NetComment is the comment prefix of every rule of network name (its
+// endpoints' rules included), with the trailing space.
+func NetComment(name string) string { return CommentPrefix + " net=" + name + " " }
+
+// EndpointComment is the comment prefix of every rule of one endpoint.
+func EndpointComment(network, id string) string { return NetComment(network) + "ep=" + id + " " }
+
+// NetworkRules renders a network's rules, IPv4 then IPv6, in order.
+//
+//   - nat SANDNET-POSTROUTING: masquerade the subnet leaving by any other
+//     interface than the bridge (not for Internal); masquerade hairpin
+//     traffic (a sandbox reaching a published port of its own network
+//     through a host address), so the reply comes back through the host;
+//     masquerade 127.0.0.0/8 going out the bridge (the host reaching a port
+//     published on 127.0.0.1).
+//   - filter SANDNET-ISOLATION-1/2: what leaves the bridge for another
+//     sandnet bridge is dropped unless DNATed (a published port); Internal
+//     networks forward nothing in or out.
+//   - filter SANDNET-FORWARD: accept replies, published ports and (unless
+//     Internal) outbound traffic, so it works under a DROP policy; traffic
+//     between sandboxes (only seen here with br_netfilter) per ICC; drop the
+//     rest headed into the bridge (no direct routing to unpublished ports).
+func NetworkRules(n Network) []Rule {
+	var rs []Rule
+	for _, f := range Families(n) {
+		s, br := n.subnet(f).String(), n.Bridge
+		c := func(tag string) string { return NetComment(n.Name) + tag }
+		if !n.Internal {
+			rs = append(rs, rule(f, "nat", ChainPostrouting, c("masquerade"), "-s", s, "!", "-o", br, "-j", "MASQUERADE"))
+		}
+		rs = append(rs, rule(f, "nat", ChainPostrouting, c("hairpin"), "-s", s, "-o", br, "-m", "conntrack", "--ctstate", "DNAT", "-j", "MASQUERADE"))
+		if f == IPv4 {
+			rs = append(rs, rule(f, "nat", ChainPostrouting, c("localhost"), "-s", loopback(f), "-o", br, "-j", "MASQUERADE"))
+		}
+		if n.Internal {
+			rs = append(rs,
+				rule(f, "filter", ChainIsolation1, c("internal-out"), "-i", br, "!", "-o", br, "-j", "DROP"),
+				rule(f, "filter", ChainIsolation1, c("internal-in"), "!", "-i", br, "-o", br, "-j", "DROP"))
+		} else {
+			rs = append(rs, rule(f, "filter", ChainIsolation1, c("isolation"), "-i", br, "!", "-o", br, "-m", "conntrack", "!", "--ctstate", "DNAT", "-j", ChainIsolation2))
+		}
+		rs = append(rs,
+			rule(f, "filter", ChainIsolation2, c("isolation"), "-o", br, "-j", "DROP"),
+			rule(f, "filter", ChainForward, c("established"), "-o", br, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"),
+			rule(f, "filter", ChainForward, c("published"), "-o", br, "-m", "conntrack", "--ctstate", "DNAT", "-j", "ACCEPT"))
+		if !n.Internal {
+			rs = append(rs, rule(f, "filter", ChainForward, c("outbound"), "-i", br, "!", "-o", br, "-j", "ACCEPT"))
+		}
+		if n.NoICC {
+			rs = append(rs, rule(f, "filter", ChainForward, c("icc"), "-i", br, "-o", br, "-j", "DROP"))
+		} else {
+			rs = append(rs, rule(f, "filter", ChainForward, c("icc"), "-i", br, "-o", br, "-j", "ACCEPT"))
+		}
+		rs = append(rs, rule(f, "filter", ChainForward, c("no-direct"), "-o", br, "-j", "DROP"))
+	}
+	return rs
+}
+
+// EndpointRules renders an endpoint's rules: one DNAT rule per published
+// port and family, in SANDNET-DNAT. A port with no HostIP is published on
+// every local address of each family the endpoint has an address of; one
+// with a HostIP only on that address.
+func EndpointRules(n Network, e Endpoint) []Rule {
+	var rs []Rule
+	for _, f := range Families(n) {
+		dst := e.Addr
+		if f == IPv6 {
+			dst = e.Addr6
+		}
+		if !dst.IsValid() {
+			continue
+		}
+		for _, p := range e.Ports {
+			if p.HostIP.IsValid() && p.HostIP.Is6() != (f == IPv6) {
+				continue
+			}
+			ip := "*"
+			var args []string
+			if p.HostIP.IsValid() {
+				ip = p.HostIP.String()
+				if !p.HostIP.IsUnspecified() {
+					args = append(args, "-d", p.HostIP.String())
+				}
+			}
+			proto := p.proto()
+			to := netip.AddrPortFrom(dst, p.ContainerPort).String()
+			args = append(args, "-p", proto, "-m", proto, "--dport", strconv.Itoa(int(p.HostPort)),
+				"-j", "DNAT", "--to-destination", to)
+			comment := fmt.Sprintf("%s%s/%s:%d", EndpointComment(n.Name, e.ID), proto, ip, p.HostPort)
+			rs = append(rs, rule(f, "nat", ChainDNAT, comment, args...))
+		}
+	}
+	return rs
+}
