@@ -493,6 +493,10 @@ func (c *checker) gateway() (Status, string) {
 	}
 	name := c.link.Attrs().Name
 	err := Ping(c.ctx, c.sb, gw, c.opts.Timeout)
+	if err != nil && c.forgetNeigh(gw) {
+		// The cached answer may be older than the fault: ask ARP afresh.
+		err = Ping(c.ctx, c.sb, gw, c.opts.Timeout)
+	}
 	neigh := c.neighState(gw)
 	if err == nil {
 		return Pass, fmt.Sprintf("%s answers ping from the sandbox (neighbour %s)", gw, neigh)
@@ -502,6 +506,21 @@ func (c *checker) gateway() (Status, string) {
 		return Fail, fmt.Sprintf("%s answers ARP on %s but not ping (%v): an INPUT rule in the host namespace may drop ICMP", gw, name, err)
 	}
 	return Fail, fmt.Sprintf("%s does not answer on %s (ARP %s, ping: %v): is %s the gateway, on the bridge, and is the host side of %s up?", gw, name, neigh, err, gw, name)
+}
+
+// forgetNeigh drops a learned (not permanent) neighbour entry for ip, as
+// `ip neigh del IP dev IF` would, and reports whether there was one.
+func (c *checker) forgetNeigh(ip netip.Addr) bool {
+	ns, err := nlwrap.Retry(func() ([]netlink.Neigh, error) { return c.nl.NeighList(c.link.Attrs().Index, netlink.FAMILY_V4) })
+	if err != nil {
+		return false
+	}
+	for _, n := range ns {
+		if a, _ := netip.AddrFromSlice(n.IP); a.Unmap() == ip && n.State&netlink.NUD_PERMANENT == 0 {
+			return c.nl.NeighDel(&n) == nil
+		}
+	}
+	return false
 }
 
 func (c *checker) neighState(ip netip.Addr) string {

@@ -209,20 +209,10 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("net ls:\n%s", out)
 	}
 
-	// Attach with a published port; until the NAT work is merged this is
-	// refused cleanly and nothing is left behind.
-	ports := true
-	stdout, stderr, code := c.run("--explain", "attach", name, "--net", "n1", "--name", "web", "-p", "127.0.0.1:8080:80/tcp")
-	if code != 0 {
-		if !strings.Contains(stderr, "not supported yet") || strings.Count(stderr, "\n") != 1 {
-			t.Fatalf("attach -p failed without saying it is not supported yet: %q", stderr)
-		}
-		if o, _ := ipOut(t, "-n", c.lab.Name(), "-o", "link", "show", "type", "veth"); strings.TrimSpace(o) != "" {
-			t.Fatalf("a refused attach left veths behind:\n%s", o)
-		}
-		t.Logf("published ports are not supported in this build: attaching without")
-		ports = false
-		stdout = c.ok("--explain", "attach", name, "--net", "n1", "--name", "web")
+	// Attach with a published port.
+	stdout := c.ok("--explain", "attach", name, "--net", "n1", "--name", "web", "-p", "127.0.0.1:8080:80/tcp")
+	if !strings.Contains(stdout, "iptables") || !strings.Contains(stdout, "--dport 8080") {
+		t.Errorf("attach --explain -p lacks the DNAT rule:\n%s", stdout)
 	}
 
 	// --explain against what the kernel shows.
@@ -268,7 +258,7 @@ func TestEndToEnd(t *testing.T) {
 	if rep.NetNS.Inode != sb.Inode() || len(rep.Attached) != 1 || rep.Attached[0].HostIfName != hostVeth || rep.Attached[0].Bridge != bridge || rep.Attached[0].Addresses[0].String() != addr {
 		t.Errorf("inspect --json: %+v", rep)
 	}
-	if ports && (len(rep.Attached[0].Ports) != 1 || rep.Attached[0].Ports[0].HostPort != 8080) {
+	if (len(rep.Attached[0].Ports) != 1 || rep.Attached[0].Ports[0].HostPort != 8080) {
 		t.Errorf("inspect --json ports: %+v", rep.Attached[0].Ports)
 	}
 
@@ -278,7 +268,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("doctor on a healthy sandbox:\n%s", out)
 	}
 	testns.Run(t, c.lab, "ip", "link", "set", hostVeth, "down")
-	out, _, code = c.run("doctor", name, "--json")
+	out, _, code := c.run("doctor", name, "--json")
 	var doc struct {
 		OK     bool
 		Checks []diag.Result

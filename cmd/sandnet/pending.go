@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/sandnet/sandnet"
@@ -12,16 +11,18 @@ import (
 // (sandnet.ParsePort, the NAT work). Each
 // says so clearly; switching one on is a one-line change here.
 
-// errNotYet marks a feature this build does not have.
-var errNotYet = errors.New("not supported yet in this build of sandnet")
 
 // parsePorts turns -p specs ("127.0.0.1:8080:80/tcp") into mappings.
-// Switch on with: for each spec, sandnet.ParsePort(spec).
 func parsePorts(specs []string) ([]sandnet.PortMapping, error) {
-	if len(specs) == 0 {
-		return nil, nil
+	var all []sandnet.PortMapping
+	for _, spec := range specs {
+		ms, err := sandnet.ParsePort(spec)
+		if err != nil {
+			return nil, fmt.Errorf("-p %s: %w", spec, err)
+		}
+		all = append(all, ms...)
 	}
-	return nil, fmt.Errorf("publishing ports (-p %s): %w", specs[0], errNotYet)
+	return all, nil
 }
 
 // ruleChecker is the firewall checker doctor hands to diag.Check.
