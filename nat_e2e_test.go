@@ -40,9 +40,9 @@ type natLab struct {
 
 var (
 	uplinkAddr  = "192.0.2.1"
-	labUp    = "192.0.2.254"
+	labUp       = "192.0.2.254"
 	uplinkAddr6 = "fd00:ff::1"
-	labUp6   = "fd00:ff::fe"
+	labUp6      = "fd00:ff::fe"
 )
 
 func newNATLab(t *testing.T, backend func(*netns.NS) nat.Backend) *natLab {

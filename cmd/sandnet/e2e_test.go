@@ -258,7 +258,7 @@ func TestEndToEnd(t *testing.T) {
 	if rep.NetNS.Inode != sb.Inode() || len(rep.Attached) != 1 || rep.Attached[0].HostIfName != hostVeth || rep.Attached[0].Bridge != bridge || rep.Attached[0].Addresses[0].String() != addr {
 		t.Errorf("inspect --json: %+v", rep)
 	}
-	if (len(rep.Attached[0].Ports) != 1 || rep.Attached[0].Ports[0].HostPort != 8080) {
+	if len(rep.Attached[0].Ports) != 1 || rep.Attached[0].Ports[0].HostPort != 8080 {
 		t.Errorf("inspect --json ports: %+v", rep.Attached[0].Ports)
 	}
 

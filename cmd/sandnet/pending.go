@@ -11,7 +11,6 @@ import (
 // (sandnet.ParsePort, the NAT work). Each
 // says so clearly; switching one on is a one-line change here.
 
-
 // parsePorts turns -p specs ("127.0.0.1:8080:80/tcp") into mappings.
 func parsePorts(specs []string) ([]sandnet.PortMapping, error) {
 	var all []sandnet.PortMapping
