@@ -52,6 +52,11 @@ type Network struct {
 	// NoICC forbids traffic between sandboxes of this network (Docker's
 	// enable_icc=false); they still reach the outside and published ports work.
 	NoICC bool `json:"noICC,omitempty"`
+	// Routed networks are reachable by their addresses from outside, without
+	// NAT either way (Docker's gateway mode "routed"): sandboxes keep their
+	// own source addresses going out, and hosts that route the subnet to
+	// this host reach them directly. For routed multi-host labs.
+	Routed bool `json:"routed,omitempty"`
 	// Bridge is the bridge device's name; default "sn-" followed by a hash of Name.
 	Bridge string `json:"bridge,omitempty"`
 

@@ -28,6 +28,9 @@ type Network struct {
 	// NoICC forbids traffic between the network's sandboxes (enforced by
 	// bridge port isolation; the rule here only matters with br_netfilter).
 	NoICC bool
+	// Routed networks are not masqueraded and accept traffic routed to
+	// their sandboxes directly (Docker's gateway mode "routed").
+	Routed bool
 }
 
 // Endpoint is what the firewall needs to know about one sandbox on a network.

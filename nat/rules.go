@@ -196,13 +196,15 @@ func EndpointComment(network, id string) string { return NetComment(network) + "
 //   - filter SANDNET-FORWARD: accept replies, published ports and (unless
 //     Internal) outbound traffic, so it works under a DROP policy; traffic
 //     between sandboxes (only seen here with br_netfilter) per ICC; drop the
-//     rest headed into the bridge (no direct routing to unpublished ports).
+//     rest headed into the bridge (no direct routing to unpublished ports),
+//     unless the network is Routed: then it is not masqueraded and traffic
+//     routed to its sandboxes is accepted.
 func NetworkRules(n Network) []Rule {
 	var rs []Rule
 	for _, f := range Families(n) {
 		s, br := n.subnet(f).String(), n.Bridge
 		c := func(tag string) string { return NetComment(n.Name) + tag }
-		if !n.Internal {
+		if !n.Internal && !n.Routed {
 			rs = append(rs, rule(f, "nat", ChainPostrouting, c("masquerade"), "-s", s, "!", "-o", br, "-j", "MASQUERADE"))
 		}
 		rs = append(rs, rule(f, "nat", ChainPostrouting, c("hairpin"), "-s", s, "-o", br, "-m", "conntrack", "--ctstate", "DNAT", "-j", "MASQUERADE"))
@@ -228,7 +230,11 @@ func NetworkRules(n Network) []Rule {
 		} else {
 			rs = append(rs, rule(f, "filter", ChainForward, c("icc"), "-i", br, "-o", br, "-j", "ACCEPT"))
 		}
-		rs = append(rs, rule(f, "filter", ChainForward, c("no-direct"), "-o", br, "-j", "DROP"))
+		if n.Routed && !n.Internal {
+			rs = append(rs, rule(f, "filter", ChainForward, c("routed"), "-o", br, "-j", "ACCEPT"))
+		} else {
+			rs = append(rs, rule(f, "filter", ChainForward, c("no-direct"), "-o", br, "-j", "DROP"))
+		}
 	}
 	return rs
 }

@@ -48,6 +48,8 @@ func TestRenderStatic(t *testing.T) {
 func TestRenderNetwork(t *testing.T) {
 	golden(t, "network-dual", NetworkRules(dual))
 	golden(t, "network-internal-noicc", NetworkRules(internal))
+	routed := Network{Name: "lab", Bridge: "sn-lab", Subnet: netip.MustParsePrefix("10.61.0.0/24"), Routed: true}
+	golden(t, "network-routed", NetworkRules(routed))
 }
 
 func TestRenderEndpoint(t *testing.T) {

@@ -138,7 +138,8 @@ func TestThreeHosts(t *testing.T) {
 	var labs []*nettest.Lab
 	for i := 1; i <= 3; i++ {
 		lab := nettest.NewLab(t)
-		n := lab.Network(sandnet.Network{Name: "local", Subnet: netip.MustParsePrefix(fmt.Sprintf("10.%d.0.0/24", 60+i))})
+		// Routed: no NAT, and the other hosts may route to the sandboxes directly.
+		n := lab.Network(sandnet.Network{Name: "local", Subnet: netip.MustParsePrefix(fmt.Sprintf("10.%d.0.0/24", 60+i)), Routed: true})
 		sbs = append(sbs, lab.Sandbox(fmt.Sprintf("s%d", i), n))
 		up := u.Join(lab)
 		if up.Addr.Addr() != netip.MustParseAddr(fmt.Sprintf("192.168.77.%d", i)) {

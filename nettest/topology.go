@@ -252,7 +252,9 @@ func (u *Underlay) Uplink(lab *Lab) (Uplink, bool) {
 // Route adds, on every joined lab host, a route to each other lab's
 // networks via that lab's underlay address: a routed multi-host topology
 // where sandboxes on different hosts reach each other without NAT or
-// overlay. The labs' subnets must not overlap.
+// overlay. The labs' subnets must not overlap, and their networks must be
+// Routed (sandnet.Network.Routed): a default network, like Docker's, drops
+// traffic routed straight to its sandboxes.
 func (u *Underlay) Route() {
 	u.t.Helper()
 	u.mu.Lock()
