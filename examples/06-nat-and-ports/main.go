@@ -129,8 +129,8 @@ func run(ctx context.Context, lab *guide.Lab) error {
 	if err != nil {
 		return err
 	}
-	guide.Say("POSTROUTING -> SANDNET-POSTROUTING: MASQUERADE what leaves 10.60.0.0/24 by another\n" +
-		"interface than the bridge. PREROUTING and OUTPUT -> SANDNET-DNAT for packets to one\n" +
+	guide.Say("POSTROUTING -> SANDNET-POSTROUTING: MASQUERADE what leaves 10.60.0.0/24 by another\n"+
+		"interface than the bridge. PREROUTING and OUTPUT -> SANDNET-DNAT for packets to one\n"+
 		"of the host's own addresses: port 8080 becomes %s:80, port 8081 becomes %s:81\n"+
 		"but only when sent to 127.0.0.1, which only the host itself can do.", webAddr, webAddr)
 	for _, want := range []string{"-j MASQUERADE", "--dport 8080", "--to-destination " + webAddr.String() + ":80"} {
@@ -162,7 +162,7 @@ func run(ctx context.Context, lab *guide.Lab) error {
 	if !strings.Contains(ct, "src="+webAddr.String()) || !strings.Contains(ct, "dst="+uplink.Addr().String()) {
 		return fmt.Errorf("conntrack has no translated entry for web's connection")
 	}
-	guide.Say("The first src/dst pair is the packet as web sent it; the second is the reply\n" +
+	guide.Say("The first src/dst pair is the packet as web sent it; the second is the reply\n"+
 		"expected: from the server to the host's %s, which conntrack hands back to web.", uplink.Addr())
 
 	guide.Step(5, "inbound: the internet connects to the host's port 8080, and reaches web's port 80")
