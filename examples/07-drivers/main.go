@@ -10,10 +10,18 @@
 //   - host: no namespace of its own: it runs in the host's, shares its
 //     interfaces, addresses and ports;
 //   - none: its own namespace with loopback only: no way in or out;
-//   - macvlan and overlay: see examples/macvlan and examples/overlay.
+//   - macvlan: its own namespace with a macvlan device on the host's uplink:
+//     a MAC and an address of the physical network, no bridge, no NAT; the
+//     physical network's router is its gateway (examples/macvlan has more);
+//   - overlay: its own namespace on a bridge that a VXLAN device extends over
+//     the physical network to other hosts: a and b share one subnet although
+//     b lives on another host (examples/overlay has more).
 //
-// The lab: a host namespace with an "uplink" to an "up" namespace that plays
-// the rest of the physical network (203.0.113.0/24), and two sandboxes a, b.
+// The lab: a "switch" namespace (a bridge) playing the physical network
+// 203.0.113.0/24, with three machines plugged in by veth cables: the host
+// (its "uplink", 203.0.113.1), "up" (another machine and the router,
+// 203.0.113.2) and "host2" (a second host, 203.0.113.3, for the overlay);
+// and two sandboxes a and b.
 package main
 
 import (
@@ -23,10 +31,12 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/sandnet/sandnet"
+	"github.com/sandnet/sandnet/bridge"
 	"github.com/sandnet/sandnet/examples/internal/guide"
 	"github.com/sandnet/sandnet/iface"
 	"github.com/sandnet/sandnet/netns"
@@ -37,9 +47,9 @@ func main() { guide.Main("ex07", run) }
 
 // lab is what every case works with.
 type lab struct {
-	host       *sandnet.Host
-	hostNS, up *netns.NS
-	a, b       *netns.NS
+	host, host2         *sandnet.Host
+	hostNS, up, host2NS *netns.NS
+	a, b                *netns.NS
 }
 
 // A case shows one driver. New drivers are added as more cases.
@@ -53,50 +63,74 @@ var cases = []driverCase{
 	{sandnet.DriverBridge, "own namespaces, veths to a bridge, addresses from the subnet", bridgeCase},
 	{sandnet.DriverHost, "the host's namespace itself: its interfaces, addresses and ports", hostCase},
 	{sandnet.DriverNone, "own namespaces with loopback only", noneCase},
+	{sandnet.DriverMacvlan, "own namespaces, each a machine of its own on the physical network", macvlanCase},
+	{sandnet.DriverOverlay, "own namespaces on one subnet stretched across two hosts by VXLAN", overlayCase},
 }
 
 var (
 	uplinkAddr = netip.MustParsePrefix("203.0.113.1/24") // the host on the "physical" network
-	upAddr     = netip.MustParsePrefix("203.0.113.2/24") // another machine there
+	upAddr     = netip.MustParsePrefix("203.0.113.2/24") // another machine there, and the router
+	host2Addr  = netip.MustParsePrefix("203.0.113.3/24") // a second host
 )
 
 func run(ctx context.Context, gl *guide.Lab) error {
-	guide.Step(1, "the lab: a host with an uplink to the \"physical\" network, two sandboxes")
+	guide.Step(1, "the lab: a switch, the host, up and host2 plugged in, two sandboxes")
 	var l lab
 	var err error
+	var sw *netns.NS
 	for _, n := range []struct {
 		short string
 		ns    **netns.NS
-	}{{"host", &l.hostNS}, {"up", &l.up}, {"a", &l.a}, {"b", &l.b}} {
+	}{{"switch", &sw}, {"host", &l.hostNS}, {"up", &l.up}, {"host2", &l.host2NS}, {"a", &l.a}, {"b", &l.b}} {
 		if *n.ns, err = gl.NewNS(ctx, n.short); err != nil {
 			return err
 		}
 	}
-	// The uplink plays the machine's network card: eth0 of the host.
-	if _, err := veth.Create(ctx, l.hostNS, veth.Pair{Name: "uplink", PeerName: "eth0", PeerNS: l.up}); err != nil {
-		return err
-	}
-	for _, end := range []struct {
-		ns   *netns.NS
-		dev  string
-		addr netip.Prefix
-	}{{l.hostNS, "uplink", uplinkAddr}, {l.up, "eth0", upAddr}} {
-		if err := iface.AddAddr(ctx, end.ns, end.dev, end.addr); err != nil {
-			return err
-		}
-		if err := iface.Up(ctx, end.ns, end.dev); err != nil {
-			return err
-		}
-	}
-	dir, err := os.MkdirTemp("", "sandnet-ex07-")
+	// The physical network: a bridge plays the switch, veth pairs the
+	// cables. The host's end is "uplink", its network card.
+	br, _, err := bridge.Ensure(ctx, sw, bridge.Config{Name: "sw"})
 	if err != nil {
 		return err
 	}
-	gl.Defer(func(context.Context) { os.RemoveAll(dir) })
-	if l.host, err = sandnet.NewHostNS(l.hostNS, sandnet.HostConfig{StateDir: dir}); err != nil {
-		return err
+	for i, m := range []struct {
+		ns   *netns.NS
+		dev  string
+		addr netip.Prefix
+	}{{l.hostNS, "uplink", uplinkAddr}, {l.up, "eth0", upAddr}, {l.host2NS, "eth0", host2Addr}} {
+		port := fmt.Sprintf("port%d", i+1)
+		if _, err := veth.Create(ctx, sw, veth.Pair{Name: port, PeerName: m.dev, PeerNS: m.ns, Master: br.Index, MasterName: "sw", Up: true}); err != nil {
+			return err
+		}
+		if err := iface.AddAddr(ctx, m.ns, m.dev, m.addr); err != nil {
+			return err
+		}
+		if err := iface.Up(ctx, m.ns, m.dev); err != nil {
+			return err
+		}
 	}
-	gl.Defer(func(context.Context) { l.host.Close() })
+	// Each host runs its own sandnet Host, with its own state, as two
+	// machines would.
+	for _, h := range []struct {
+		ns   *netns.NS
+		host **sandnet.Host
+	}{{l.hostNS, &l.host}, {l.host2NS, &l.host2}} {
+		dir, err := os.MkdirTemp("", "sandnet-ex07-")
+		if err != nil {
+			return err
+		}
+		gl.Defer(func(context.Context) { os.RemoveAll(dir) })
+		// The machine's own resolvers stay out of the lab (see 05-dns).
+		resolv := filepath.Join(dir, "host-resolv.conf")
+		if err := os.WriteFile(resolv, nil, 0o644); err != nil {
+			return err
+		}
+		cfg := sandnet.HostConfig{StateDir: filepath.Join(dir, "state"), ResolvConf: resolv, ResolvedConf: resolv, DNS: sandnet.DNSInProcess}
+		if *h.host, err = sandnet.NewHostNS(h.ns, cfg); err != nil {
+			return err
+		}
+		host := *h.host
+		gl.Defer(func(context.Context) { host.Close() })
+	}
 
 	for i, c := range cases {
 		guide.Step(2+i, "driver %s: %s", c.driver, c.what)
@@ -214,6 +248,88 @@ func noneCase(ctx context.Context, l *lab) error {
 	}
 	guide.OK("a has loopback only: 127.0.0.1 answers, everything else is unreachable")
 	return undo()
+}
+
+func macvlanCase(ctx context.Context, l *lab) error {
+	// The sandboxes join the physical network itself: its subnet, its
+	// router (up) as their gateway, addresses from a range no other machine
+	// uses.
+	n := sandnet.Network{
+		Name: "ex07-macvlan", Driver: sandnet.DriverMacvlan, Parent: "uplink",
+		Subnet: netip.MustParsePrefix("203.0.113.0/24"), Gateway: upAddr.Addr(),
+		IPRange: netip.MustParsePrefix("203.0.113.64/28"),
+	}
+	eps, undo, err := attachBoth(ctx, l, n, l.a, l.b)
+	if err != nil {
+		return err
+	}
+	if _, err := guide.Look(ctx, l.a, "ip", "-d", "-br", "link", "show", "eth0"); err != nil {
+		return err
+	}
+	if err := ping(ctx, l.a, eps[1].Addr(false)); err != nil {
+		return err
+	}
+	if err := ping(ctx, l.up, eps[0].Addr(false)); err != nil {
+		return err
+	}
+	neigh, err := guide.Look(ctx, l.up, "ip", "neigh", "show", eps[0].Addr(false).String())
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(neigh, eps[0].MAC) {
+		return fmt.Errorf("up does not know a by its own MAC %s: %s", eps[0].MAC, neigh)
+	}
+	guide.OK("a and b are machines on the physical network: up (the router) reaches a directly, at a's own MAC %s", eps[0].MAC)
+	guide.Say("No bridge, no veth, no NAT in the host. The one catch: the host itself cannot\n" +
+		"reach its macvlan sandboxes through its uplink (see examples/macvlan).")
+	return undo()
+}
+
+func overlayCase(ctx context.Context, l *lab) error {
+	// The same network on both hosts: same VNI and subnet; each host its
+	// own underlay address, its own slice of the subnet, the other as peer.
+	def := func(self, peer netip.Prefix, rng string) sandnet.Network {
+		return sandnet.Network{
+			Name: "ex07-overlay", Driver: sandnet.DriverOverlay, VNI: 70,
+			Subnet:   netip.MustParsePrefix("10.71.0.0/24"),
+			IPRange:  netip.MustParsePrefix(rng),
+			Underlay: self.Addr(),
+			Peers:    []netip.Addr{peer.Addr()},
+		}
+	}
+	n1 := def(uplinkAddr, host2Addr, "10.71.0.64/26")
+	n2 := def(host2Addr, uplinkAddr, "10.71.0.128/26")
+	epA, err := l.host.AttachNS(ctx, l.a, n1, sandnet.AttachOptions{SandboxID: "a"})
+	if err != nil {
+		return err
+	}
+	guide.Say("a (on host): %s", describe(epA))
+	epB, err := l.host2.AttachNS(ctx, l.b, n2, sandnet.AttachOptions{SandboxID: "b"})
+	if err != nil {
+		return err
+	}
+	guide.Say("b (on host2): %s", describe(epB))
+	if _, err := guide.Look(ctx, l.hostNS, "ip", "-d", "-br", "link", "show", "type", "vxlan"); err != nil {
+		return err
+	}
+	if err := ping(ctx, l.a, epB.Addr(false)); err != nil {
+		return err
+	}
+	guide.OK("a (host) reaches b (host2) on 10.71.0.0/24: Ethernet frames travel inside UDP between %s and %s; the MTU is %d, 50 bytes less for the wrapping",
+		uplinkAddr.Addr(), host2Addr.Addr(), epA.MTU)
+	for _, d := range []struct {
+		h  *sandnet.Host
+		ep *sandnet.Endpoint
+		n  string
+	}{{l.host, epA, n1.Name}, {l.host2, epB, n2.Name}} {
+		if err := d.h.Detach(ctx, d.ep); err != nil {
+			return err
+		}
+		if err := d.h.RemoveNetwork(ctx, d.n); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func ping(ctx context.Context, from *netns.NS, to netip.Addr) error {

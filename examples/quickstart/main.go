@@ -1,17 +1,19 @@
 // Quickstart: two sandboxes on one bridge network, built step by step inside
 // a private lab, so it is safe on any machine. Run as root:
 //
-//	go run ./examples/quickstart
+//	go run ./examples/quickstart [-keep]
 //
 // It makes a "lab host" namespace that plays the host (the machine's own
 // network is never touched), two sandbox namespaces, and one bridge network;
 // it attaches both sandboxes, printing the ip commands that do the same, and
 // proves they talk with ping and TCP. Everything is removed at the end, also
-// on Ctrl-C.
+// on Ctrl-C; with -keep the attached lab stays for a look with
+// `ip netns exec` (the last line lists its namespaces).
 package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -34,6 +36,8 @@ func main() {
 }
 
 func run() error {
+	keep := flag.Bool("keep", false, "leave the lab attached, for inspection (delete it with ip netns del)")
+	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	// Every step below reports the command a person would type for it.
@@ -43,6 +47,10 @@ func run() error {
 	names := []string{"qs-host-" + suffix, "qs-a-" + suffix, "qs-b-" + suffix}
 	// Cleanup runs however we leave: normal end, error, or Ctrl-C.
 	defer func() {
+		if *keep {
+			fmt.Println("\nlab kept:", strings.Join(names, " "))
+			return
+		}
 		fmt.Println("\n== cleaning up: deleting the lab's namespaces (their veths and bridge go with them)")
 		for _, n := range names {
 			netns.Delete(context.WithoutCancel(ctx), n)
@@ -96,6 +104,10 @@ func run() error {
 		return fmt.Errorf("tcp failed: %w", err)
 	}
 
+	if *keep {
+		fmt.Println("\nquickstart: OK, the two sandboxes talked over the bridge (kept attached: -keep)")
+		return nil
+	}
 	fmt.Println("\n== 5. detach both and remove the network")
 	for _, ep := range eps {
 		if err := host.Detach(ctx, ep); err != nil {

@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -101,6 +102,10 @@ func (l *Lab) close(ctx context.Context) {
 	present, _ := netns.List()
 	fmt.Println("\n== cleaning up: deleting the lab's namespaces (what is inside them goes with them)")
 	for _, n := range l.names {
+		// A sandbox's resolv.conf and hosts live outside the namespace, in
+		// /etc/netns/NAME (see 05-dns): Detach removes them, but an
+		// interrupted run may not have got that far.
+		os.RemoveAll(filepath.Join(EtcNetns, n))
 		if !slices.Contains(present, n) {
 			continue // the example deleted it already
 		}
@@ -109,6 +114,10 @@ func (l *Lab) close(ctx context.Context) {
 		}
 	}
 }
+
+// EtcNetns is where `ip netns exec NAME` finds the files it bind-mounts
+// over /etc (resolv.conf, hosts) for namespace NAME.
+const EtcNetns = "/etc/netns"
 
 // Step starts a step of the guide.
 func Step(n int, format string, args ...any) {
@@ -145,6 +154,20 @@ func Look(ctx context.Context, ns *netns.NS, name string, args ...string) (strin
 		fmt.Println("      " + l)
 	}
 	return string(out), err
+}
+
+// Run runs a command that changes the kernel inside ns, the way a person
+// would at a root shell (for the faults of 09-troubleshoot and the lab's own
+// wiring where no library call does it). The explain hook reports it first,
+// like every library step, so it is one of the "$" lines a replay runs.
+func Run(ctx context.Context, ns *netns.NS, name string, args ...string) error {
+	line := Quote(append([]string{name}, args...))
+	explain.Say(ctx, "%s", ns.Shell(line))
+	out, err := ns.Command(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %v\n%s", ns.Shell(line), err, out)
+	}
+	return nil
 }
 
 // Quote joins args into a line a shell reads back as the same args.
