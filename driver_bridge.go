@@ -6,6 +6,7 @@ import (
 	"net/netip"
 
 	"github.com/sandnet/sandnet/bridge"
+	"github.com/sandnet/sandnet/explain"
 	"github.com/sandnet/sandnet/internal/ifname"
 	"github.com/sandnet/sandnet/veth"
 )
@@ -104,9 +105,15 @@ func (bridgeDriver) detach(ctx context.Context, h *Host, rec *networkRecord, ep 
 	if hostIf == "" { // an attach that died before recording it: the name is derived
 		hostIf = ifname.Derive("snv", ep.ID)
 	}
-	return errors.Join(
+	err := errors.Join(
 		h.removeEndpointRules(ctx, rec, ep),
 		h.teardownDNS(ctx, rec, ep),
-		veth.Delete(ctx, h.ns, hostIf),
 	)
+	if sandboxGoing(ctx) {
+		// The namespace's deletion removes the pair; a leftover is replaced
+		// by the next attach of this endpoint (see StepLink).
+		explain.Say(ctx, "# %s: left to the kernel, which removes it with the sandbox namespace", hostIf)
+		return err
+	}
+	return errors.Join(err, veth.Delete(ctx, h.ns, hostIf))
 }
