@@ -51,3 +51,39 @@ func benchAttachDetach(b *testing.B, dopts DetachOptions) {
 		}
 	}
 }
+
+// An endpoint detached with SandboxGoing whose namespace lives on after all
+// leaves its host veth behind; attaching the same sandbox again replaces it.
+func TestDetachSandboxGoingThenReattach(t *testing.T) {
+	h := newTestHost(t)
+	ctx := context.Background()
+	sb := testns.New(t, "sbx")
+	n := Network{Name: "n1", Subnet: netip.MustParsePrefix("10.88.0.0/24")}
+	ep := mustAttach(t, h, sb, n, AttachOptions{})
+	if err := h.DetachWith(ctx, ep, DetachOptions{SandboxGoing: true}); err != nil {
+		t.Fatal(err)
+	}
+	nl, _ := h.NS().Netlink()
+	if _, err := nl.LinkByName(ep.HostIfName); err != nil {
+		t.Fatalf("host veth %s should be left to the kernel: %v", ep.HostIfName, err)
+	}
+	if eps, _ := h.Endpoints(""); len(eps) != 0 {
+		t.Fatalf("endpoint records left: %v", eps)
+	}
+	// The namespace was not deleted after all: its eth0 is still there, and
+	// a new attach replaces the whole pair.
+	sbl, _ := sb.Netlink()
+	if _, err := sbl.LinkByName("eth0"); err != nil {
+		t.Fatalf("eth0 gone from the sandbox: %v", err)
+	}
+	ep2 := mustAttach(t, h, sb, n, AttachOptions{})
+	if err := testns.Ping(sb, n.Subnet.Addr().Next().String()); err != nil {
+		t.Errorf("ping gateway after re-attach: %v", err)
+	}
+	if err := h.Detach(ctx, ep2); err != nil {
+		t.Fatal(err)
+	}
+	if left := hostResidue(t, h); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
+	}
+}

@@ -71,10 +71,23 @@ func (bridgeDriver) attach(ctx context.Context, tx *attachTx) error {
 		if mac == nil {
 			mac = macFor(ep.Addresses)
 		}
-		if _, err := veth.Create(ctx, h.ns, veth.Pair{
+		pair := veth.Pair{
 			Name: ep.HostIfName, PeerName: ep.IfName, PeerNS: tx.sb, MTU: n.MTU, PeerMAC: mac,
 			Master: br.Attrs().Index, MasterName: n.Bridge, Up: true,
-		}); err != nil {
+		}
+		_, err = veth.Create(ctx, h.ns, pair)
+		if errors.Is(err, ErrExists) {
+			// The name is derived from this endpoint's ID, whose claim we
+			// hold: the veth is a leftover of an earlier attach of the same
+			// endpoint (detached with SandboxGoing while its namespace
+			// lived on, or a crash). Replace it.
+			if l, lerr := nl.LinkByName(ep.HostIfName); lerr == nil && l.Type() == "veth" {
+				if err = veth.Delete(ctx, h.ns, ep.HostIfName); err == nil {
+					_, err = veth.Create(ctx, h.ns, pair)
+				}
+			}
+		}
+		if err != nil {
 			return err
 		}
 		tx.undo.push(func(ctx context.Context) error { return veth.Delete(ctx, h.ns, ep.HostIfName) })
