@@ -15,10 +15,40 @@ import (
 // record, in reverse order, best effort. It is idempotent and works when the
 // sandbox namespace is already gone.
 func (h *Host) Detach(ctx context.Context, ep *Endpoint) error {
+	return h.DetachWith(ctx, ep, DetachOptions{})
+}
+
+// DetachOptions says how to detach. Zero values mean defaults.
+type DetachOptions struct {
+	// SandboxGoing says that the caller deletes the sandbox namespace right
+	// after Detach (a runtime tearing a container down). Detach then leaves
+	// the interfaces inside it to the kernel, which removes a veth pair with
+	// its namespace, and skips the synchronous link deletion (the kernel's
+	// RCU wait, 15-20 ms). If the namespace lives on after all, the host-side
+	// veth stays until the namespace goes, or until an Attach of the same
+	// sandbox and interface replaces it.
+	SandboxGoing bool
+}
+
+// DetachWith is Detach with options.
+func (h *Host) DetachWith(ctx context.Context, ep *Endpoint, opts DetachOptions) error {
 	if ep == nil {
 		return invalidf("detach: nil endpoint")
 	}
+	if opts.SandboxGoing {
+		ctx = context.WithValue(ctx, sandboxGoingKey{}, true)
+	}
 	return h.detach(ctx, ep.Network, endpointIDOf(ep))
+}
+
+// sandboxGoingKey marks a detach context whose sandbox namespace is about to
+// be deleted; drivers read it with sandboxGoing, so the driver interface
+// stays as it is.
+type sandboxGoingKey struct{}
+
+func sandboxGoing(ctx context.Context) bool {
+	v, _ := ctx.Value(sandboxGoingKey{}).(bool)
+	return v
 }
 
 // DetachSandbox detaches every interface of the sandbox sandboxID from

@@ -95,7 +95,7 @@ func (tx *attachTx) allocate(ctx context.Context) error {
 func (tx *attachTx) configureSandbox(ctx context.Context) error {
 	return tx.step(ctx, StepConfigure, func() error {
 		sb := tx.sb
-		nl, err := sb.Netlink()
+		nl, err := sb.RouteNetlink()
 		if err != nil {
 			return err
 		}

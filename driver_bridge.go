@@ -6,6 +6,7 @@ import (
 	"net/netip"
 
 	"github.com/sandnet/sandnet/bridge"
+	"github.com/sandnet/sandnet/explain"
 	"github.com/sandnet/sandnet/internal/ifname"
 	"github.com/sandnet/sandnet/veth"
 )
@@ -70,10 +71,23 @@ func (bridgeDriver) attach(ctx context.Context, tx *attachTx) error {
 		if mac == nil {
 			mac = macFor(ep.Addresses)
 		}
-		if _, err := veth.Create(ctx, h.ns, veth.Pair{
+		pair := veth.Pair{
 			Name: ep.HostIfName, PeerName: ep.IfName, PeerNS: tx.sb, MTU: n.MTU, PeerMAC: mac,
 			Master: br.Attrs().Index, MasterName: n.Bridge, Up: true,
-		}); err != nil {
+		}
+		_, err = veth.Create(ctx, h.ns, pair)
+		if errors.Is(err, ErrExists) {
+			// The name is derived from this endpoint's ID, whose claim we
+			// hold: the veth is a leftover of an earlier attach of the same
+			// endpoint (detached with SandboxGoing while its namespace
+			// lived on, or a crash). Replace it.
+			if l, lerr := nl.LinkByName(ep.HostIfName); lerr == nil && l.Type() == "veth" {
+				if err = veth.Delete(ctx, h.ns, ep.HostIfName); err == nil {
+					_, err = veth.Create(ctx, h.ns, pair)
+				}
+			}
+		}
+		if err != nil {
 			return err
 		}
 		tx.undo.push(func(ctx context.Context) error { return veth.Delete(ctx, h.ns, ep.HostIfName) })
@@ -104,9 +118,15 @@ func (bridgeDriver) detach(ctx context.Context, h *Host, rec *networkRecord, ep 
 	if hostIf == "" { // an attach that died before recording it: the name is derived
 		hostIf = ifname.Derive("snv", ep.ID)
 	}
-	return errors.Join(
+	err := errors.Join(
 		h.removeEndpointRules(ctx, rec, ep),
 		h.teardownDNS(ctx, rec, ep),
-		veth.Delete(ctx, h.ns, hostIf),
 	)
+	if sandboxGoing(ctx) {
+		// The namespace's deletion removes the pair; a leftover is replaced
+		// by the next attach of this endpoint (see StepLink).
+		explain.Say(ctx, "# %s: left to the kernel, which removes it with the sandbox namespace", hostIf)
+		return err
+	}
+	return errors.Join(err, veth.Delete(ctx, h.ns, hostIf))
 }

@@ -24,7 +24,7 @@ func (noneDriver) removeNetwork(context.Context, *Host, *networkRecord) error { 
 func (noneDriver) attach(ctx context.Context, tx *attachTx) error {
 	tx.ep.IfName = "lo"
 	return tx.step(ctx, StepConfigure, func() error {
-		nl, err := tx.sb.Netlink()
+		nl, err := tx.sb.RouteNetlink()
 		if err != nil {
 			return err
 		}

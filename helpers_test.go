@@ -19,7 +19,7 @@ import (
 
 // newTestHost makes a private namespace playing the host and a Host over it
 // with its own state dir; both go away with the test.
-func newTestHost(t *testing.T) *Host {
+func newTestHost(t testing.TB) *Host {
 	t.Helper()
 	hns := testns.New(t, "host")
 	h, err := NewHostNS(hns, HostConfig{StateDir: filepath.Join(t.TempDir(), "state")})

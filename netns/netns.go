@@ -37,10 +37,13 @@ type NS struct {
 	ino  uint64
 	dev  uint64
 
-	once   sync.Once
-	nl     *netlink.Handle
-	nlErr  error
-	closed sync.Once
+	once     sync.Once
+	nl       *netlink.Handle
+	nlErr    error
+	rmu      sync.Mutex
+	rnl      *netlink.Handle // route-only handle, see RouteNetlink
+	isClosed bool
+	closed   sync.Once
 }
 
 // Open opens a namespace from a spec as users write it: "pid:PID", a path
@@ -147,6 +150,27 @@ func (n *NS) Netlink() (*netlink.Handle, error) {
 	return n.nl, n.nlErr
 }
 
+// RouteNetlink returns a netlink handle bound to the namespace for rtnetlink
+// only (links, addresses, routes, neighbours): a lighter handle than
+// Netlink's, with a single socket, about a third of the cost to open. Attach uses it on the sandbox side, where a handle is
+// opened once per namespace and used for a few requests. It is closed by Close.
+func (n *NS) RouteNetlink() (*netlink.Handle, error) {
+	n.rmu.Lock()
+	defer n.rmu.Unlock()
+	if n.rnl != nil {
+		return n.rnl, nil
+	}
+	if n.isClosed {
+		return nil, fmt.Errorf("opening netlink in namespace %s: namespace closed", n)
+	}
+	h, err := netlink.NewHandleAt(vnetns.NsHandle(n.Fd()), unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("opening netlink in namespace %s: %w", n, err)
+	}
+	n.rnl = h
+	return h, nil
+}
+
 // Close releases the namespace (and its netlink handle). The namespace itself
 // lives on while anything else holds it (a process, a bind mount).
 func (n *NS) Close() error {
@@ -156,6 +180,12 @@ func (n *NS) Close() error {
 		if n.nl != nil {
 			n.nl.Close()
 		}
+		n.rmu.Lock()
+		n.isClosed = true
+		if n.rnl != nil {
+			n.rnl.Close()
+		}
+		n.rmu.Unlock()
 		err = n.f.Close()
 	})
 	return err

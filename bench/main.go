@@ -1,0 +1,269 @@
+// Command bench measures what attaching and detaching sandboxes costs with
+// sandnet, with the CNI reference plugins (bridge + host-local, + portmap)
+// and with netavark, side by side, in one run, and next to the kernel's own
+// floor (a bare veth creation and deletion). Run as root:
+//
+//	go run ./bench              # N = 10, 100, 1000; 0 and 1 published port; every tool installed
+//	go run ./bench -quick       # N = 10, 100, for development
+//
+// Everything happens in private namespaces: each tool and run gets its own
+// lab namespace playing the host and N sandbox namespaces, made beforehand
+// and not timed, and all removed at the end. The machine's own network is
+// never touched. The peers are exec'd the way a runtime does (CNI: env and
+// stdin per plugin of a conflist chain; netavark: setup/teardown with the
+// network options on stdin), forked from a thread inside the lab namespace.
+//
+// It prints one table with each tool's p50 as a multiple of sandnet's, and
+// writes bench.csv, bench.svg (p50 vs N per tool) and bench.md under -out.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	ns     []int
+	ports  []int
+	tools  []string
+	out    string
+	state  string
+	settle time.Duration
+}
+
+func parseFlags() (config, error) {
+	var (
+		c     config
+		nFlag = flag.String("n", "10,100,1000", "numbers of sandboxes, comma-separated")
+		pFlag = flag.String("ports", "0,1", "published ports per sandbox (0 and/or 1), comma-separated")
+		tFlag = flag.String("tools", "sandnet,cni,netavark", "tools to measure: sandnet, cni, netavark (the kernel floor is always measured)")
+		quick = flag.Bool("quick", false, "N = 10,100 only (development)")
+	)
+	flag.StringVar(&c.out, "out", "docs/bench", "directory for bench.csv, bench.svg and bench.md")
+	flag.StringVar(&c.state, "state", "", "parent of the scratch dirs (state, leases); default: /dev/shm if it is tmpfs (as /run/sandnet should be), else $TMPDIR")
+	flag.DurationVar(&c.settle, "settle", 2*time.Second, "pause per 1000 deleted namespaces before the next run, so the kernel's cleanup does not weigh on it")
+	flag.BoolVar(&cniMasq, "cni-ipmasq", false, "turn on the CNI bridge plugin's per-sandbox masquerade (iptables execs per sandbox)")
+	flag.StringVar(&cniDir, "cni-path", cniDir, "directory of the CNI plugins")
+	flag.Parse()
+	if *quick {
+		*nFlag = "10,100"
+	}
+	var err error
+	if c.ns, err = ints(*nFlag, 1, 10000); err != nil {
+		return c, fmt.Errorf("-n: %w", err)
+	}
+	if c.ports, err = ints(*pFlag, 0, 1); err != nil {
+		return c, fmt.Errorf("-ports: %w", err)
+	}
+	for _, t := range strings.Split(*tFlag, ",") {
+		switch t = strings.TrimSpace(t); t {
+		case "sandnet":
+			c.tools = append(c.tools, "sandnet", "sandnet-going")
+		case "cni", "netavark":
+			c.tools = append(c.tools, t)
+		case "":
+		default:
+			return c, fmt.Errorf("-tools: unknown tool %q (sandnet, cni, netavark)", t)
+		}
+	}
+	c.tools = append(c.tools, "kernel")
+	return c, nil
+}
+
+func ints(s string, lo, hi int) ([]int, error) {
+	var v []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < lo || n > hi {
+			return nil, fmt.Errorf("%q: want numbers from %d to %d", f, lo, hi)
+		}
+		v = append(v, n)
+	}
+	slices.Sort(v)
+	return slices.Compact(v), nil
+}
+
+func run() error {
+	c, err := parseFlags()
+	if err != nil {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("needs root: it creates network namespaces (everything stays inside them)")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	base := c.state
+	if base == "" {
+		base = os.TempDir()
+		if isTmpfs("/dev/shm") {
+			base = "/dev/shm"
+		}
+	}
+	scratch, err := os.MkdirTemp(base, "sandnet-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(scratch)
+
+	rep := &report{started: time.Now(), stateFS: fsType(scratch), kernel: kernelRelease()}
+	var tools []tool
+	for _, name := range c.tools {
+		i := slices.IndexFunc(allTools, func(t tool) bool { return t.name == name })
+		t := allTools[i]
+		if why := t.missing(); why != "" {
+			fmt.Printf("%s: skipped: %s\n", t.name, why)
+			rep.missing = append(rep.missing, t.name+": "+why)
+			continue
+		}
+		tools = append(tools, t)
+	}
+	fmt.Printf("state and scratch dirs on %s (%s); kernel %s; %d CPUs\n", scratch, rep.stateFS, rep.kernel, runtime.NumCPU())
+
+	for _, ports := range c.ports {
+		for _, n := range c.ns {
+			for _, t := range tools {
+				if t.name == "kernel" && ports != c.ports[0] {
+					continue // the floor does not depend on ports: measured once per N
+				}
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				r := measure(ctx, scratch, t, n, ports)
+				fmt.Println(r.line())
+				rep.results = append(rep.results, r)
+				// Let the kernel finish tearing the deleted namespaces down.
+				select {
+				case <-time.After(c.settle * time.Duration(n) / 1000):
+				case <-ctx.Done():
+				}
+			}
+		}
+	}
+	rep.finished = time.Now()
+	fmt.Println()
+	fmt.Print(rep.table())
+	if err := rep.write(c.out); err != nil {
+		return err
+	}
+	fmt.Printf("\nwrote %s, %s and %s\n", filepath.Join(c.out, "bench.md"), filepath.Join(c.out, "bench.csv"), filepath.Join(c.out, "bench.svg"))
+	return nil
+}
+
+// measure runs one tool over n fresh sandboxes: attach each, then detach
+// each, timing every call.
+func measure(ctx context.Context, scratch string, t tool, n, ports int) *result {
+	r := &result{tool: t.name, n: n, ports: ports}
+	l, err := newLab(ctx, scratch, t.name, n, ports > 0)
+	if err != nil {
+		r.note = "lab: " + err.Error()
+		return r
+	}
+	defer l.close(context.WithoutCancel(ctx))
+	s, err := t.start(ctx, l)
+	if err != nil {
+		r.note = "start: " + err.Error()
+		return r
+	}
+	attached := 0
+	defer func() {
+		if r.note != "" { // undo what a failed run left, untimed
+			for i := range attached {
+				s.detach(context.WithoutCancel(ctx), i)
+			}
+		}
+	}()
+	start := time.Now()
+	for i := range n {
+		t0 := time.Now()
+		if err := s.attach(ctx, i); err != nil {
+			r.note = fmt.Sprintf("attach %d: %v", i, err)
+			r.skipped = errors.Is(err, errUnsupported)
+			return r
+		}
+		r.attach = append(r.attach, time.Since(t0))
+		attached++
+	}
+	r.attachTotal = time.Since(start)
+	r.maxRSS = maxRSS()
+	start = time.Now()
+	for i := range n {
+		t0 := time.Now()
+		if err := s.detach(ctx, i); err != nil {
+			r.note = fmt.Sprintf("detach %d: %v", i, err)
+			attached = 0
+			return r
+		}
+		r.detach = append(r.detach, time.Since(t0))
+	}
+	r.detachTotal = time.Since(start)
+	attached = 0
+	note, err := s.finish(ctx)
+	r.note = strings.TrimSpace(note)
+	if err != nil {
+		r.note = strings.TrimSpace(r.note + " finish: " + err.Error())
+	}
+	r.ok = true
+	return r
+}
+
+// maxRSS is the process's peak resident set so far, in bytes.
+func maxRSS() int64 {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Maxrss * 1024
+}
+
+func isTmpfs(path string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(path, &st) == nil && st.Type == unix.TMPFS_MAGIC
+}
+
+func fsType(path string) string {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return "unknown"
+	}
+	switch st.Type {
+	case unix.TMPFS_MAGIC:
+		return "tmpfs"
+	case unix.EXT4_SUPER_MAGIC:
+		return "ext4"
+	case unix.XFS_SUPER_MAGIC:
+		return "xfs"
+	case unix.BTRFS_SUPER_MAGIC:
+		return "btrfs"
+	}
+	return fmt.Sprintf("fs 0x%x", st.Type)
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "unknown"
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}

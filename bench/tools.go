@@ -1,0 +1,199 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/sandnet/sandnet"
+	"github.com/sandnet/sandnet/netns"
+)
+
+// session is one tool working in one lab: attach and detach sandbox i.
+type session interface {
+	attach(ctx context.Context, i int) error
+	detach(ctx context.Context, i int) error
+	// finish removes what the tool made beside its endpoints (not timed)
+	// and reports anything it left behind.
+	finish(ctx context.Context) (note string, err error)
+}
+
+// tool starts sessions; missing says why it cannot run here ("" if it can).
+type tool struct {
+	name    string
+	missing func() string
+	start   func(ctx context.Context, l *lab) (session, error)
+}
+
+// errUnsupported marks a case a tool cannot do yet; the run is skipped with
+// the error as its note.
+var errUnsupported = errors.New("unsupported")
+
+var allTools = []tool{
+	{name: "sandnet", missing: func() string { return "" }, start: startSandnet(false)},
+	{name: "sandnet-going", missing: func() string { return "" }, start: startSandnet(true)},
+	{name: "cni", missing: cniMissing, start: startCNI},
+	{name: "netavark", missing: netavarkMissing, start: startNetavark},
+	{name: "kernel", missing: func() string { return "" }, start: startKernel},
+}
+
+// ---- sandnet ----
+
+type sandnetSession struct {
+	lab   *lab
+	h     *sandnet.Host
+	net   sandnet.Network
+	eps   []*sandnet.Endpoint
+	going bool
+}
+
+// startSandnet: a Host over the lab, its state dir in the scratch dir.
+// going detaches as a runtime does right before deleting the namespace.
+func startSandnet(going bool) func(ctx context.Context, l *lab) (session, error) {
+	return func(ctx context.Context, l *lab) (session, error) {
+		h, err := sandnet.NewHostNS(l.host, sandnet.HostConfig{StateDir: filepath.Join(l.dir, "state")})
+		if err != nil {
+			return nil, err
+		}
+		s := &sandnetSession{lab: l, h: h, going: going, eps: make([]*sandnet.Endpoint, len(l.sbx)),
+			net: sandnet.Network{Name: "bench", Subnet: subnet, Gateway: gateway}}
+		if _, err := h.CreateNetwork(ctx, s.net); err != nil {
+			h.Close()
+			return nil, err
+		}
+		return s, nil
+	}
+}
+
+func (s *sandnetSession) attach(ctx context.Context, i int) error {
+	var opts sandnet.AttachOptions
+	if s.lab.ports {
+		opts.Ports = []sandnet.PortMapping{{HostPort: hostPort(i), ContainerPort: containerPort, Proto: "tcp"}}
+	}
+	ep, err := s.h.Attach(ctx, s.lab.path(i), s.net, opts)
+	if err != nil && s.lab.ports && errors.Is(err, sandnet.ErrInvalid) && strings.Contains(err.Error(), "not supported") {
+		return fmt.Errorf("%w: publishing ports: %v", errUnsupported, err)
+	}
+	s.eps[i] = ep
+	return err
+}
+
+func (s *sandnetSession) detach(ctx context.Context, i int) error {
+	return s.h.DetachWith(ctx, s.eps[i], sandnet.DetachOptions{SandboxGoing: s.going})
+}
+
+func (s *sandnetSession) finish(ctx context.Context) (string, error) {
+	defer s.h.Close()
+	note := ""
+	if !s.going {
+		if left := veths(s.lab.host); left > 0 {
+			note = fmt.Sprintf("%d veth(s) left in the lab host", left)
+		}
+		if eps, _ := s.h.Endpoints(""); len(eps) > 0 {
+			note += fmt.Sprintf(" %d endpoint record(s) left", len(eps))
+		}
+	}
+	return note, s.h.RemoveNetwork(ctx, s.net.Name)
+}
+
+func veths(ns *netns.NS) int {
+	nl, err := ns.Netlink()
+	if err != nil {
+		return -1
+	}
+	links, _ := nl.LinkList()
+	n := 0
+	for _, l := range links {
+		if _, ok := l.(*netlink.Veth); ok {
+			n++
+		}
+	}
+	return n
+}
+
+// ---- the kernel's floor: one bare netlink request each way ----
+
+type kernelSession struct {
+	lab *lab
+	nl  *netlink.Handle
+	br  int
+	idx []int
+}
+
+func startKernel(ctx context.Context, l *lab) (session, error) {
+	nl, err := l.host.Netlink()
+	if err != nil {
+		return nil, err
+	}
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = "kbr0"
+	if err := nl.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
+		return nil, err
+	}
+	br, err := nl.LinkByName("kbr0")
+	if err != nil {
+		return nil, err
+	}
+	nl.LinkSetUp(br)
+	return &kernelSession{lab: l, nl: nl, br: br.Attrs().Index, idx: make([]int, len(l.sbx))}, nil
+}
+
+// attach is what `ip link add kvI master kbr0 up type veth peer name eth0
+// netns SBX` sends: the veth pair in one request, nothing else.
+func (s *kernelSession) attach(ctx context.Context, i int) error {
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = fmt.Sprintf("kv%d", i)
+	attrs.MasterIndex = s.br
+	attrs.Flags = net.FlagUp
+	v := &netlink.Veth{LinkAttrs: attrs, PeerName: "eth0", PeerNamespace: netlink.NsFd(s.lab.sbx[i].Fd())}
+	if err := s.nl.LinkAdd(v); err != nil {
+		return err
+	}
+	s.idx[i] = v.Attrs().Index
+	return nil
+}
+
+// detach is a bare synchronous `ip link del kvI` (by index, no lookup).
+func (s *kernelSession) detach(ctx context.Context, i int) error {
+	return s.nl.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Index: s.idx[i]}})
+}
+
+func (s *kernelSession) finish(ctx context.Context) (string, error) { return "", nil }
+
+// ---- exec helpers for the peers ----
+
+// runIn runs a program inside ns, forked from a thread that is in ns (as a
+// runtime does; no nsenter in between), with stdin and extra environment.
+func runIn(ctx context.Context, ns *netns.NS, stdin []byte, env []string, name string, args ...string) ([]byte, error) {
+	var out, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdin = bytes.NewReader(stdin)
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	cmd.Env = append(os.Environ(), env...)
+	err := ns.Do(func() error { return cmd.Start() })
+	if err == nil {
+		err = cmd.Wait()
+	}
+	if err != nil {
+		msg := strings.TrimSpace(stderr.String() + " " + out.String())
+		return out.Bytes(), fmt.Errorf("%s %s: %w: %s", filepath.Base(name), strings.Join(args, " "), err, msg)
+	}
+	return out.Bytes(), nil
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
