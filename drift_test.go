@@ -182,8 +182,8 @@ func TestCheckAndRepairEachPiece(t *testing.T) {
 	nd, _ := h.Network("mend")
 	gw, gw6 := nd.Gateway.String(), nd.Gateway6.String()
 	cases := []struct {
-		name  string
-		want  string
+		name   string
+		want   string
 		break_ func()
 	}{
 		{"host veth deleted", ObjHostVeth, func() { testns.Run(t, h.ns, "ip", "link", "del", ep.HostIfName) }},
