@@ -5,8 +5,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/sandnet/sandnet/internal/testns"
 	"github.com/sandnet/sandnet/netns"
@@ -22,6 +25,16 @@ func TestHostileArguments(t *testing.T) {
 	sb := testns.New(t, "hostile")
 	c.ok("net", "create", "good", "--subnet", "10.97.70.0/24")
 	c.ok("attach", sb.Name(), "--net", "good", "-p", "18600:80")
+	t.Cleanup(func() {
+		// Detach, so the DNS helper serving the state dir stops before the
+		// state dir goes away.
+		c.run("detach", sb.Name(), "--net", "good")
+		b, _ := os.ReadFile(filepath.Join(c.state, "dns", "helper.pid"))
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		for deadline := time.Now().Add(20 * time.Second); pid > 0 && syscall.Kill(pid, 0) == nil && time.Now().Before(deadline); {
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
 	hostile := []string{
 		"a b", "-x", "x\ny", "../x", "../../etc/passwd", strings.Repeat("n", 300), "x;touch /tmp/sandnet-pwned",
 		"$(touch /tmp/sandnet-pwned)", "`id`", "x|y", "x -j ACCEPT", "", "%s%n%x", "snt-\u202eevil",
