@@ -179,7 +179,7 @@ func checkOptions(network string, o *AttachOptions) error {
 			}
 		}
 	}
-	return nil
+	return checkFileOptions(o)
 }
 
 // endpointID derives the endpoint's ID from what identifies it.

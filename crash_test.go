@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -34,9 +35,16 @@ func TestHelperCrashingAttach(t *testing.T) {
 		}
 		return nil
 	}
-	_, err = h.Attach(context.Background(), os.Getenv("SANDNET_SANDBOX"), crashNet, AttachOptions{Hostname: "crashy", Aliases: []string{"c"}})
+	ports, err := ParsePort(crashPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = h.Attach(context.Background(), os.Getenv("SANDNET_SANDBOX"), crashNet, AttachOptions{Hostname: "crashy", Aliases: []string{"c"}, Ports: ports})
 	fmt.Println("attach returned", err)
 }
+
+// crashPort is the port the crashing attach publishes.
+const crashPort = "18300:80"
 
 var crashNet = Network{Name: "crash", Subnet: netip.MustParsePrefix("10.99.0.0/29"), Subnet6: netip.MustParsePrefix("fd00:99::/64")}
 
@@ -44,9 +52,17 @@ var crashNet = Network{Name: "crash", Subnet: netip.MustParsePrefix("10.99.0.0/2
 // and checks that GC then leaves nothing behind and a fresh Attach works.
 func TestCrashMatrixSIGKILL(t *testing.T) {
 	h := newTestHost(t)
-	if _, err := h.CreateNetwork(context.Background(), crashNet); err != nil {
+	ctx := context.Background()
+	if _, err := h.CreateNetwork(ctx, crashNet); err != nil {
 		t.Fatal(err)
 	}
+	// A witness stays attached throughout: it asks the name server for the
+	// crashed attach's names, and its own objects make the baseline.
+	witness := testns.New(t, "witness")
+	wep := mustAttach(t, h, witness, crashNet, AttachOptions{Hostname: "witness"})
+	baseRes, baseRules := hostResidue(t, h), sandnetRules(t, h.ns)
+	dnsServer := netip.AddrPortFrom(wep.Gateway, 53)
+	crashPorts, _ := ParsePort(crashPort)
 	for _, step := range []string{StepClaim, StepAddress, StepLink, StepConfigure, StepDNS, StepPorts, StepRecord} {
 		sb := testns.New(t, "kill")
 		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperCrashingAttach$", "-test.count=1", "-test.v")
@@ -86,18 +102,33 @@ func TestCrashMatrixSIGKILL(t *testing.T) {
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 
-		if _, err := h.GC(context.Background()); err != nil {
+		if _, err := h.GC(ctx); err != nil {
 			t.Fatalf("GC after SIGKILL at %s: %v", step, err)
 		}
-		if left := hostResidue(t, h); len(left) > 0 {
-			t.Errorf("SIGKILL at %s, then GC: left %v", step, left)
+		if left := hostResidue(t, h); fmt.Sprint(left) != fmt.Sprint(baseRes) {
+			t.Errorf("SIGKILL at %s, then GC: left %v (baseline %v)", step, left, baseRes)
 		}
 		if out := testns.Run(t, sb, "ip", "-o", "link"); strings.Contains(out, "eth0") {
 			t.Errorf("SIGKILL at %s, then GC: eth0 still in the sandbox", step)
 		}
-		ep := mustAttach(t, h, sb, crashNet, AttachOptions{})
-		if !crashNet.Subnet.Contains(ep.Addr(false)) {
+		if rules := sandnetRules(t, h.ns); !slices.Equal(rules, baseRules) {
+			a, b := diffLines(baseRules, rules)
+			t.Errorf("SIGKILL at %s, then GC: rules differ: missing %q, left %q", step, a, b)
+		}
+		if es := portEntries(t, h); len(es) > 0 {
+			t.Errorf("SIGKILL at %s, then GC: port table %+v", step, es)
+		}
+		for _, name := range []string{"crashy", "c", sb.Name()} {
+			if got, err := queryA(ctx, witness, dnsServer, name); err == nil {
+				t.Errorf("SIGKILL at %s, then GC: name %s still answers %v", step, name, got)
+			}
+		}
+		ep := mustAttach(t, h, sb, crashNet, AttachOptions{Hostname: "crashy", Ports: crashPorts})
+		if !crashNet.Subnet.Contains(ep.Addr(false)) || ep.Addr(false) == wep.Addr(false) {
 			t.Errorf("fresh attach after SIGKILL at %s got %v", step, ep.Addresses)
+		}
+		if got, err := queryA(ctx, witness, dnsServer, "crashy"); err != nil || len(got) != 1 || got[0] != ep.Addr(false) {
+			t.Errorf("fresh attach after SIGKILL at %s: crashy = %v, %v", step, got, err)
 		}
 		if err := h.Detach(context.Background(), ep); err != nil {
 			t.Fatal(err)

@@ -76,7 +76,9 @@ func (r Rule) String() string { return r.Command() }
 func joinQuoted(args []string) string {
 	q := make([]string, len(args))
 	for i, a := range args {
-		if a == "" || strings.ContainsAny(a, " \t\"'") {
+		// Control characters are quoted (escaped) too: a newline would end
+		// the iptables-restore line and start another of the caller's choosing.
+		if a == "" || strings.ContainsAny(a, " \t\"'") || strings.ContainsFunc(a, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 			a = strconv.Quote(a)
 		}
 		q[i] = a

@@ -19,7 +19,7 @@ import (
 //
 // Equivalent to: ip netns add NAME
 func Create(ctx context.Context, name string) (*NS, error) {
-	if err := checkName(name); err != nil {
+	if err := checkNewName(name); err != nil {
 		return nil, err
 	}
 	explain.Say(ctx, "ip netns add %s", name)
@@ -61,7 +61,7 @@ func Create(ctx context.Context, name string) (*NS, error) {
 //
 // Equivalent to: ip netns del NAME
 func Delete(ctx context.Context, name string) error {
-	if err := checkName(name); err != nil {
+	if err := checkNewName(name); err != nil {
 		return err
 	}
 	explain.Say(ctx, "ip netns del %s", name)

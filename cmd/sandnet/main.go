@@ -77,6 +77,8 @@ Commands:
   doctor NS            the troubleshooting checklist (exit 0 only if nothing fails)
   graph                the topology as Graphviz DOT
   gc                   remove what crashed processes left
+  repair NS            put back what is missing for a sandbox (rules, veths...)
+  reconcile            repair every network and endpoint (after iptables -F)
 
 NS is a name from /run/netns, a path (/proc/PID/ns/net), or pid:PID.
 
@@ -165,6 +167,10 @@ func (a *app) dispatch(ctx context.Context, cmd string, args []string) error {
 		return a.graph(ctx, args)
 	case "gc":
 		return a.gc(ctx, args)
+	case "repair":
+		return a.repair(ctx, args)
+	case "reconcile":
+		return a.reconcile(ctx, args)
 	case "help":
 		fmt.Fprint(a.stdout, topUsage)
 		return nil

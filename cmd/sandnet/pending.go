@@ -24,6 +24,6 @@ func parsePorts(specs []string) ([]sandnet.PortMapping, error) {
 	return all, nil
 }
 
-// ruleChecker is the firewall checker doctor hands to diag.Check.
-// Switch on with the nat package's checker for h once it exists.
-func ruleChecker(h *sandnet.Host) diag.RuleChecker { return nil }
+// ruleChecker is the firewall checker doctor hands to diag.Check: the
+// Host itself (Host.MissingRules, through its firewall backend).
+func ruleChecker(h *sandnet.Host) diag.RuleChecker { return h }
