@@ -350,17 +350,19 @@ func (h *Host) ensureDNSServer(ctx context.Context, rec *networkRecord, sb *netn
 	return h.waitDNS(ctx, n, sb)
 }
 
-// waitDNS probes the network's server from the sandbox (the path its
-// queries take) until it answers, the runner reports why it cannot serve
-// the network, or the time is up.
-func (h *Host) waitDNS(ctx context.Context, n *Network, sb *netns.NS) error {
+// waitDNS probes the network's server until it answers, the runner reports
+// why it cannot serve the network, or the time is up. The probe is sent from
+// the host namespace, where the gateway address is local: from the sandbox,
+// the first ARP request of a link that has just come up is often lost and
+// retried only after a second, which would cost every Attach that second.
+func (h *Host) waitDNS(ctx context.Context, n *Network, _ *netns.NS) error {
 	want := dnsID(h.dir, n.Name)
 	addr := netip.AddrPortFrom(n.Gateway, 53)
 	ctx, cancel := context.WithTimeout(ctx, dnsReadyTimeout)
 	defer cancel()
 	var lastErr error
 	for {
-		id, err := dns.Probe(ctx, nsDial(sb), addr, "", 250*time.Millisecond)
+		id, err := dns.Probe(ctx, nsDial(h.ns), addr, "", 250*time.Millisecond)
 		if err == nil && id == want {
 			return nil
 		}
