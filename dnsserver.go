@@ -347,6 +347,9 @@ func (h *Host) ensureDNSServer(ctx context.Context, rec *networkRecord, sb *netn
 	if err != nil {
 		return err
 	}
+	if err := h.ensureHostLoopback(ctx); err != nil {
+		return err
+	}
 	return h.waitDNS(ctx, n, sb)
 }
 
@@ -461,4 +464,28 @@ func tryLock(path string) (f *os.File, ok bool, err error) {
 		return nil, false, fmt.Errorf("locking %s: %w", path, err)
 	}
 	return f, true, nil
+}
+
+// ensureHostLoopback brings lo up in the host namespace if it is down (a
+// fresh lab namespace), once per Host: the host reaches the name server on
+// the gateway address through it, and so does the readiness probe.
+func (h *Host) ensureHostLoopback(ctx context.Context) error {
+	if h.loChecked.Load() {
+		return nil
+	}
+	nl, err := h.ns.Netlink()
+	if err != nil {
+		return err
+	}
+	lo, err := nl.LinkByIndex(1)
+	if err != nil {
+		return fmt.Errorf("looking at lo in %s: %w", h.ns, err)
+	}
+	if lo.Attrs().Flags&net.FlagUp == 0 {
+		if err := loUp(ctx, h.ns, nl); err != nil {
+			return err
+		}
+	}
+	h.loChecked.Store(true)
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/sandnet/sandnet/internal/statefile"
 	"github.com/sandnet/sandnet/ipam"
@@ -67,6 +68,8 @@ type Host struct {
 	dnsCfg dnsConfig
 	dnsMu  sync.Mutex
 	dnsRun *dnsRunner // the in-process name server (DNSInProcess), while it runs
+
+	loChecked atomic.Bool // lo is known to be up in the host namespace
 }
 
 // NewHost opens a Host as configured.
