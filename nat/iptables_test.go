@@ -65,7 +65,7 @@ var backends = []struct {
 			h := nftHandle(t, ns, "forward", `iifname "sn-n1" oifname != "sn-n1" accept comment "sandnet net=n1 outbound"`)
 			testns.Run(t, ns, "nft", "delete", "rule", "inet", "sandnet", "forward", "handle", h)
 		},
-		hint: `nft add rule inet sandnet postrouting ip saddr 10.91.1.0/24 oifname != "sn-n1" masquerade`,
+		hint: `nft 'add rule inet sandnet postrouting ip saddr 10.91.1.0/24 oifname != "sn-n1" masquerade`,
 	},
 }
 

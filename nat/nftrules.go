@@ -78,13 +78,18 @@ type nftRule struct {
 	Exprs   []expr.Any
 }
 
-// Command is the equivalent nft command.
+// Command is the equivalent nft command (quoted for a shell).
 func (r nftRule) Command() string {
+	return "nft '" + r.body() + "'"
+}
+
+// body is the nft command without "nft", as nft -f reads it.
+func (r nftRule) body() string {
 	verb := "add"
 	if r.Insert {
 		verb = "insert"
 	}
-	return fmt.Sprintf("nft %s rule inet %s %s %s comment %s", verb, NFTTable, r.Chain, r.Text, strconv.Quote(r.Comment))
+	return fmt.Sprintf("%s rule inet %s %s %s comment %s", verb, NFTTable, r.Chain, r.Text, strconv.Quote(r.Comment))
 }
 
 func (r nftRule) rule() Rule {
@@ -450,15 +455,17 @@ type nftElem struct {
 }
 
 // Command is the equivalent nft command; del: the one that removes it.
-func (e nftElem) Command(del bool) string {
+func (e nftElem) Command(del bool) string { return "nft '" + e.body(del) + "'" }
+
+func (e nftElem) body(del bool) string {
 	if del {
-		return fmt.Sprintf("nft delete element inet %s %s { %s }", NFTTable, e.Set, e.Key)
+		return fmt.Sprintf("delete element inet %s %s { %s }", NFTTable, e.Set, e.Key)
 	}
 	v := ""
 	if e.Val != "" {
 		v = " : " + e.Val
 	}
-	return fmt.Sprintf("nft add element inet %s %s { %s comment %s%s }", NFTTable, e.Set, e.Key, strconv.Quote(e.Comment), v)
+	return fmt.Sprintf("add element inet %s %s { %s comment %s%s }", NFTTable, e.Set, e.Key, strconv.Quote(e.Comment), v)
 }
 
 func (e nftElem) rule() Rule {
@@ -580,16 +587,16 @@ func nftScript(nets []Network, eps map[string][]Endpoint) string {
 	}
 	b.WriteString("}\n")
 	for _, r := range nftStaticRules() {
-		b.WriteString(strings.TrimPrefix(r.Command(), "nft ") + "\n")
+		b.WriteString(r.body() + "\n")
 	}
 	for _, n := range nets {
-		b.WriteString(strings.TrimPrefix(nftBridgeElem(n).Command(false), "nft ") + "\n")
+		b.WriteString(nftBridgeElem(n).body(false) + "\n")
 		for _, r := range nftNetworkRules(n) {
-			b.WriteString(strings.TrimPrefix(r.Command(), "nft ") + "\n")
+			b.WriteString(r.body() + "\n")
 		}
 		for _, e := range eps[n.Name] {
 			for _, el := range nftEndpointElems(n, e) {
-				b.WriteString(strings.TrimPrefix(el.Command(false), "nft ") + "\n")
+				b.WriteString(el.body(false) + "\n")
 			}
 		}
 	}
