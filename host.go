@@ -47,8 +47,13 @@ type HostConfig struct {
 	DNSUpstreams []netip.AddrPort
 
 	// Firewall installs the NAT, forwarding and published-port rules, acting
-	// in NetNS; nil means the iptables backend (nat.NewIPTables).
+	// in NetNS; nil means the backend FirewallBackend names.
 	Firewall nat.Backend
+	// FirewallBackend names the backend when Firewall is nil: "iptables",
+	// "nftables", or "" (auto): nftables where the host namespace has a
+	// working nf_tables (probed once, when the Host is made), iptables
+	// otherwise. See nat.New.
+	FirewallBackend string
 }
 
 // Host is the host side of sandnet: the namespace that holds bridges and
@@ -61,6 +66,7 @@ type Host struct {
 	ipam  *ipam.Store
 	owned bool // ns was opened by NewHost
 	fw    nat.Backend
+	fwOwn bool // fw was made by newHost: Close closes it
 
 	mu   sync.Mutex
 	nets map[string]*netState
@@ -129,11 +135,13 @@ func newHost(ns *netns.NS, c HostConfig) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	fw := c.Firewall
+	fw, fwOwn := c.Firewall, c.Firewall == nil
 	if fw == nil {
-		fw = nat.NewIPTables(ns)
+		if fw, err = nat.New(ns, c.FirewallBackend); err != nil {
+			return nil, err
+		}
 	}
-	return &Host{ns: ns, dir: dir, log: log, ipam: store, fw: fw, nets: map[string]*netState{}, dnsCfg: dc}, nil
+	return &Host{ns: ns, dir: dir, log: log, ipam: store, fw: fw, fwOwn: fwOwn, nets: map[string]*netState{}, dnsCfg: dc}, nil
 }
 
 // NS is the namespace playing the host.
@@ -147,6 +155,9 @@ func (h *Host) StateDir() string { return h.dir }
 // they live in the kernel and the state dir.
 func (h *Host) Close() error {
 	h.stopDNS()
+	if c, ok := h.fw.(interface{ Close() error }); ok && h.fwOwn {
+		c.Close()
+	}
 	if h.owned {
 		return h.ns.Close()
 	}

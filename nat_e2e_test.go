@@ -27,6 +27,7 @@ var firewallBackends = []struct {
 	new  func(host *netns.NS) nat.Backend
 }{
 	{"iptables", func(ns *netns.NS) nat.Backend { return nat.NewIPTables(ns) }},
+	{"nftables", func(ns *netns.NS) nat.Backend { return nat.NewNFTables(ns) }},
 }
 
 // natLab is a host namespace with an uplink to an "upstream" namespace
@@ -160,10 +161,15 @@ func whoUDP(ns *netns.NS, addr string) (string, error) {
 func hp(ip string, port int) string { return net.JoinHostPort(ip, strconv.Itoa(port)) }
 
 // firewallResidue returns the lines of iptables-save and ip6tables-save
-// of ns that mention sandnet.
+// of ns that mention sandnet, and those of nft list ruleset.
 func firewallResidue(t *testing.T, ns *netns.NS) []string {
 	t.Helper()
 	var left []string
+	for _, l := range strings.Split(testns.Run(t, ns, "nft", "list", "ruleset"), "\n") {
+		if strings.Contains(strings.ToLower(l), "sandnet") {
+			left = append(left, "nft: "+l)
+		}
+	}
 	for _, cmd := range []string{"iptables-save", "ip6tables-save"} {
 		out := testns.Run(t, ns, cmd)
 		for _, l := range strings.Split(out, "\n") {

@@ -37,7 +37,9 @@ func newLab(t *testing.T) *lab {
 	t.Helper()
 	ctx := context.Background()
 	hns := testns.New(t, "host")
-	h, err := sandnet.NewHostNS(hns, sandnet.HostConfig{StateDir: filepath.Join(t.TempDir(), "state")})
+	// The forward-rules check reads iptables-save: the lab uses the iptables
+	// backend, whose rules those tests flush and break by hand.
+	h, err := sandnet.NewHostNS(hns, sandnet.HostConfig{StateDir: filepath.Join(t.TempDir(), "state"), FirewallBackend: "iptables"})
 	if err != nil {
 		t.Fatal(err)
 	}

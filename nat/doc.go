@@ -8,7 +8,23 @@
 //     tests show any change of layout as a diff);
 //   - applying: a [Backend] installs and removes them in one namespace.
 //     [IPTables] is the backend over iptables/ip6tables (go-iptables, and
-//     one iptables-restore --noflush batch per change).
+//     one iptables-restore --noflush batch per change); [NFTables] the one
+//     over nf_tables through netlink (no exec), with the same semantics:
+//     one table "inet sandnet", per-network maps of published ports, so an
+//     endpoint's ports are map elements changed in one transaction, at a
+//     cost flat in the number of endpoints. [New] picks one by name, or
+//     nftables where the namespace's kernel has it ("auto").
+//
+// The nftables layout (nft -f syntax in testdata/nftables.golden): base
+// chains prerouting/output (nat, -100), postrouting (nat, 100), forward and
+// input (filter, 0); regular chains "published" (one DNAT-by-map rule per
+// network and family) and "isolation" (per network, plus the set
+// "bridges" of every sandnet bridge). Coexistence with iptables: a DROP in
+// iptables-nft's FORWARD chain (another table) is not overridden by an
+// accept in table inet sandnet, so the nftables backend also inserts
+// "-i BR"/"-o BR" accept rules, commented "sandnet net=NAME compat-i/o",
+// into iptables-nft's filter FORWARD chains when they exist (see
+// [NFTables]). iptables-legacy's chains are out of its reach.
 //
 // Layout: sandnet's rules live in its own chains (SANDNET-*), each jumped to
 // once from a built-in chain; every rule carries a comment "sandnet
@@ -32,7 +48,8 @@
 //
 // Contract: root (CAP_NET_ADMIN) is needed. A Backend acts only in the
 // namespace it was made for: commands are started from a thread inside it
-// (netns.NS.Do), never in the caller's namespace. Backends are safe for
+// (netns.NS.Do), the nftables netlink socket is opened in it (by its fd),
+// never in the caller's namespace. Backends are safe for
 // concurrent use; iptables is called with -w, so concurrent processes wait
 // for the xtables lock instead of failing.
 package nat

@@ -55,6 +55,10 @@ type Rule struct {
 	Comment string
 	// Args are the matches and the target, including the comment match.
 	Args []string
+	// NFT, for the nftables backend, is the equivalent nft command (or,
+	// for iptables-nft's own chains, iptables command); Command returns
+	// it when set. Args are then empty.
+	NFT string
 }
 
 // Line is the rule as iptables-restore reads it: "-A CHAIN ARGS...".
@@ -68,6 +72,9 @@ func (r Rule) Line() string {
 
 // Command is the equivalent iptables command.
 func (r Rule) Command() string {
+	if r.NFT != "" {
+		return r.NFT
+	}
 	return r.Family.Command() + " -w -t " + r.Table + " " + r.Line()
 }
 

@@ -211,7 +211,9 @@ func TestEndToEnd(t *testing.T) {
 
 	// Attach with a published port.
 	stdout := c.ok("--explain", "attach", name, "--net", "n1", "--name", "web", "-p", "127.0.0.1:8080:80/tcp")
-	if !strings.Contains(stdout, "iptables") || !strings.Contains(stdout, "--dport 8080") {
+	iptablesRule := strings.Contains(stdout, "iptables") && strings.Contains(stdout, "--dport 8080")
+	nftElement := strings.Contains(stdout, "nft 'add element inet sandnet") && strings.Contains(stdout, "tcp . 8080")
+	if !iptablesRule && !nftElement {
 		t.Errorf("attach --explain -p lacks the DNAT rule:\n%s", stdout)
 	}
 

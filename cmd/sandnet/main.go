@@ -47,6 +47,7 @@ type app struct {
 	stdout, stderr io.Writer
 	hostNS         string
 	stateDir       string
+	firewall       string
 	explain        bool
 	json           bool
 	help           map[*flag.FlagSet]func() // each subcommand's --help text
@@ -87,6 +88,8 @@ Global flags (before or after the command):
   --state-dir DIR  where networks and endpoints are recorded
                    (default /run/sandnet, /run/sandnet/netns/NAME with --host-ns)
   --explain        print the equivalent ip/iptables command before each step
+  --firewall NAME  firewall backend: iptables, nftables or auto (default: auto,
+                   nftables where the kernel has it; or $SANDNET_FIREWALL)
   --json           machine-readable output
 
 Run 'sandnet COMMAND --help' for examples.
@@ -139,6 +142,10 @@ func (a *app) globals(fs *flag.FlagSet) {
 	fs.StringVar(&a.hostNS, "host-ns", a.hostNS, "act with namespace `NAME` (name, path or pid:PID) as the host")
 	fs.StringVar(&a.stateDir, "state-dir", a.stateDir, "state `DIR` (default /run/sandnet, or /run/sandnet/netns/NAME with --host-ns)")
 	fs.BoolVar(&a.explain, "explain", a.explain, "print the equivalent ip/iptables command before each step")
+	if a.firewall == "" {
+		a.firewall = os.Getenv("SANDNET_FIREWALL")
+	}
+	fs.StringVar(&a.firewall, "firewall", a.firewall, "firewall backend `NAME`: iptables, nftables or auto")
 	fs.BoolVar(&a.json, "json", a.json, "print JSON")
 }
 
@@ -180,5 +187,5 @@ func (a *app) dispatch(ctx context.Context, cmd string, args []string) error {
 
 // host opens the Host the global flags describe.
 func (a *app) host(ctx context.Context) (*sandnet.Host, error) {
-	return sandnet.NewHost(ctx, sandnet.HostConfig{NetNS: a.hostNS, StateDir: a.stateDir})
+	return sandnet.NewHost(ctx, sandnet.HostConfig{NetNS: a.hostNS, StateDir: a.stateDir, FirewallBackend: a.firewall})
 }
