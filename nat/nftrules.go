@@ -302,7 +302,7 @@ func nftNetworkRules(n Network) []nftRule {
 			build(&b)
 			rs = append(rs, b.rule(f, chain, c(tag)))
 		}
-		if !n.Internal {
+		if !n.Internal && !n.Routed {
 			add(nftPostrouting, "masquerade", func(b *rb) { b.addr(false, s, true); b.oif(br, false); b.masquerade() })
 		}
 		add(nftPostrouting, "hairpin", func(b *rb) { b.addr(false, s, true); b.oif(br, true); b.ctDNAT(true); b.masquerade() })
@@ -338,7 +338,11 @@ func nftNetworkRules(n Network) []nftRule {
 				b.accept()
 			}
 		})
-		add(nftForward, "no-direct", func(b *rb) { b.nfproto(f); b.oif(br, true); b.drop() })
+		if n.Routed && !n.Internal {
+			add(nftForward, "routed", func(b *rb) { b.nfproto(f); b.oif(br, true); b.accept() })
+		} else {
+			add(nftForward, "no-direct", func(b *rb) { b.nfproto(f); b.oif(br, true); b.drop() })
+		}
 		add(nftPublished, fmt.Sprintf("dnat%d", f), func(b *rb) { dnatByMap(b, f, nftMapName(n.Name, f, false), false) })
 		add(nftPublished, fmt.Sprintf("dnat%d-any", f), func(b *rb) { dnatByMap(b, f, nftMapName(n.Name, f, true), true) })
 	}
