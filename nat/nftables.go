@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/google/nftables"
@@ -235,7 +236,7 @@ func (b *NFTables) ensureBase(ctx context.Context, c *nftables.Conn, cur *curren
 	if !cur.table {
 		explain.Say(ctx, "%s", b.ns.Shell(fmt.Sprintf("nft add set inet %s %s '{ type ifname; comment %q; }'", NFTTable, nftBridges, CommentPrefix)))
 	}
-	if err := c.AddSet(nftBridgeSet(), nil); err != nil {
+	if err := c.AddSet(withSetID(nftBridgeSet()), nil); err != nil {
 		return err
 	}
 	for _, r := range nftStaticRules() {
@@ -279,7 +280,7 @@ func (b *NFTables) ensureNetwork(ctx context.Context, n Network) error {
 		return err
 	}
 	for _, m := range nftMaps(n) {
-		if err := c.AddSet(m, nil); err != nil {
+		if err := c.AddSet(withSetID(m), nil); err != nil {
 			return err
 		}
 		explain.Say(ctx, "%s", b.ns.Shell(fmt.Sprintf("nft add map inet %s %s '{ type %s : %s; comment %q; }'", NFTTable, m.Name, m.KeyType.Name, m.DataType.Name, m.Comment)))
@@ -688,4 +689,17 @@ func (b *NFTables) Check(ctx context.Context, n Network, eps []Endpoint) ([]Rule
 		}
 	}
 	return missing, nil
+}
+
+// setIDs numbers the sets sandnet adds. google/nftables numbers sets it is
+// given without an ID from a package-global counter that is not safe for
+// concurrent use across connections; giving every set an ID of our own
+// keeps it off that path. The ID only has to be unique within a batch.
+var setIDs atomic.Uint32
+
+func withSetID(s *nftables.Set) *nftables.Set {
+	if s.ID == 0 {
+		s.ID = 1<<30 + setIDs.Add(1)%(1<<30) // apart from the library's own numbering
+	}
+	return s
 }
