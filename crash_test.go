@@ -123,7 +123,10 @@ func TestCrashMatrixSIGKILL(t *testing.T) {
 				t.Errorf("SIGKILL at %s, then GC: name %s still answers %v", step, name, got)
 			}
 		}
-		ep := mustAttach(t, h, sb, crashNet, AttachOptions{Hostname: "crashy", Ports: crashPorts})
+		ep, err := h.AttachNS(ctx, sb, crashNet, AttachOptions{Hostname: "crashy", Ports: crashPorts})
+		if err != nil {
+			t.Fatalf("fresh attach after SIGKILL at %s: %v", step, err)
+		}
 		if !crashNet.Subnet.Contains(ep.Addr(false)) || ep.Addr(false) == wep.Addr(false) {
 			t.Errorf("fresh attach after SIGKILL at %s got %v", step, ep.Addresses)
 		}

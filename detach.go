@@ -113,6 +113,13 @@ func (h *Host) detach(ctx context.Context, network, id string) error {
 // later Detach or GC can finish.
 func (h *Host) teardown(ctx context.Context, nrec *networkRecord, ep *Endpoint) error {
 	var errs []error
+	if len(ep.Addresses) == 0 && (nrec == nil || usesIPAM(nrec.Network.Driver)) {
+		// An attach that died before recording its addresses: the lease has
+		// them, and the firewall backend may need them to find its elements.
+		if l, err := h.ipam.Get(leaseKey(ep)); err == nil {
+			ep.Addresses = l.Addrs
+		}
+	}
 	if nrec != nil {
 		drv, err := driverFor(nrec.Network.Driver)
 		if err == nil {

@@ -172,7 +172,7 @@ func TestDriftReconcileRestoresRules(t *testing.T) {
 // endpoint works again.
 func TestCheckAndRepairEachPiece(t *testing.T) {
 	ctx := context.Background()
-	h := newTestHost(t)
+	h := newTestHostFW(t, "iptables") // the test reads and breaks iptables rules
 	n := Network{Name: "mend", Subnet: netip.MustParsePrefix("10.97.8.0/24"), Subnet6: netip.MustParsePrefix("fd00:97:8::/64")}
 	sb := testns.New(t, "mend")
 	ports, _ := ParsePort("18090:80")

@@ -77,7 +77,7 @@ func portEntries(t *testing.T, h *Host) []portEntry {
 // removal of every sandnet network, untouched.
 func TestGCAndReconcileLeaveForeignObjects(t *testing.T) {
 	ctx := context.Background()
-	h := newTestHost(t)
+	h := newTestHostFW(t, "iptables") // the test reads and breaks iptables rules
 	for _, c := range [][]string{
 		{"ip", "link", "add", "br-foreign", "type", "bridge"},
 		{"ip", "addr", "add", "172.31.0.1/24", "dev", "br-foreign"},
@@ -170,7 +170,7 @@ func crashAtOpts(t *testing.T, h *Host, sb *netns.NS, n Network, step string, o 
 // and addresses are free again, and no address is handed out twice.
 func TestRebootWithPublishedPorts(t *testing.T) {
 	ctx := context.Background()
-	h := newTestHost(t)
+	h := newTestHostFW(t, "iptables")                                            // the test reads and breaks iptables rules
 	n := Network{Name: "reboot", Subnet: netip.MustParsePrefix("10.97.30.0/29")} // 5 usable addresses
 	var eps []*Endpoint
 	var sbs []*netns.NS

@@ -21,8 +21,16 @@ import (
 // with its own state dir; both go away with the test.
 func newTestHost(t testing.TB) *Host {
 	t.Helper()
+	return newTestHostFW(t, "")
+}
+
+// newTestHostFW is newTestHost with a given firewall backend ("iptables",
+// "nftables"; "" picks the default), for tests that read or break the
+// rules with that backend's own tools.
+func newTestHostFW(t testing.TB, backend string) *Host {
+	t.Helper()
 	hns := testns.New(t, "host")
-	h, err := NewHostNS(hns, HostConfig{StateDir: filepath.Join(t.TempDir(), "state")})
+	h, err := NewHostNS(hns, HostConfig{StateDir: filepath.Join(t.TempDir(), "state"), FirewallBackend: backend})
 	if err != nil {
 		t.Fatal(err)
 	}

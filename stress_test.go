@@ -42,7 +42,7 @@ func TestHelperStress(t *testing.T) {
 		t.Skip("helper process for TestStressProcesses")
 	}
 	ctx := context.Background()
-	h, err := NewHost(ctx, HostConfig{NetNS: os.Getenv("SANDNET_HOST"), StateDir: os.Getenv("SANDNET_STATE")})
+	h, err := NewHost(ctx, HostConfig{NetNS: os.Getenv("SANDNET_HOST"), StateDir: os.Getenv("SANDNET_STATE"), FirewallBackend: "iptables"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func TestStressProcesses(t *testing.T) {
 		t.Skip("stress test skipped with -short")
 	}
 	ctx := context.Background()
-	h := newTestHost(t)
+	h := newTestHostFW(t, "iptables") // the test reads and breaks iptables rules
 	prefix := fmt.Sprintf("snt-st%d", os.Getpid())
 	t.Cleanup(func() {
 		names, _ := netns.List()
