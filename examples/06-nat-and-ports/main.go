@@ -112,7 +112,10 @@ func run(ctx context.Context, lab *guide.Lab) error {
 	if err := os.WriteFile(resolv, nil, 0o644); err != nil {
 		return err
 	}
-	host, err := sandnet.NewHostNS(hostNS, sandnet.HostConfig{StateDir: filepath.Join(dir, "state"), ResolvConf: resolv, ResolvedConf: resolv, DNS: sandnet.DNSOff})
+	// sandnet's default firewall backend is nftables (one map element per
+	// published port); this guide shows the classic iptables rules, as
+	// Docker's documentation does, so it asks for the iptables backend.
+	host, err := sandnet.NewHostNS(hostNS, sandnet.HostConfig{StateDir: filepath.Join(dir, "state"), ResolvConf: resolv, ResolvedConf: resolv, DNS: sandnet.DNSOff, FirewallBackend: "iptables"})
 	if err != nil {
 		return err
 	}

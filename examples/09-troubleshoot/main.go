@@ -178,6 +178,7 @@ func run(ctx context.Context, gl *guide.Lab) error {
 	}
 	l.host, err = sandnet.NewHostNS(l.hostNS, sandnet.HostConfig{
 		StateDir: filepath.Join(dir, "state"), ResolvConf: resolv, ResolvedConf: resolv, DNS: sandnet.DNSInProcess,
+		FirewallBackend: "iptables", // the faults below are made with the iptables command
 	})
 	if err != nil {
 		return err
