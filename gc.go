@@ -27,19 +27,26 @@ type GCReport struct {
 // it judges a record, and touches only objects sandnet's records name.
 func (h *Host) GC(ctx context.Context) (GCReport, error) {
 	var rep GCReport
+	err := h.eachNetwork(ctx, func(name string) error { return h.gcNetwork(ctx, name, &rep) })
+	return rep, err
+}
+
+// eachNetwork calls fn for every recorded network in name order, going on
+// past errors and stopping when ctx ends; it returns every error joined.
+func (h *Host) eachNetwork(ctx context.Context, fn func(name string) error) error {
 	recs, err := h.listNetworkRecords()
 	if err != nil && len(recs) == 0 {
-		return rep, err
+		return err
 	}
 	errs := []error{err}
 	sort.Slice(recs, func(i, j int) bool { return recs[i].Network.Name < recs[j].Network.Name })
-	for _, rec := range recs {
+	for _, r := range recs {
 		if err := ctx.Err(); err != nil {
-			return rep, err
+			return errors.Join(append(errs, err)...)
 		}
-		errs = append(errs, h.gcNetwork(ctx, rec.Network.Name, &rep))
+		errs = append(errs, fn(r.Network.Name))
 	}
-	return rep, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 func (h *Host) gcNetwork(ctx context.Context, name string, rep *GCReport) error {

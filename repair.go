@@ -91,27 +91,14 @@ type ReconcileReport struct {
 // finish or whose namespace is gone are skipped: GC removes them.
 func (h *Host) Reconcile(ctx context.Context) (ReconcileReport, error) {
 	var rep ReconcileReport
-	recs, err := h.listNetworkRecords()
-	if err != nil && len(recs) == 0 {
-		return rep, err
-	}
-	errs := []error{err}
-	sort.Slice(recs, func(i, j int) bool { return recs[i].Network.Name < recs[j].Network.Name })
 	// Network-level objects of every network first: the shared chains and
 	// their jumps come back before any endpoint's rule.
-	for _, r := range recs {
-		if err := ctx.Err(); err != nil {
-			return rep, err
-		}
-		errs = append(errs, h.reconcileNetwork(ctx, r.Network.Name, &rep))
+	err := h.eachNetwork(ctx, func(name string) error { return h.reconcileNetwork(ctx, name, &rep) })
+	if ctx.Err() != nil {
+		return rep, err
 	}
-	for _, r := range recs {
-		if err := ctx.Err(); err != nil {
-			return rep, err
-		}
-		errs = append(errs, h.reconcileEndpoints(ctx, r.Network.Name, &rep))
-	}
-	return rep, errors.Join(errs...)
+	err = errors.Join(err, h.eachNetwork(ctx, func(name string) error { return h.reconcileEndpoints(ctx, name, &rep) }))
+	return rep, err
 }
 
 func (h *Host) reconcileNetwork(ctx context.Context, name string, rep *ReconcileReport) error {
