@@ -2,9 +2,13 @@ package sandnet
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/sandnet/sandnet/internal/statefile"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -156,13 +160,17 @@ func (h *Host) setupDNS(ctx context.Context, tx *attachTx) error {
 		rec   *[]string
 	}{{resolvPaths, rc.Bytes(), &ep.ResolvConf}, {hostsPaths, hosts, &ep.Hosts}} {
 		for _, path := range f.paths {
+			if ownedDNSFile(path) {
+				// Count this endpoint as a user of the file before writing it.
+				if err := h.addDNSRef(path, ep.ID); err != nil {
+					return err
+				}
+				tx.undo.push(func(ctx context.Context) error { return h.releaseDNSFile(ctx, path, ep.ID) })
+			}
 			if _, err := dns.WriteFile(ctx, path, f.data); err != nil {
 				return err
 			}
 			*f.rec = append(*f.rec, path)
-			if ownedDNSFile(path) {
-				tx.undo.push(func(ctx context.Context) error { return dns.RemoveFile(ctx, path, true) })
-			}
 		}
 	}
 	return nil
@@ -186,23 +194,45 @@ func (h *Host) teardownDNS(ctx context.Context, rec *networkRecord, ep *Endpoint
 			paths = append(paths, p)
 		}
 	}
-	if len(paths) == 0 {
-		return nil
-	}
-	others, _ := h.Endpoints("")
 	var errs []error
 	for _, p := range paths {
-		shared := false
-		for _, o := range others {
-			if o.ID != ep.ID && (slices.Contains(o.ResolvConf, p) || slices.Contains(o.Hosts, p)) {
-				shared = true
-			}
-		}
-		if !shared {
-			errs = append(errs, dns.RemoveFile(ctx, p, true))
-		}
+		errs = append(errs, h.releaseDNSFile(ctx, p, ep.ID))
 	}
 	return errors.Join(errs...)
+}
+
+// The users of each file under /etc/netns are recorded as one empty file
+// per endpoint in StateDir/dnsrefs/HASH/, so Detach knows in O(1) whether
+// another endpoint of the same sandbox (on another network) still uses it.
+
+func (h *Host) dnsRefDir(path string) string {
+	sum := sha256.Sum256([]byte(path))
+	return filepath.Join(h.dir, "dnsrefs", hex.EncodeToString(sum[:8]))
+}
+
+func (h *Host) addDNSRef(path, id string) error {
+	dir := h.dnsRefDir(path)
+	if err := statefile.MkdirAll(dir); err != nil {
+		return err
+	}
+	if err := statefile.Create(filepath.Join(dir, id), []byte(path+"\n")); err != nil && !errors.Is(err, ErrExists) {
+		return err
+	}
+	return nil
+}
+
+// releaseDNSFile drops endpoint id's use of path and removes the file when
+// no other endpoint uses it.
+func (h *Host) releaseDNSFile(ctx context.Context, path, id string) error {
+	dir := h.dnsRefDir(path)
+	if err := statefile.Remove(filepath.Join(dir, id)); err != nil {
+		return err
+	}
+	if left, err := os.ReadDir(dir); err == nil && len(left) > 0 {
+		return nil // another endpoint of the sandbox still uses it
+	}
+	os.Remove(dir)
+	return dns.RemoveFile(ctx, path, true)
 }
 
 // explainDNSServer reports what the name server is, as a person would set
