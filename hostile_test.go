@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sandnet/sandnet/internal/nlwrap"
 	"net"
 	"net/netip"
 	"os"
@@ -20,12 +21,17 @@ import (
 func hostState(t *testing.T, h *Host) string {
 	t.Helper()
 	nets, _ := h.Networks()
-	links := testns.Run(t, h.ns, "ip", "-o", "link")
+	nl, err := h.ns.Netlink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	links, err := nlwrap.Retry(nl.LinkList)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var names []string
-	for _, l := range strings.Split(links, "\n") {
-		if f := strings.Fields(l); len(f) > 1 {
-			names = append(names, f[1])
-		}
+	for _, l := range links {
+		names = append(names, l.Attrs().Name)
 	}
 	return fmt.Sprint(hostResidue(t, h), nets, names, sandnetRules(t, h.ns), portEntries(t, h))
 }
