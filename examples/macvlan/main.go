@@ -18,16 +18,14 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
-	"time"
 
 	"github.com/sandnet/sandnet"
 	"github.com/sandnet/sandnet/bridge"
+	"github.com/sandnet/sandnet/examples/internal/guide"
 	"github.com/sandnet/sandnet/explain"
 	"github.com/sandnet/sandnet/macvlan"
 	"github.com/sandnet/sandnet/netns"
@@ -118,20 +116,20 @@ func run() error {
 	a, b := ns["a"], ns["b"]
 
 	fmt.Println("\n== 5. proof: a pings the router and b; TCP from a to b")
-	if err := ping(ctx, a, "192.168.50.1", true); err != nil {
+	if err := guide.Ping(ctx, a, "192.168.50.1", true); err != nil {
 		return err
 	}
-	if err := ping(ctx, a, eps[1].Addr(false).String(), true); err != nil {
+	if err := guide.Ping(ctx, a, eps[1].Addr(false).String(), true); err != nil {
 		return err
 	}
-	if err := echo(a, b, netip.AddrPortFrom(eps[1].Addr(false), 8080)); err != nil {
+	if err := guide.Echo(a, b, netip.AddrPortFrom(eps[1].Addr(false), 8080), "hello over the physical network"); err != nil {
 		return err
 	}
 	out, _ := ns["router"].Command(ctx, "ip", "neigh", "show", "dev", "eth0").CombinedOutput()
 	fmt.Printf("   the router's ARP table: sandbox a is a machine with its own MAC there:\n%s", indent(string(out)))
 
 	fmt.Println("\n== 6. the limitation: the host itself cannot reach its macvlan sandboxes through eth0")
-	if err := ping(ctx, ns["host"], eps[0].Addr(false).String(), false); err != nil {
+	if err := guide.Ping(ctx, ns["host"], eps[0].Addr(false).String(), false); err != nil {
 		return err
 	}
 	fmt.Println("   (the kernel gives frames from eth0 to its macvlan devices only when they come from the wire)")
@@ -149,7 +147,7 @@ func run() error {
 			return err
 		}
 	}
-	if err := ping(ctx, ns["host"], eps[0].Addr(false).String(), true); err != nil {
+	if err := guide.Ping(ctx, ns["host"], eps[0].Addr(false).String(), true); err != nil {
 		return err
 	}
 	if err := macvlan.Delete(ctx, ns["host"], "mv-host"); err != nil {
@@ -188,67 +186,6 @@ func linkIndex(ns *netns.NS, name string) int {
 		return 0
 	}
 	return l.Attrs().Index
-}
-
-// ping pings addr from inside ns and checks the outcome is the one wanted;
-// a wanted answer may take a few tries (ARP).
-func ping(ctx context.Context, ns *netns.NS, addr string, want bool) error {
-	tries := 1
-	if want {
-		tries = 3
-	}
-	var (
-		out []byte
-		err error
-	)
-	for range tries {
-		out, err = ns.Command(ctx, "ping", "-c", "1", "-W", "1", "-w", "2", addr).CombinedOutput()
-		if err == nil || ctx.Err() != nil {
-			break
-		}
-	}
-	switch {
-	case ctx.Err() != nil:
-		return ctx.Err()
-	case want && err != nil:
-		return fmt.Errorf("%s cannot ping %s: %v\n%s", ns.Name(), addr, err, out)
-	case !want && err == nil:
-		return fmt.Errorf("%s pings %s, which it should not", ns.Name(), addr)
-	case want:
-		fmt.Printf("   ping %s -> %s: answered\n", ns.Name(), addr)
-	default:
-		fmt.Printf("   ping %s -> %s: no answer, as expected\n", ns.Name(), addr)
-	}
-	return nil
-}
-
-// echo serves TCP inside server and dials it from client.
-func echo(client, server *netns.NS, addr netip.AddrPort) error {
-	var ln net.Listener
-	if err := server.Do(func() (err error) { ln, err = net.Listen("tcp", addr.String()); return err }); err != nil {
-		return err
-	}
-	defer ln.Close()
-	go func() {
-		if c, err := ln.Accept(); err == nil {
-			io.Copy(c, c)
-			c.Close()
-		}
-	}()
-	var c net.Conn
-	if err := client.Do(func() (err error) { c, err = net.DialTimeout("tcp", addr.String(), 3*time.Second); return err }); err != nil {
-		return err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(3 * time.Second))
-	msg := "hello over the physical network\n"
-	io.WriteString(c, msg)
-	reply := make([]byte, len(msg))
-	if _, err := io.ReadFull(c, reply); err != nil {
-		return err
-	}
-	fmt.Printf("   TCP %s -> %s: echoed %q\n", client.Name(), addr, strings.TrimSpace(string(reply)))
-	return nil
 }
 
 func indent(s string) string {

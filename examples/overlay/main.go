@@ -29,6 +29,7 @@ import (
 
 	"github.com/sandnet/sandnet"
 	"github.com/sandnet/sandnet/bridge"
+	"github.com/sandnet/sandnet/examples/internal/guide"
 	"github.com/sandnet/sandnet/explain"
 	"github.com/sandnet/sandnet/netns"
 	"github.com/sandnet/sandnet/overlay"
@@ -133,14 +134,14 @@ func run() error {
 	bAddr := eps[1].Addr(false)
 
 	fmt.Println("\n== 5. proof: a (host1) pings b (host2), a full-size packet crosses whole, TCP echo and 8 MB")
-	if err := ping(ctx, a, bAddr, true); err != nil {
+	if err := guide.Ping(ctx, a, bAddr.String(), true); err != nil {
 		return err
 	}
 	if out, err := a.Command(ctx, "ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1422", bAddr.String()).CombinedOutput(); err != nil {
 		return fmt.Errorf("a 1450-byte packet did not cross: %v\n%s", err, out)
 	}
 	fmt.Println("   ping -M do -s 1422 (a 1450-byte packet, not fragmentable): answered")
-	if err := echo(a, b, netip.AddrPortFrom(bAddr, 8080)); err != nil {
+	if err := guide.Echo(a, b, netip.AddrPortFrom(bAddr, 8080), "hello across the overlay"); err != nil {
 		return err
 	}
 	if err := transfer(a, b, netip.AddrPortFrom(bAddr, 9000), 8<<20); err != nil {
@@ -167,7 +168,7 @@ func run() error {
 			return err
 		}
 	}
-	if err := ping(ctx, a, bAddr, false); err != nil {
+	if err := guide.Ping(ctx, a, bAddr.String(), false); err != nil {
 		return err
 	}
 	fmt.Println("\n== 8. ... and brings it back: reachable again")
@@ -176,7 +177,7 @@ func run() error {
 			return err
 		}
 	}
-	if err := ping(ctx, a, bAddr, true); err != nil {
+	if err := guide.Ping(ctx, a, bAddr.String(), true); err != nil {
 		return err
 	}
 
@@ -215,67 +216,6 @@ func printFDB(ns *netns.NS, dev string) {
 		}
 		fmt.Printf("     %s dst %s (%s)\n", e.MAC, e.Dst, kind)
 	}
-}
-
-// ping pings addr from ns and checks the outcome is the one wanted; an
-// answer may take a few tries (ARP after a failure is retried after a while).
-func ping(ctx context.Context, ns *netns.NS, addr netip.Addr, want bool) error {
-	tries := 1
-	if want {
-		tries = 5
-	}
-	var (
-		out []byte
-		err error
-	)
-	for range tries {
-		out, err = ns.Command(ctx, "ping", "-c", "1", "-W", "1", "-w", "2", addr.String()).CombinedOutput()
-		if err == nil || ctx.Err() != nil {
-			break
-		}
-	}
-	switch {
-	case ctx.Err() != nil:
-		return ctx.Err()
-	case want && err != nil:
-		return fmt.Errorf("%s cannot ping %s: %v\n%s", ns.Name(), addr, err, out)
-	case !want && err == nil:
-		return fmt.Errorf("%s pings %s, which it should not", ns.Name(), addr)
-	case want:
-		fmt.Printf("   ping %s -> %s: answered\n", ns.Name(), addr)
-	default:
-		fmt.Printf("   ping %s -> %s: no answer, as expected\n", ns.Name(), addr)
-	}
-	return nil
-}
-
-// echo serves TCP inside server and dials it from client.
-func echo(client, server *netns.NS, addr netip.AddrPort) error {
-	var ln net.Listener
-	if err := server.Do(func() (err error) { ln, err = net.Listen("tcp", addr.String()); return err }); err != nil {
-		return err
-	}
-	defer ln.Close()
-	go func() {
-		if c, err := ln.Accept(); err == nil {
-			io.Copy(c, c)
-			c.Close()
-		}
-	}()
-	var c net.Conn
-	if err := client.Do(func() (err error) { c, err = net.DialTimeout("tcp", addr.String(), 3*time.Second); return err }); err != nil {
-		return err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(3 * time.Second))
-	msg := "hello across the overlay\n"
-	io.WriteString(c, msg)
-	reply := make([]byte, len(msg))
-	if _, err := io.ReadFull(c, reply); err != nil {
-		return err
-	}
-	fmt.Printf("   TCP %s -> %s: echoed %q\n", client.Name(), addr, strings.TrimSpace(string(reply)))
-	return nil
 }
 
 // transfer sends size random bytes from client to server over TCP and

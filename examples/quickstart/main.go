@@ -15,15 +15,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
-	"net"
 	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
-	"time"
 
 	"github.com/sandnet/sandnet"
+	"github.com/sandnet/sandnet/examples/internal/guide"
 	"github.com/sandnet/sandnet/explain"
 	"github.com/sandnet/sandnet/netns"
 )
@@ -100,7 +98,7 @@ func run() error {
 		return fmt.Errorf("ping failed: %v\n%s", err, out)
 	}
 	fmt.Printf("   %s\n", lastLine(string(out)))
-	if err := echo(a, b, netip.AddrPortFrom(eps[1].Addr(false), 8080)); err != nil {
+	if err := guide.Echo(a, b, netip.AddrPortFrom(eps[1].Addr(false), 8080), "hello over the bridge"); err != nil {
 		return fmt.Errorf("tcp failed: %w", err)
 	}
 
@@ -118,35 +116,6 @@ func run() error {
 		return err
 	}
 	fmt.Println("\nquickstart: OK, the two sandboxes talked over the bridge")
-	return nil
-}
-
-// echo serves TCP inside server and dials it from client.
-func echo(client, server *netns.NS, addr netip.AddrPort) error {
-	var ln net.Listener
-	// A socket belongs to the namespace it is created in; Do runs the call there.
-	if err := server.Do(func() (err error) { ln, err = net.Listen("tcp", addr.String()); return err }); err != nil {
-		return err
-	}
-	defer ln.Close()
-	go func() {
-		if c, err := ln.Accept(); err == nil {
-			io.Copy(c, c)
-			c.Close()
-		}
-	}()
-	var c net.Conn
-	if err := client.Do(func() (err error) { c, err = net.DialTimeout("tcp", addr.String(), 3*time.Second); return err }); err != nil {
-		return err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(3 * time.Second))
-	fmt.Fprintf(c, "hello over the bridge\n")
-	reply := make([]byte, 22)
-	if _, err := io.ReadFull(c, reply); err != nil {
-		return err
-	}
-	fmt.Printf("   TCP %s -> %s: echoed %q\n", client.Name(), addr, strings.TrimSpace(string(reply)))
 	return nil
 }
 

@@ -1,7 +1,8 @@
 // Package guide is the frame shared by the numbered examples: a lab of
 // namespaces that is removed at the end (also on Ctrl-C), and printing that
-// reads like the guide. It holds no networking: each example does that itself
-// with the public packages, so it can be read top to bottom.
+// reads like the guide, plus the two proofs several examples share (Ping,
+// Echo). The networking itself each example does with the public packages,
+// so it can be read top to bottom.
 //
 // Output conventions, which examples_test.go relies on:
 //
