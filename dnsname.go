@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/sandnet/sandnet/internal/statefile"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/sandnet/sandnet/dns"
 	"github.com/sandnet/sandnet/explain"
+	"github.com/sandnet/sandnet/internal/statefile"
 )
 
 // DNSMode says how a Host runs the embedded name server that answers, on a

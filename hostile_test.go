@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/sandnet/sandnet/internal/nlwrap"
 	"net"
 	"net/netip"
 	"os"
@@ -12,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sandnet/sandnet/internal/nlwrap"
 	"github.com/sandnet/sandnet/internal/testns"
 	"github.com/sandnet/sandnet/nat"
 )

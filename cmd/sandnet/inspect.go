@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/sandnet/sandnet"
 	"github.com/sandnet/sandnet/diag"
 	"github.com/sandnet/sandnet/netns"
 )
@@ -227,7 +228,27 @@ func (a *app) printGraph(ctx context.Context, pos []string) error {
 }
 
 func (a *app) gc(ctx context.Context, args []string) error {
-	if _, _, err := a.parse(a.flags(gcCmd), gcCmd, args); err != nil {
+	return hostReport(a, ctx, gcCmd, args, (*sandnet.Host).GC, func(rep sandnet.GCReport, err error) {
+		for _, line := range rep.Endpoints {
+			fmt.Fprintln(a.stdout, "removed endpoint", line)
+		}
+		for _, line := range rep.Leases {
+			fmt.Fprintln(a.stdout, "released lease", line)
+		}
+		for _, name := range rep.Networks {
+			fmt.Fprintln(a.stdout, "removed network", name)
+		}
+		if len(rep.Endpoints)+len(rep.Leases)+len(rep.Networks) == 0 && err == nil {
+			fmt.Fprintln(a.stdout, "nothing to collect")
+		}
+	})
+}
+
+// hostReport runs a command that takes no argument and acts on the whole
+// Host: it prints the report as JSON with --json, else with text, and
+// returns run's error (the report is printed also when run fails part way).
+func hostReport[T any](a *app, ctx context.Context, c command, args []string, run func(*sandnet.Host, context.Context) (T, error), text func(T, error)) error {
+	if _, _, err := a.parse(a.flags(c), c, args); err != nil {
 		return err
 	}
 	h, err := a.host(ctx)
@@ -235,24 +256,13 @@ func (a *app) gc(ctx context.Context, args []string) error {
 		return err
 	}
 	defer h.Close()
-	rep, err := h.GC(ctx)
+	rep, err := run(h, ctx)
 	if a.json {
 		if perr := a.printJSON(rep); perr != nil {
 			return perr
 		}
 		return err
 	}
-	for _, line := range rep.Endpoints {
-		fmt.Fprintln(a.stdout, "removed endpoint", line)
-	}
-	for _, line := range rep.Leases {
-		fmt.Fprintln(a.stdout, "released lease", line)
-	}
-	for _, name := range rep.Networks {
-		fmt.Fprintln(a.stdout, "removed network", name)
-	}
-	if len(rep.Endpoints)+len(rep.Leases)+len(rep.Networks) == 0 && err == nil {
-		fmt.Fprintln(a.stdout, "nothing to collect")
-	}
+	text(rep, err)
 	return err
 }

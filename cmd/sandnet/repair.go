@@ -85,29 +85,15 @@ func (a *app) printCheck(r sandnet.CheckReport) {
 }
 
 func (a *app) reconcile(ctx context.Context, args []string) error {
-	if _, _, err := a.parse(a.flags(reconcileCmd), reconcileCmd, args); err != nil {
-		return err
-	}
-	h, err := a.host(ctx)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	rep, err := h.Reconcile(ctx)
-	if a.json {
-		if perr := a.printJSON(rep); perr != nil {
-			return perr
+	return hostReport(a, ctx, reconcileCmd, args, (*sandnet.Host).Reconcile, func(rep sandnet.ReconcileReport, err error) {
+		for _, r := range rep.Repaired {
+			a.printCheck(r)
 		}
-		return err
-	}
-	for _, r := range rep.Repaired {
-		a.printCheck(r)
-	}
-	for _, s := range rep.Skipped {
-		fmt.Fprintln(a.stdout, "skipped", s, "(see sandnet gc)")
-	}
-	if len(rep.Repaired) == 0 && err == nil {
-		fmt.Fprintln(a.stdout, "nothing to repair")
-	}
-	return err
+		for _, s := range rep.Skipped {
+			fmt.Fprintln(a.stdout, "skipped", s, "(see sandnet gc)")
+		}
+		if len(rep.Repaired) == 0 && err == nil {
+			fmt.Fprintln(a.stdout, "nothing to repair")
+		}
+	})
 }
