@@ -75,6 +75,10 @@ func AddPeer(ctx context.Context, ns *netns.NS, dev string, peer netip.Addr) err
 // so frames for the sandboxes behind it fall back to flooding among the
 // remaining peers. A peer that is not there is not an error.
 //
+// With learning on, a peer that still has dev's host as its own peer and
+// sends to it is learnt again: to cut two hosts apart, remove each from the
+// other.
+//
 // Equivalent to: bridge fdb del 00:00:00:00:00:00 dev DEV dst PEER (and
 // bridge fdb del MAC dev DEV dst PEER for each MAC entry on PEER)
 func RemovePeer(ctx context.Context, ns *netns.NS, dev string, peer netip.Addr) error {

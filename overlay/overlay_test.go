@@ -104,6 +104,14 @@ func TestEnsurePeersAndTraffic(t *testing.T) {
 	if len(entries) != 0 {
 		t.Fatalf("FDB after RemovePeer = %v, want empty", entries)
 	}
+	// A peer is cut off only when both sides drop each other (see RemovePeer):
+	// anything h2 still sends to h1 would be learnt again.
+	if err := overlay.RemovePeer(ctx, h2, "vx7", p1); err != nil {
+		t.Fatal(err)
+	}
+	if err := overlay.RemovePeer(ctx, h1, "vx7", p2); err != nil { // and whatever h1 learnt meanwhile
+		t.Fatal(err)
+	}
 	if err := testns.Ping(h1, "10.70.0.2"); err == nil {
 		t.Fatal("ping still crosses after the peer was removed")
 	}
