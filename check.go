@@ -218,7 +218,7 @@ func (h *Host) checkEndpoint(ctx context.Context, nrec *networkRecord, rec *endp
 		}
 	}
 	if len(ep.Ports) > 0 {
-		held, err := h.portsHeldBy(ctx, ep)
+		held, err := h.portsHeld(ctx, ep, ep.Ports)
 		if err != nil {
 			return err
 		}

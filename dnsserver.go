@@ -82,19 +82,18 @@ func newDNSRunner(h *Host, lock *os.File) *dnsRunner {
 }
 
 // needsDNS reports whether a network's server must run: some endpoint is
-// being attached (it may need it) or uses the server (its DNS lists the gateway).
+// being attached (it may need it) or uses the server (its DNS lists the
+// gateway). It reads records only until one says so, usually the first:
+// the runner asks every dnsPollInterval, whatever the number of endpoints.
 func (h *Host) needsDNS(rec *networkRecord) bool {
 	if !h.usesEmbeddedDNS(&rec.Network) {
 		return false
 	}
-	eps, _ := h.listEndpointRecords(rec.Network.Name)
-	for _, e := range eps {
-		if e.State == stateAttaching || slices.Contains(e.Endpoint.DNS, rec.Network.Gateway) ||
-			(rec.Network.Gateway6.IsValid() && slices.Contains(e.Endpoint.DNS, rec.Network.Gateway6)) {
-			return true
-		}
-	}
-	return false
+	n := &rec.Network
+	return h.anyEndpointRecord(n.Name, func(e *endpointRecord) bool {
+		return e.State == stateAttaching || slices.Contains(e.Endpoint.DNS, n.Gateway) ||
+			(n.Gateway6.IsValid() && slices.Contains(e.Endpoint.DNS, n.Gateway6))
+	})
 }
 
 // sync starts the servers that are needed and stops the others; it returns

@@ -199,7 +199,7 @@ func TestCheckAndRepairEachPiece(t *testing.T) {
 			}
 		}},
 		{"lease released", ObjLease, func() { h.ipam.Release(ctx, leaseKey(ep)) }},
-		{"port table entry lost", ObjPort, func() { h.releasePorts(ctx, ep) }},
+		{"port table entry lost", ObjPort, func() { h.releasePorts(ctx, ep, ep.Ports) }},
 		{"name server killed", ObjDNS, func() {
 			pid := h.DNSHelperPID()
 			if pid == 0 {

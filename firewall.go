@@ -106,30 +106,23 @@ func (h *Host) addEndpointRules(ctx context.Context, rec *networkRecord, ep *End
 		ctx := context.WithoutCancel(ctx)
 		return errors.Join(err,
 			h.fw.RemoveEndpoint(ctx, natNetwork(n), natEndpoint(ep, claimed)),
-			h.releasePorts(ctx, ep))
+			h.releasePorts(ctx, ep, claimed))
 	}
 	ep.Ports = claimed
 	return nil
 }
 
-// removeEndpointRules removes the endpoint's published ports, if it has or
-// had any (its record, or the port table if an attach died half-way).
+// removeEndpointRules removes the endpoint's published ports, if it has
+// any. Its record lists them from the moment they are claimed, also when an
+// attach died half-way.
 func (h *Host) removeEndpointRules(ctx context.Context, rec *networkRecord, ep *Endpoint) error {
-	held, err := h.portsHeldBy(ctx, ep)
-	if err != nil {
-		return err
-	}
-	if len(ep.Ports) == 0 && len(held) == 0 {
+	if len(ep.Ports) == 0 {
 		return nil
 	}
-	ports := ep.Ports
-	if len(ports) == 0 {
-		ports = held
-	}
-	if err := h.fw.RemoveEndpoint(ctx, natNetwork(&rec.Network), natEndpoint(ep, ports)); err != nil {
+	if err := h.fw.RemoveEndpoint(ctx, natNetwork(&rec.Network), natEndpoint(ep, ep.Ports)); err != nil {
 		return err
 	}
-	return h.releasePorts(ctx, ep)
+	return h.releasePorts(ctx, ep, ep.Ports)
 }
 
 // brNetfilter reports whether bridged IPv4 traffic of the host namespace

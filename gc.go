@@ -17,18 +17,23 @@ type GCReport struct {
 	Leases []string `json:"leases,omitempty"`
 	// Networks removed because they were created implicitly and are now empty.
 	Networks []string `json:"networks,omitempty"`
+	// Ports dropped from the port table whose endpoint has no record.
+	Ports []string `json:"ports,omitempty"`
 }
 
 // GC removes what crashed processes and vanished namespaces left behind:
 // endpoints whose sandbox namespace is gone, attaches that never finished
 // (their host veth, rules, DNS names, lease and record), leases that no
-// endpoint holds, and implicitly created networks left with no endpoint.
+// endpoint holds, implicitly created networks left with no endpoint, and
+// port table entries of endpoints that have no record.
 // It takes each network's exclusive lock, so no attach is in flight while
 // it judges a record, and touches only objects sandnet's records name.
 func (h *Host) GC(ctx context.Context) (GCReport, error) {
 	var rep GCReport
 	err := h.eachNetwork(ctx, func(name string) error { return h.gcNetwork(ctx, name, &rep) })
-	return rep, err
+	ports, perr := h.gcPorts(ctx)
+	rep.Ports = ports
+	return rep, errors.Join(err, perr)
 }
 
 // eachNetwork calls fn for every recorded network in name order, going on

@@ -61,11 +61,8 @@ func sandnetRules(t *testing.T, ns *netns.NS) []string {
 // portEntries lists the port table.
 func portEntries(t *testing.T, h *Host) []portEntry {
 	t.Helper()
-	var es []portEntry
-	if err := h.withPorts(context.Background(), func(pt *portTable) (bool, error) {
-		es = append(es, pt.Ports...)
-		return false, nil
-	}); err != nil {
+	es, err := h.listPorts(context.Background())
+	if err != nil {
 		t.Fatal(err)
 	}
 	return es

@@ -75,7 +75,8 @@ type Host struct {
 	dnsMu  sync.Mutex
 	dnsRun *dnsRunner // the in-process name server (DNSInProcess), while it runs
 
-	loChecked atomic.Bool // lo is known to be up in the host namespace
+	loChecked     atomic.Bool // lo is known to be up in the host namespace
+	portsMigrated atomic.Bool // the port table is in the current layout
 }
 
 // NewHost opens a Host as configured.

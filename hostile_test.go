@@ -270,8 +270,10 @@ func TestHostileStateFiles(t *testing.T) {
 	os.Remove(rec)
 	os.WriteFile(rec, good, 0o600)
 
-	// A symlink planted as the port table, and as an endpoint record.
-	ports := h.portsPath()
+	// A symlink planted as a port's file in the port table, and as an
+	// endpoint record.
+	ports := h.portPath(PortMapping{Proto: "tcp", HostPort: 18500})
+	os.MkdirAll(filepath.Dir(ports), 0o700)
 	os.Symlink(target, ports)
 	if _, err := h.AttachNS(ctx, sb, n, AttachOptions{Ports: mustPorts(t, "18500:80")}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("attach with a symlinked port table = %v", err)

@@ -248,32 +248,6 @@ func (h *Host) repairEndpoint(ctx context.Context, nrec *networkRecord, rec *end
 	return nil
 }
 
-// reclaimPorts puts ep's published ports back in the port table, unless
-// another endpoint took one meanwhile (a *nat.PortConflictError).
-func (h *Host) reclaimPorts(ctx context.Context, ep *Endpoint) error {
-	return h.withPorts(ctx, func(t *portTable) (bool, error) {
-		h.live(t)
-		changed := false
-		for _, p := range ep.Ports {
-			mine := false
-			for _, e := range t.Ports {
-				if e.Holder.Network == ep.Network && e.Holder.Endpoint == ep.ID && e.Port == p {
-					mine = true
-					break
-				}
-				if nat.Conflicts(e.Port, p) && !(e.Holder.Network == ep.Network && e.Holder.Endpoint == ep.ID) {
-					return false, &nat.PortConflictError{Port: p, Holder: e.Holder}
-				}
-			}
-			if !mine {
-				t.Ports = append(t.Ports, portEntry{Port: p, Holder: nat.Holder{Network: ep.Network, Sandbox: ep.SandboxID, Endpoint: ep.ID}})
-				changed = true
-			}
-		}
-		return changed, nil
-	})
-}
-
 // repairEndpointRules sets the bridge port flags again after a new veth,
 // and adds the endpoint's published-port rules that are missing.
 func (h *Host) repairEndpointRules(ctx context.Context, n *Network, ep *Endpoint, relinked bool) error {

@@ -155,6 +155,23 @@ func (h *Host) listEndpointRecords(network string) ([]*endpointRecord, error) {
 	return recs, errors.Join(errs...)
 }
 
+// anyEndpointRecord reports whether pred holds for one of a network's
+// endpoint records, reading them one by one until it does. Unreadable
+// records are skipped.
+func (h *Host) anyEndpointRecord(network string, pred func(*endpointRecord) bool) bool {
+	entries, _ := os.ReadDir(h.endpointDir(network))
+	for _, e := range entries {
+		name := e.Name()
+		if statefile.IsTemp(name) || !strings.HasSuffix(name, ".json") {
+			continue
+		}
+		if r, err := h.readEndpoint(network, strings.TrimSuffix(name, ".json")); err == nil && pred(r) {
+			return true
+		}
+	}
+	return false
+}
+
 func (h *Host) listNetworkRecords() ([]*networkRecord, error) {
 	entries, err := os.ReadDir(filepath.Join(h.dir, "networks"))
 	if err != nil {

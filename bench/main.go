@@ -26,9 +26,11 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -64,6 +66,7 @@ func parseFlags() (config, error) {
 	flag.DurationVar(&c.settle, "settle", 2*time.Second, "pause per 1000 deleted namespaces before the next run, so the kernel's cleanup does not weigh on it")
 	flag.BoolVar(&cniMasq, "cni-ipmasq", false, "turn on the CNI bridge plugin's per-sandbox masquerade (iptables execs per sandbox)")
 	flag.StringVar(&cniDir, "cni-path", cniDir, "directory of the CNI plugins")
+	flag.StringVar(&profileDir, "cpuprofile", "", "write a CPU profile of sandnet's attach and of its detach loop per run to this directory (go tool pprof)")
 	flag.Parse()
 	if *quick {
 		*nFlag = "10,100"
@@ -194,10 +197,12 @@ func measure(ctx context.Context, scratch string, t tool, n, ports int) *result 
 			}
 		}
 	}()
+	stopProfile := startProfile(t.name, "attach", n, ports)
 	start := time.Now()
 	for i := range n {
 		t0 := time.Now()
 		if err := s.attach(ctx, i); err != nil {
+			stopProfile()
 			r.note = fmt.Sprintf("attach %d: %v", i, err)
 			r.skipped = errors.Is(err, errUnsupported)
 			return r
@@ -206,11 +211,14 @@ func measure(ctx context.Context, scratch string, t tool, n, ports int) *result 
 		attached++
 	}
 	r.attachTotal = time.Since(start)
+	stopProfile()
 	r.maxRSS = maxRSS()
+	stopProfile = startProfile(t.name, "detach", n, ports)
 	start = time.Now()
 	for i := range n {
 		t0 := time.Now()
 		if err := s.detach(ctx, i); err != nil {
+			stopProfile()
 			r.note = fmt.Sprintf("detach %d: %v", i, err)
 			attached = 0
 			return r
@@ -218,6 +226,7 @@ func measure(ctx context.Context, scratch string, t tool, n, ports int) *result 
 		r.detach = append(r.detach, time.Since(t0))
 	}
 	r.detachTotal = time.Since(start)
+	stopProfile()
 	attached = 0
 	note, err := s.finish(ctx)
 	r.note = strings.TrimSpace(note)
@@ -226,6 +235,30 @@ func measure(ctx context.Context, scratch string, t tool, n, ports int) *result 
 	}
 	r.ok = true
 	return r
+}
+
+// profileDir, when set (-cpuprofile), receives a CPU profile of sandnet's
+// timed loops: sandnet-attach-p1-n1000.pprof and so on.
+var profileDir string
+
+// startProfile starts the CPU profile of one timed loop of tool sandnet, if
+// asked for; the returned function stops it.
+func startProfile(tool, op string, n, ports int) (stop func()) {
+	if profileDir == "" || tool != "sandnet" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(profileDir, fmt.Sprintf("%s-%s-p%d-n%d.pprof", tool, op, ports, n)))
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: cpu profile:", err)
+		return func() {}
+	}
+	return sync.OnceFunc(func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	})
 }
 
 // maxRSS is the process's peak resident set so far, in bytes.

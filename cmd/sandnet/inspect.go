@@ -238,7 +238,10 @@ func (a *app) gc(ctx context.Context, args []string) error {
 		for _, name := range rep.Networks {
 			fmt.Fprintln(a.stdout, "removed network", name)
 		}
-		if len(rep.Endpoints)+len(rep.Leases)+len(rep.Networks) == 0 && err == nil {
+		for _, line := range rep.Ports {
+			fmt.Fprintln(a.stdout, "dropped port", line)
+		}
+		if len(rep.Endpoints)+len(rep.Leases)+len(rep.Networks)+len(rep.Ports) == 0 && err == nil {
 			fmt.Fprintln(a.stdout, "nothing to collect")
 		}
 	})
