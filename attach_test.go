@@ -137,6 +137,46 @@ func (n Network) withDefaultsMust(t *testing.T) Network {
 	return d
 }
 
+// TestNoIPv6Chatter: a bridge port (the host end of the veth) gets no IPv6
+// link-local address, and neither does the interface of a sandbox on an
+// IPv4-only network, where IPv6 is off as Docker has it: their duplicate
+// address detection, MLD reports and router solicitations would be
+// flooded to every other port, a cost that grows with the network. On a
+// network with IPv6 the sandbox keeps it.
+func TestNoIPv6Chatter(t *testing.T) {
+	h := newTestHost(t)
+	v4 := Network{Name: "v4", Subnet: netip.MustParsePrefix("10.88.1.0/24")}
+	a, b, c := testns.New(t, "a"), testns.New(t, "b"), testns.New(t, "c")
+	epA := mustAttach(t, h, a, v4, AttachOptions{})
+	epB := mustAttach(t, h, b, v4, AttachOptions{})
+	epC := mustAttach(t, h, c, dual, AttachOptions{})
+	if err := testns.Ping(a, epB.Addr(false).String()); err != nil {
+		t.Errorf("ping a -> b: %v", err)
+	}
+	for _, ep := range []*Endpoint{epA, epB, epC} {
+		if out := testns.Run(t, h.ns, "ip", "-d", "link", "show", "dev", ep.HostIfName); !strings.Contains(out, "addrgenmode none") {
+			t.Errorf("host end %s has IPv6 addressing on:\n%s", ep.HostIfName, out)
+		}
+		if out := testns.Run(t, h.ns, "ip", "-6", "addr", "show", "dev", ep.HostIfName); strings.Contains(out, "inet6") {
+			t.Errorf("host end %s has an IPv6 address:\n%s", ep.HostIfName, out)
+		}
+	}
+	for _, sb := range []*netns.NS{a, b} {
+		if v, err := sb.ReadSysctl("net.ipv6.conf.eth0.disable_ipv6"); err != nil || v != "1" {
+			t.Errorf("%s: eth0 disable_ipv6 = %q, %v; want 1 on an IPv4-only network", sb, v, err)
+		}
+		if out := testns.Run(t, sb, "ip", "-6", "addr", "show", "dev", "eth0"); strings.Contains(out, "inet6") {
+			t.Errorf("%s: eth0 has an IPv6 address on an IPv4-only network:\n%s", sb, out)
+		}
+	}
+	if v, err := c.ReadSysctl("net.ipv6.conf.eth0.disable_ipv6"); err != nil || v != "0" {
+		t.Errorf("c: eth0 disable_ipv6 = %q, %v; want 0 on a network with IPv6", v, err)
+	}
+	if out := testns.Run(t, c, "ip", "-6", "addr", "show", "dev", "eth0"); !strings.Contains(out, epC.Addr(true).String()) {
+		t.Errorf("c: eth0 lacks its IPv6 address:\n%s", out)
+	}
+}
+
 func TestDetachWhenSandboxIsGone(t *testing.T) {
 	h := newTestHost(t)
 	sb := testns.New(t, "gone")

@@ -29,6 +29,10 @@ var (
 	ErrExists  = errkind.Exists
 )
 
+// addrGenModeNone is IN6_ADDR_GEN_MODE_NONE (linux/if_link.h): the
+// interface makes no IPv6 link-local address of its own.
+const addrGenModeNone = 1
+
 // Pair describes a veth pair to create. Zero values mean defaults.
 type Pair struct {
 	// Name of the end that stays in the host namespace. Required, ≤ 15 bytes.
@@ -42,7 +46,11 @@ type Pair struct {
 	// PeerMAC is the peer's MAC address; nil lets the kernel choose.
 	PeerMAC net.HardwareAddr
 	// Master, if set, is the index of a bridge in the host namespace that the
-	// host end joins as it is created, saving one round trip.
+	// host end joins as it is created. A bridge port carries no address of
+	// its own, so the host end then gets no IPv6 link-local address either
+	// (addrgenmode none): it sends no duplicate address detection, MLD
+	// report or router solicitation, which the bridge would flood to every
+	// other port, a cost that grows with the number of ports.
 	Master int
 	// MasterName is the bridge's name, for the explanation only.
 	MasterName string
@@ -67,10 +75,13 @@ func (p *Pair) defaults() error {
 }
 
 // Create makes the pair: Name in host, PeerName in PeerNS, in one netlink
-// request. It returns the host end. An existing link called Name in host
+// request (plus one to join the bridge and one to turn off IPv6
+// link-local addressing on the host end, when there is a Master). It
+// returns the host end. An existing link called Name in host
 // yields an error wrapping ErrExists.
 //
 // Equivalent to: ip link add NAME [mtu M] [master BR] [up] type veth peer name PEER [address MAC] netns NS
+// (then, with a master: ip link set NAME addrgenmode none)
 func Create(ctx context.Context, host *netns.NS, p Pair) (netlink.Link, error) {
 	if err := p.defaults(); err != nil {
 		return nil, err
@@ -101,6 +112,14 @@ func Create(ctx context.Context, host *netns.NS, p Pair) (netlink.Link, error) {
 			return nil, fmt.Errorf("creating veth %s (peer %s in %s): %w", p.Name, p.PeerName, p.PeerNS, ErrExists)
 		}
 		return nil, fmt.Errorf("creating veth %s (peer %s in %s): %w", p.Name, p.PeerName, p.PeerNS, err)
+	}
+	if p.Master != 0 {
+		// Before the peer comes up: until it has a carrier, the host end
+		// has no IPv6 address to detect or report.
+		explain.Say(ctx, "%s", host.Shell("ip link set "+p.Name+" addrgenmode none"))
+		if err := h.LinkSetIP6AddrGenMode(link, addrGenModeNone); err != nil && !errors.Is(err, unix.EAFNOSUPPORT) {
+			return nil, errors.Join(fmt.Errorf("setting addrgenmode none on %s: %w", p.Name, err), h.LinkDel(link))
+		}
 	}
 	return link, nil
 }
