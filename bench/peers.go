@@ -111,10 +111,7 @@ func (s *cniSession) detach(ctx context.Context, i int) error {
 }
 
 func (s *cniSession) finish(ctx context.Context) (string, error) {
-	if left := veths(s.lab.host); left > 0 {
-		return fmt.Sprintf("%d veth(s) left in the lab host", left), nil
-	}
-	return "", nil
+	return peerLeft(ctx, s.lab), nil
 }
 
 // ---- netavark, exec'd the way podman does ----
@@ -194,8 +191,14 @@ func (s *netavarkSession) attach(ctx context.Context, i int) error { return s.ru
 func (s *netavarkSession) detach(ctx context.Context, i int) error { return s.run(ctx, "teardown", i) }
 
 func (s *netavarkSession) finish(ctx context.Context) (string, error) {
-	if left := veths(s.lab.host); left > 0 {
-		return fmt.Sprintf("%d veth(s) left in the lab host", left), nil
+	return peerLeft(ctx, s.lab), nil
+}
+
+// peerLeft says what a peer left in the lab host after its last teardown.
+func peerLeft(ctx context.Context, l *lab) string {
+	var left []string
+	if n := veths(l.host); n > 0 {
+		left = append(left, fmt.Sprintf("%d veth(s)", n))
 	}
-	return "", nil
+	return leftNote(append(left, firewallLeft(ctx, l.host)...))
 }

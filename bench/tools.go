@@ -93,16 +93,71 @@ func (s *sandnetSession) detach(ctx context.Context, i int) error {
 
 func (s *sandnetSession) finish(ctx context.Context) (string, error) {
 	defer s.h.Close()
-	note := ""
+	var left []string
 	if !s.going {
-		if left := veths(s.lab.host); left > 0 {
-			note = fmt.Sprintf("%d veth(s) left in the lab host", left)
+		if n := veths(s.lab.host); n > 0 {
+			left = append(left, fmt.Sprintf("%d veth(s)", n))
 		}
 		if eps, _ := s.h.Endpoints(""); len(eps) > 0 {
-			note += fmt.Sprintf(" %d endpoint record(s) left", len(eps))
+			left = append(left, fmt.Sprintf("%d endpoint record(s)", len(eps)))
 		}
 	}
-	return note, s.h.RemoveNetwork(ctx, s.net.Name)
+	err := s.h.RemoveNetwork(ctx, s.net.Name)
+	if leases, _ := os.ReadDir(filepath.Join(s.h.StateDir(), "ipam", s.net.Name)); len(leases) > 0 {
+		left = append(left, fmt.Sprintf("%d lease file(s)", len(leases)))
+	}
+	left = append(left, firewallLeft(ctx, s.lab.host)...)
+	return leftNote(left), err
+}
+
+// leftNote says what a tool left behind after its last detach (and, for
+// sandnet, the network's removal); "" if nothing.
+func leftNote(left []string) string {
+	if len(left) == 0 {
+		return ""
+	}
+	return "left behind: " + strings.Join(left, ", ")
+}
+
+// firewallLeft counts the nftables tables, chains, rules and set or map
+// elements in ns (iptables-nft rules included, as they are nftables rules):
+// the lab host starts with none, so all of them were left by the tool.
+func firewallLeft(ctx context.Context, ns *netns.NS) []string {
+	out, err := ns.Command(ctx, "nft", "-j", "list", "ruleset").Output()
+	if err != nil {
+		return nil // no nft: nothing to count with
+	}
+	var rs struct {
+		Nftables []map[string]json.RawMessage `json:"nftables"`
+	}
+	if json.Unmarshal(out, &rs) != nil {
+		return nil
+	}
+	var tables, chains, rules, elems int
+	for _, o := range rs.Nftables {
+		switch {
+		case o["table"] != nil:
+			tables++
+		case o["chain"] != nil:
+			chains++
+		case o["rule"] != nil:
+			rules++
+		case o["set"] != nil || o["map"] != nil:
+			var s struct {
+				Elem []json.RawMessage `json:"elem"`
+			}
+			if o["set"] != nil {
+				json.Unmarshal(o["set"], &s)
+			} else {
+				json.Unmarshal(o["map"], &s)
+			}
+			elems += len(s.Elem)
+		}
+	}
+	if tables == 0 {
+		return nil
+	}
+	return []string{fmt.Sprintf("%d nftables table(s) with %d chain(s), %d rule(s), %d set element(s)", tables, chains, rules, elems)}
 }
 
 func veths(ns *netns.NS) int {
