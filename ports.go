@@ -130,7 +130,8 @@ func (tx portTx) conflict(p PortMapping, ep *Endpoint) (*portEntry, error) {
 	return nil, nil
 }
 
-// add records ep as p's holder, dropping stale entries of the same port.
+// add records ep as p's holder. Entries it clashes with that are stale, or
+// ep's own from an earlier claim, are replaced.
 func (tx portTx) add(p PortMapping, ep *Endpoint) error {
 	es, err := tx.read(p)
 	if err != nil {
@@ -138,10 +139,11 @@ func (tx portTx) add(p PortMapping, ep *Endpoint) error {
 	}
 	kept := es[:0]
 	for _, e := range es {
-		if e.heldBy(ep) && e.Port == p {
+		switch {
+		case e.heldBy(ep) && e.Port == p:
 			return nil // already recorded
-		}
-		if !nat.Conflicts(e.Port, p) || tx.live(e) {
+		case nat.Conflicts(e.Port, p) && (e.heldBy(ep) || !tx.live(e)):
+		default:
 			kept = append(kept, e)
 		}
 	}

@@ -235,3 +235,19 @@ func TestPortTableConcurrent(t *testing.T) {
 		t.Errorf("free ports handed out: %v, want %d different", picks, n)
 	}
 }
+
+// TestPortTableReclaim: an endpoint claiming its host port again with
+// another mapping (an attach retried after a crash) replaces its entry.
+func TestPortTableReclaim(t *testing.T) {
+	h := newTestHost(t)
+	a := portEndpoint(t, h, "a")
+	for _, spec := range []string{"8080:80", "8080:81", "8080:81"} {
+		if _, err := claim(h, a, spec); err != nil {
+			t.Fatalf("a claims %s: %v", spec, err)
+		}
+	}
+	es := portEntries(t, h)
+	if len(es) != 1 || es[0].Port.ContainerPort != 81 {
+		t.Errorf("entries %+v, want a's 8080:81 alone", es)
+	}
+}
