@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-
-	"github.com/sandnet/sandnet/netns"
 )
 
 // GCReport says what GC removed.
@@ -30,7 +28,9 @@ type GCReport struct {
 // it judges a record, and touches only objects sandnet's records name.
 func (h *Host) GC(ctx context.Context) (GCReport, error) {
 	var rep GCReport
-	err := h.eachNetwork(ctx, func(name string) error { return h.gcNetwork(ctx, name, &rep) })
+	err := h.eachNetwork(ctx, func(name string) error {
+		return h.withNetworkExclusive(ctx, name, func(nrec *networkRecord) error { return h.gcNetwork(ctx, nrec, &rep) })
+	})
 	ports, perr := h.gcPorts(ctx)
 	rep.Ports = ports
 	return rep, errors.Join(err, perr)
@@ -54,32 +54,15 @@ func (h *Host) eachNetwork(ctx context.Context, fn func(name string) error) erro
 	return errors.Join(errs...)
 }
 
-func (h *Host) gcNetwork(ctx context.Context, name string, rep *GCReport) error {
-	release, err := h.lockNetworkExclusive(ctx, name)
-	if err != nil {
-		return err
-	}
-	defer release()
-	nrec, err := h.readNetwork(name)
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
+// gcNetwork collects one network; the caller holds its exclusive lock.
+func (h *Host) gcNetwork(ctx context.Context, nrec *networkRecord, rep *GCReport) error {
+	name := nrec.Network.Name
 	eps, err := h.listEndpointRecords(name)
 	errs := []error{err}
 	held := map[string]bool{}
 	for _, r := range eps {
 		ep := &r.Endpoint
-		reason := ""
-		switch {
-		case r.State != stateAttached:
-			// Under the exclusive lock no attach is in flight: this one died.
-			reason = "attach did not finish"
-		case !netns.Alive(ep.NetNS, ep.NetNSInode):
-			reason = "sandbox namespace is gone"
-		}
+		reason := r.stale()
 		if reason == "" {
 			held[leaseKey(ep).String()] = true
 			continue

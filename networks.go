@@ -363,6 +363,25 @@ func (h *Host) removeNetworkLocked(ctx context.Context, name string, onlyImplici
 
 // lockNetworkExclusive takes the global networks lock, then the network's
 // own lock exclusively: no attach is in flight on it until release.
+// withNetworkExclusive runs fn on network name's record with the network
+// locked exclusively, so no attach is in flight; a network that is not
+// there is not an error, and fn does not run.
+func (h *Host) withNetworkExclusive(ctx context.Context, name string, fn func(*networkRecord) error) error {
+	release, err := h.lockNetworkExclusive(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer release()
+	nrec, err := h.readNetwork(name)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return fn(nrec)
+}
+
 func (h *Host) lockNetworkExclusive(ctx context.Context, name string) (release func(), err error) {
 	glock, err := statefile.Acquire(ctx, h.networksLockPath(), false)
 	if err != nil {

@@ -93,28 +93,22 @@ func (h *Host) Reconcile(ctx context.Context) (ReconcileReport, error) {
 	var rep ReconcileReport
 	// Network-level objects of every network first: the shared chains and
 	// their jumps come back before any endpoint's rule.
-	err := h.eachNetwork(ctx, func(name string) error { return h.reconcileNetwork(ctx, name, &rep) })
+	each := func(fn func(context.Context, *networkRecord, *ReconcileReport) error) error {
+		return h.eachNetwork(ctx, func(name string) error {
+			return h.withNetworkExclusive(ctx, name, func(nrec *networkRecord) error { return fn(ctx, nrec, &rep) })
+		})
+	}
+	err := each(h.reconcileNetwork)
 	if ctx.Err() != nil {
 		return rep, err
 	}
-	err = errors.Join(err, h.eachNetwork(ctx, func(name string) error { return h.reconcileEndpoints(ctx, name, &rep) }))
-	return rep, err
+	return rep, errors.Join(err, each(h.reconcileEndpoints))
 }
 
-func (h *Host) reconcileNetwork(ctx context.Context, name string, rep *ReconcileReport) error {
-	release, err := h.lockNetworkExclusive(ctx, name)
-	if err != nil {
-		return err
-	}
-	defer release()
-	nrec, err := h.readNetwork(name)
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	nr := CheckReport{Network: name}
+// reconcileNetwork and reconcileEndpoints run with the network's exclusive
+// lock held.
+func (h *Host) reconcileNetwork(ctx context.Context, nrec *networkRecord, rep *ReconcileReport) error {
+	nr := CheckReport{Network: nrec.Network.Name}
 	if err := h.checkNetwork(ctx, nrec, &nr); err != nil {
 		return err
 	}
@@ -125,19 +119,8 @@ func (h *Host) reconcileNetwork(ctx context.Context, name string, rep *Reconcile
 	return h.repairNetwork(ctx, nrec)
 }
 
-func (h *Host) reconcileEndpoints(ctx context.Context, name string, rep *ReconcileReport) error {
-	release, err := h.lockNetworkExclusive(ctx, name)
-	if err != nil {
-		return err
-	}
-	defer release()
-	nrec, err := h.readNetwork(name)
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
+func (h *Host) reconcileEndpoints(ctx context.Context, nrec *networkRecord, rep *ReconcileReport) error {
+	name := nrec.Network.Name
 	eps, err := h.listEndpointRecords(name)
 	errs := []error{err}
 	sort.Slice(eps, func(i, j int) bool {
@@ -147,15 +130,12 @@ func (h *Host) reconcileEndpoints(ctx context.Context, name string, rep *Reconci
 	var nat4 []nat.Endpoint
 	for _, r := range eps {
 		ep := &r.Endpoint
-		switch {
-		case r.State != stateAttached:
-			rep.Skipped = append(rep.Skipped, fmt.Sprintf("%s/%s/%s: the attach did not finish", name, ep.SandboxID, ep.IfName))
-		case !netns.Alive(ep.NetNS, ep.NetNSInode):
-			rep.Skipped = append(rep.Skipped, fmt.Sprintf("%s/%s/%s: the sandbox namespace is gone", name, ep.SandboxID, ep.IfName))
-		default:
-			live = append(live, r)
-			nat4 = append(nat4, natEndpoint(ep, ep.Ports))
+		if reason := r.stale(); reason != "" {
+			rep.Skipped = append(rep.Skipped, fmt.Sprintf("%s/%s/%s: %s", name, ep.SandboxID, ep.IfName, reason))
+			continue
 		}
+		live = append(live, r)
+		nat4 = append(nat4, natEndpoint(ep, ep.Ports))
 	}
 	missing := []nat.Rule{}
 	if nrec.Network.Driver == DriverBridge && len(nat4) > 0 {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sandnet/sandnet/internal/statefile"
+	"github.com/sandnet/sandnet/netns"
 )
 
 // stateVersion is the layout of the state dir this code reads and writes.
@@ -72,6 +73,20 @@ type endpointRecord struct {
 	State    endpointState `json:"state"`
 	PID      int           `json:"pid"`
 	Endpoint Endpoint      `json:"endpoint"`
+}
+
+// stale says why record r no longer stands for a working endpoint: its
+// attach never finished, or its sandbox namespace is gone; "" if neither.
+// Judged under the network's exclusive lock, an unfinished attach is one
+// that died.
+func (r *endpointRecord) stale() string {
+	switch {
+	case r.State != stateAttached:
+		return "attach did not finish"
+	case !netns.Alive(r.Endpoint.NetNS, r.Endpoint.NetNSInode):
+		return "sandbox namespace is gone"
+	}
+	return ""
 }
 
 func (h *Host) networkPath(name string) string {

@@ -58,16 +58,11 @@ func (a *app) inspect(ctx context.Context, args []string) error {
 	if len(pos) == 0 {
 		return usagef("usage: sandnet %s (see sandnet inspect --help)", inspectCmd.usage)
 	}
-	sb, err := netns.Open(pos[0])
+	sb, h, closeBoth, err := a.sandboxAndHost(ctx, pos[0])
 	if err != nil {
 		return err
 	}
-	defer sb.Close()
-	h, err := a.host(ctx)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
+	defer closeBoth()
 	r, err := diag.Inspect(ctx, sb, h)
 	if err != nil {
 		return err
@@ -159,16 +154,11 @@ func (a *app) doctor(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	sb, err := netns.Open(pos[0])
+	sb, h, closeBoth, err := a.sandboxAndHost(ctx, pos[0])
 	if err != nil {
 		return err
 	}
-	defer sb.Close()
-	h, err := a.host(ctx)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
+	defer closeBoth()
 	opts.Host = h
 	opts.Rules = ruleChecker(h)
 	rs := diag.Check(ctx, sb, opts)

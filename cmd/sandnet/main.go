@@ -26,6 +26,7 @@ import (
 
 	"github.com/sandnet/sandnet"
 	"github.com/sandnet/sandnet/explain"
+	"github.com/sandnet/sandnet/netns"
 )
 
 func main() {
@@ -188,4 +189,19 @@ func (a *app) dispatch(ctx context.Context, cmd string, args []string) error {
 // host opens the Host the global flags describe.
 func (a *app) host(ctx context.Context) (*sandnet.Host, error) {
 	return sandnet.NewHost(ctx, sandnet.HostConfig{NetNS: a.hostNS, StateDir: a.stateDir, FirewallBackend: a.firewall})
+}
+
+// sandboxAndHost opens the sandbox namespace spec (a name, path or pid:PID)
+// and the Host; closeBoth closes them again.
+func (a *app) sandboxAndHost(ctx context.Context, spec string) (sb *netns.NS, h *sandnet.Host, closeBoth func(), err error) {
+	sb, err = netns.Open(spec)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	h, err = a.host(ctx)
+	if err != nil {
+		sb.Close()
+		return nil, nil, nil, err
+	}
+	return sb, h, func() { h.Close(); sb.Close() }, nil
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/sandnet/sandnet"
-	"github.com/sandnet/sandnet/netns"
 )
 
 var (
@@ -31,16 +30,11 @@ func (a *app) repair(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	sb, err := netns.Open(pos[0])
+	sb, h, closeBoth, err := a.sandboxAndHost(ctx, pos[0])
 	if err != nil {
 		return err
 	}
-	defer sb.Close()
-	h, err := a.host(ctx)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
+	defer closeBoth()
 	eps, err := h.EndpointsOf(sb)
 	if err != nil {
 		return err
