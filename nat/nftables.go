@@ -335,7 +335,13 @@ func compatRules(c *nftables.Conn, f Family) ([]*nftables.Rule, bool, error) {
 	return rs, true, nil
 }
 
+// compatComment is the comment of a rule in iptables-nft's chains: its
+// user-data comment (how sandnet writes them), or an xt comment match (how
+// iptables-nft, and earlier sandnet versions, write them).
 func compatComment(r *nftables.Rule) string {
+	if s := nftComment(r); s != "" {
+		return s
+	}
 	for _, e := range r.Exprs {
 		if m, ok := e.(*expr.Match); ok && m.Name == "comment" {
 			if c, ok := m.Info.(*xt.Comment); ok {
@@ -360,7 +366,8 @@ func (b *NFTables) ensureCompat(ctx context.Context, c *nftables.Conn, n Network
 			}
 			explain.Say(ctx, "%s", b.ns.Shell(compatCommand(r)))
 			t := compatTable(f)
-			c.InsertRule(&nftables.Rule{Table: t, Chain: &nftables.Chain{Name: "FORWARD", Table: t}, Exprs: r.Exprs})
+			c.InsertRule(&nftables.Rule{Table: t, Chain: &nftables.Chain{Name: "FORWARD", Table: t}, Exprs: r.Exprs,
+				UserData: userdata.AppendString(nil, userdata.TypeComment, r.Comment)})
 		}
 	}
 	return nil

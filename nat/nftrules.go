@@ -10,7 +10,6 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
-	"github.com/google/nftables/xt"
 	"golang.org/x/sys/unix"
 )
 
@@ -436,8 +435,13 @@ func nftMaps(n Network) []*nftables.Set {
 	return ms
 }
 
+// nftBridgeSet is the set of every sandnet bridge. Its key is an interface
+// name, which nft keeps in host byte order: without that said in the set's
+// user data, nft lists every element as "" and cannot load its own listing
+// back (nft list ruleset > f; nft -f f fails, and takes the admin's own
+// tables in f down with it).
 func nftBridgeSet() *nftables.Set {
-	return &nftables.Set{Table: nftTable, Name: nftBridges, KeyType: nftables.TypeIFName, Comment: CommentPrefix}
+	return &nftables.Set{Table: nftTable, Name: nftBridges, KeyType: nftables.TypeIFName, KeyByteOrder: binaryutil.NativeEndian, Comment: CommentPrefix}
 }
 
 // nftBridgeElem is the network's element of the bridges set.
@@ -531,8 +535,12 @@ func nftEndpointElems(n Network, e Endpoint) []nftElem {
 // ip filter, ip6 filter) when they exist: an accept in table inet sandnet
 // does not stop a DROP policy or rule of another table, so, as the iptables
 // backend's jump does, these accept the networks' traffic there. They are
-// written as iptables-nft writes "-i BR -m comment --comment C -j ACCEPT",
-// so iptables-save shows them as such.
+// written so that both tools show them whole: iptables-save as "-i BR -m
+// comment --comment C -j ACCEPT" (iptables-nft reads a rule's user-data
+// comment as its comment match) and nft list ruleset as `iifname "BR"
+// counter accept comment "C"`, which nft -f loads back. (An xt comment
+// match, iptables-nft's own way, lists as nothing in nft and is lost by a
+// save and restore.)
 func nftCompatRules(n Network) []nftRule {
 	var rs []nftRule
 	for _, f := range Families(n) {
@@ -548,7 +556,6 @@ func nftCompatRules(n Network) []nftRule {
 				Exprs: []expr.Any{
 					&expr.Meta{Key: key, Register: 1},
 					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: append([]byte(n.Bridge), 0)},
-					&expr.Match{Name: "comment", Info: ptr(xt.Comment(comment))},
 					&expr.Counter{},
 					&expr.Verdict{Kind: expr.VerdictAccept},
 				},
@@ -557,8 +564,6 @@ func nftCompatRules(n Network) []nftRule {
 	}
 	return rs
 }
-
-func ptr[T any](v T) *T { return &v }
 
 func compatTable(f Family) *nftables.Table {
 	if f == IPv6 {
