@@ -116,7 +116,8 @@ func Conflicts(a, b PortMapping) bool {
 // Validate checks e's ports against network n: protocol, ports set, host
 // address of a family the network has and that NAT can serve.
 func Validate(n Network, e Endpoint) error {
-	for i, p := range e.Ports {
+	byPort := make(map[portKey][]PortMapping, len(e.Ports)) // earlier ports: a range costs linear time
+	for _, p := range e.Ports {
 		if err := checkProto(p.proto()); err != nil {
 			return fmt.Errorf("port %s: %v: %w", p, err, ErrInvalid)
 		}
@@ -135,11 +136,18 @@ func Validate(n Network, e Endpoint) error {
 				return fmt.Errorf("port %s: network %q has no IPv6 subnet: %w", p, n.Name, ErrInvalid)
 			}
 		}
-		for _, q := range e.Ports[:i] {
+		for _, q := range byPort[portKey{p.proto(), p.HostPort}] {
 			if Conflicts(p, q) {
 				return fmt.Errorf("ports %s and %s take the same host port: %w", q, p, ErrInvalid)
 			}
 		}
+		byPort[portKey{p.proto(), p.HostPort}] = append(byPort[portKey{p.proto(), p.HostPort}], p)
 	}
 	return nil
+}
+
+// portKey is what two conflicting ports share: protocol and host port.
+type portKey struct {
+	proto string
+	port  uint16
 }
