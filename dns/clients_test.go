@@ -131,7 +131,10 @@ func TestServerWithoutUpstreamsDoesNotForward(t *testing.T) {
 	ns := labNS(t)
 	tb := NewTable([]Record{{Names: []string{"web"}, Addrs: addrs("10.88.0.2")}})
 	var dialed atomic.Int32
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) { dialed.Add(1); return nsDial(ns)(ctx, network, addr) }
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dialed.Add(1)
+		return nsDial(ns)(ctx, network, addr)
+	}
 	own, err := Listen(ns, netip.MustParseAddr("127.0.0.1"), 53, Config{Names: Static{tb}, Dial: dial})
 	if err != nil {
 		t.Fatal(err)
