@@ -153,11 +153,15 @@ func (r *dnsRunner) start(rec *networkRecord) (*netServer, error) {
 	cfg := dns.Config{
 		Names:   src,
 		Subnets: []netip.Prefix{n.Subnet, n.Subnet6},
-		Dial:    nsDial(r.h.ns), // upstream queries leave from the host namespace: its routes and its loopback stub apply
-		ID:      dnsID(r.h.dir, n.Name),
-		Logger:  r.h.log,
+		// The network's sandboxes only: the source in its subnets, arriving
+		// on its bridge (or the host's own queries, on lo).
+		Clients:   []netip.Prefix{n.Subnet, n.Subnet6},
+		Interface: n.Bridge,
+		Dial:      nsDial(r.h.ns), // upstream queries leave from the host namespace: its routes and its loopback stub apply
+		ID:        dnsID(r.h.dir, n.Name),
+		Logger:    r.h.log,
 	}
-	if !n.Internal {
+	if !n.Internal || n.DNSForward {
 		cfg.Upstreams = func() []netip.AddrPort { return *r.ups.Load() }
 	}
 	s := &netServer{def: n}

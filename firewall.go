@@ -20,7 +20,8 @@ import (
 func (h *Host) Firewall() nat.Backend { return h.fw }
 
 func natNetwork(n *Network) nat.Network {
-	return nat.Network{Name: n.Name, Bridge: n.Bridge, Subnet: n.Subnet, Subnet6: n.Subnet6, Internal: n.Internal, NoICC: n.NoICC, Routed: n.Routed}
+	return nat.Network{Name: n.Name, Bridge: n.Bridge, Subnet: n.Subnet, Subnet6: n.Subnet6, Gateway: n.Gateway, Gateway6: n.Gateway6,
+		Internal: n.Internal, NoICC: n.NoICC, Routed: n.Routed}
 }
 
 func natEndpoint(ep *Endpoint, ports []PortMapping) nat.Endpoint {

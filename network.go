@@ -49,6 +49,12 @@ type Network struct {
 	MTU int `json:"mtu,omitempty"`
 	// Internal networks have no way out: no masquerade, no forwarding out.
 	Internal bool `json:"internal,omitempty"`
+	// DNSForward lets the name server of an Internal network forward the
+	// names that are not the network's to the host's upstream servers.
+	// Off, an internal network's server answers its own names and NXDOMAIN
+	// for the rest, so nothing inside it reaches the outside through DNS.
+	// (Other networks' servers always forward.)
+	DNSForward bool `json:"dnsForward,omitempty"`
 	// NoICC forbids traffic between sandboxes of this network (Docker's
 	// enable_icc=false); they still reach the outside and published ports work.
 	NoICC bool `json:"noICC,omitempty"`

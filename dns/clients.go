@@ -15,8 +15,10 @@ import (
 
 // A network's name server answers that network's sandboxes only: a query
 // is served when it comes from an address in Config.Clients and arrives on
-// Config.Interface (the network's bridge) or on loopback (the host's own
-// queries, which only the host can send). Anything else is dropped without
+// Config.Interface (the network's bridge), or from the host itself: a
+// datagram that arrived on loopback, a connection from a loopback address
+// (only the host can send either; the host's own queries to a gateway may
+// leave its masquerade with source 127.0.0.1). Anything else is dropped without
 // an answer, so the server is no open resolver for a LAN neighbour routed
 // to the gateway address, nor a way out for a sandbox of another network.
 //
@@ -51,10 +53,27 @@ func (p *clientPolicy) source(a netip.Addr) bool {
 	return slices.ContainsFunc(p.clients, func(c netip.Prefix) bool { return c.IsValid() && c.Contains(a) })
 }
 
+// datagram reports whether a UDP query from src that arrived on interface
+// index is served: the host's own (arrived on loopback, whatever its
+// source: the host's masquerade may have rewritten it to 127.0.0.1) or
+// from a client, on the interface.
+func (p *clientPolicy) datagram(src netip.Addr, index int) bool {
+	if index == 1 { // loopback is always index 1 in a namespace
+		return true
+	}
+	return p.source(src) && p.arrival(index)
+}
+
+// conn reports whether a TCP connection from src is served: from a client,
+// or from the host itself (a loopback source, which only the host has).
+func (p *clientPolicy) conn(src netip.Addr) bool {
+	return p.source(src) || src.Unmap().IsLoopback()
+}
+
 // arrival reports whether a datagram that arrived on interface index may
 // be served.
 func (p *clientPolicy) arrival(index int) bool {
-	if p.iface == "" || index == 1 { // loopback is always index 1 in a namespace
+	if p.iface == "" {
 		return true
 	}
 	p.mu.Lock()
@@ -118,7 +137,7 @@ func (c *filteredPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		if err != nil {
 			return n, nil, err
 		}
-		if c.p.source(from.Addr()) && c.p.arrival(arrivalIndex(oob[:oobn])) {
+		if c.p.datagram(from.Addr(), arrivalIndex(oob[:oobn])) {
 			return n, net.UDPAddrFromAddrPort(from), nil
 		}
 	}
@@ -155,7 +174,7 @@ func (l *filteredListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if a, ok := c.RemoteAddr().(*net.TCPAddr); ok && l.p.source(a.AddrPort().Addr()) {
+		if a, ok := c.RemoteAddr().(*net.TCPAddr); ok && l.p.conn(a.AddrPort().Addr()) {
 			return c, nil
 		}
 		if tc, ok := c.(*net.TCPConn); ok {

@@ -23,6 +23,11 @@ type Network struct {
 	Bridge string
 	// Subnet and Subnet6 are the network's subnets; either may be zero.
 	Subnet, Subnet6 netip.Prefix
+	// Gateway and Gateway6 are the bridge's addresses, where the network's
+	// name server listens. DNS queries to them (port 53, UDP and TCP) are
+	// accepted only from the bridge with a source in the subnet, or from
+	// the host itself (lo); either may be zero (no such guard).
+	Gateway, Gateway6 netip.Addr
 	// Internal networks get no masquerade and nothing is forwarded in or out.
 	Internal bool
 	// NoICC forbids traffic between the network's sandboxes (enforced by

@@ -148,14 +148,24 @@ func (b *rb) oif(name string, eq bool) { b.iface(expr.MetaKeyOIFNAME, "oifname",
 // addr matches the source or destination address against a prefix (the
 // family's nfproto first, as nft does in an inet table).
 func (b *rb) addr(dst bool, p netip.Prefix, eq bool) {
-	f, off, word := IPv4, uint32(12), "ip"
+	f := IPv4
 	if p.Addr().Is6() {
-		f, off, word = IPv6, 8, "ip6"
+		f = IPv6
+	}
+	b.nfproto(f)
+	b.addrOnly(dst, p, eq)
+}
+
+// addrOnly is addr without the nfproto test, for a rule's second address
+// match (nft tests the family once).
+func (b *rb) addrOnly(dst bool, p netip.Prefix, eq bool) {
+	off, word := uint32(12), "ip"
+	if p.Addr().Is6() {
+		off, word = 8, "ip6"
 	}
 	if dst {
 		off += uint32(p.Addr().BitLen() / 8)
 	}
-	b.nfproto(f)
 	bits := p.Bits()
 	full := p.Addr().AsSlice()
 	n := uint32((bits + 7) / 8)
@@ -183,6 +193,15 @@ func (b *rb) addr(dst bool, p netip.Prefix, eq bool) {
 		s = p.Addr().String()
 	}
 	b.say(fmt.Sprintf("%s %s %s%s", word, dir, neq(eq), s))
+}
+
+// dport is "PROTO dport PORT" (nft adds the meta l4proto test itself).
+func (b *rb) dport(proto string, port uint16) {
+	b.ex = append(b.ex, &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1})
+	b.cmp(expr.CmpOpEq, 1, []byte{protoNum[proto]})
+	b.ex = append(b.ex, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2})
+	b.cmp(expr.CmpOpEq, 1, port16(port))
+	b.say(fmt.Sprintf("%s dport %d", proto, port))
 }
 
 func native32(v uint32) []byte { return binaryutil.NativeEndian.PutUint32(v) }
@@ -215,10 +234,13 @@ func (b *rb) ctEstablished(set bool) {
 	}
 }
 
-func (b *rb) fibLocal() {
+func (b *rb) fibLocal() { b.fibType(true) }
+
+// fibType is "fib daddr type [!=] local".
+func (b *rb) fibType(local bool) {
 	b.ex = append(b.ex, &expr.Fib{Register: 1, ResultADDRTYPE: true, FlagDADDR: true})
-	b.cmp(expr.CmpOpEq, 1, native32(unix.RTN_LOCAL))
-	b.say("fib daddr type local")
+	b.cmp(eqOp(local), 1, native32(unix.RTN_LOCAL))
+	b.say("fib daddr type " + neq(local) + "local")
 }
 
 func (b *rb) verdict(k expr.VerdictKind, chain, text string) {
@@ -302,7 +324,7 @@ func nftNetworkRules(n Network) []nftRule {
 			rs = append(rs, b.rule(f, chain, c(tag)))
 		}
 		if !n.Internal && !n.Routed {
-			add(nftPostrouting, "masquerade", func(b *rb) { b.addr(false, s, true); b.oif(br, false); b.masquerade() })
+			add(nftPostrouting, "masquerade", func(b *rb) { b.addr(false, s, true); b.oif(br, false); b.fibType(false); b.masquerade() })
 		}
 		add(nftPostrouting, "hairpin", func(b *rb) { b.addr(false, s, true); b.oif(br, true); b.ctDNAT(true); b.masquerade() })
 		if f == IPv4 {
@@ -344,6 +366,25 @@ func nftNetworkRules(n Network) []nftRule {
 		}
 		add(nftPublished, fmt.Sprintf("dnat%d", f), func(b *rb) { dnatByMap(b, f, nftMapName(n.Name, f, false), false) })
 		add(nftPublished, fmt.Sprintf("dnat%d-any", f), func(b *rb) { dnatByMap(b, f, nftMapName(n.Name, f, true), true) })
+		if gw := n.gateway(f); gw.IsValid() {
+			one := netip.PrefixFrom(gw, gw.BitLen())
+			for _, p := range dnsGuardProtos {
+				add(nftInput, "dns-iface-"+p, func(b *rb) {
+					b.addr(true, one, true)
+					b.dport(p, 53)
+					b.iif("lo", false)
+					b.iif(br, false)
+					b.drop()
+				})
+				add(nftInput, "dns-source-"+p, func(b *rb) {
+					b.addr(true, one, true)
+					b.addrOnly(false, s, false)
+					b.dport(p, 53)
+					b.iif(br, true)
+					b.drop()
+				})
+			}
+		}
 	}
 	// The nfproto test is implied by "ip"/"ip6" in nft syntax: say it only
 	// where nothing else names the family.

@@ -38,8 +38,9 @@ func TestNFTablesRulesetRestores(t *testing.T) {
 	testns.Run(t, host, "nft", "-f", admin)
 	fw := nat.NewNFTables(host)
 	t.Cleanup(func() { fw.Close() })
-	n1 := nat.Network{Name: "n1", Bridge: "sn-n1", Subnet: netip.MustParsePrefix("10.91.1.0/24"), Subnet6: netip.MustParsePrefix("fd00:91:1::/64")}
-	n2 := nat.Network{Name: "n2", Bridge: "sn-n2", Subnet: netip.MustParsePrefix("10.91.2.0/24"), Internal: true, NoICC: true}
+	n1 := nat.Network{Name: "n1", Bridge: "sn-n1", Subnet: netip.MustParsePrefix("10.91.1.0/24"), Subnet6: netip.MustParsePrefix("fd00:91:1::/64"),
+		Gateway: netip.MustParseAddr("10.91.1.1"), Gateway6: netip.MustParseAddr("fd00:91:1::1")}
+	n2 := nat.Network{Name: "n2", Bridge: "sn-n2", Subnet: netip.MustParsePrefix("10.91.2.0/24"), Gateway: netip.MustParseAddr("10.91.2.1"), Internal: true, NoICC: true}
 	ep := nat.Endpoint{ID: "e1", Sandbox: "s1", Addr: netip.MustParseAddr("10.91.1.2"), Addr6: netip.MustParseAddr("fd00:91:1::2"),
 		Ports: []nat.PortMapping{{HostPort: 8080, ContainerPort: 80, Proto: "tcp"}, {HostPort: 5353, ContainerPort: 53, Proto: "udp"},
 			{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: 8081, ContainerPort: 81, Proto: "tcp"},
