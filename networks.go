@@ -177,6 +177,11 @@ func (h *Host) ensureNetwork(ctx context.Context, n Network, implicit bool) (*ne
 	if err := h.checkOverlap(def); err != nil {
 		return nil, err
 	}
+	if def.Driver == DriverBridge {
+		if err := h.checkHostAddrs(def); err != nil {
+			return nil, err
+		}
+	}
 	rec := networkRecord{Version: stateVersion, Network: def, Created: time.Now().UTC(), Implicit: implicit}
 	drv, err := driverFor(def.Driver)
 	if err != nil {
@@ -303,6 +308,64 @@ func (h *Host) checkOverlap(n Network) error {
 		}
 		if n.Bridge != "" && n.Bridge == o.Bridge {
 			return fmt.Errorf("network %q: bridge %s is network %q's: %w", n.Name, n.Bridge, o.Name, ErrExists)
+		}
+	}
+	return nil
+}
+
+// checkHostAddrs refuses a bridge network whose subnet holds an address
+// the host namespace already has on another link (its gateway, or a
+// sandbox, would take the host's own address, e.g. its LAN address), and
+// warns when the subnet overlaps a route of the host's: its sandboxes then
+// shadow part of what that route reaches.
+func (h *Host) checkHostAddrs(n Network) error {
+	nl, err := h.ns.Netlink()
+	if err != nil {
+		return err
+	}
+	links, err := nlwrap.Retry(nl.LinkList)
+	if err != nil {
+		return fmt.Errorf("network %q: listing host links: %w", n.Name, err)
+	}
+	names := map[int]string{}
+	for _, l := range links {
+		names[l.Attrs().Index] = l.Attrs().Name
+	}
+	addrs, err := nlwrap.Retry(func() ([]netlink.Addr, error) { return nl.AddrList(nil, netlink.FAMILY_ALL) })
+	if err != nil {
+		return fmt.Errorf("network %q: listing host addresses: %w", n.Name, err)
+	}
+	for _, a := range addrs {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok || names[a.LinkIndex] == n.Bridge {
+			continue
+		}
+		ip = ip.Unmap()
+		for _, p := range []netip.Prefix{n.Subnet, n.Subnet6} {
+			if p.IsValid() && p.Contains(ip) {
+				return invalidf("network %q: subnet %s holds %s, an address the host already has on %s (the gateway or a sandbox would take the host's own address)", n.Name, p, ip, names[a.LinkIndex])
+			}
+		}
+	}
+	routes, err := nlwrap.Retry(func() ([]netlink.Route, error) { return nl.RouteList(nil, netlink.FAMILY_ALL) })
+	if err != nil {
+		return fmt.Errorf("network %q: listing host routes: %w", n.Name, err)
+	}
+	for _, r := range routes {
+		if r.Dst == nil || names[r.LinkIndex] == n.Bridge {
+			continue
+		}
+		dst, ok := netip.AddrFromSlice(r.Dst.IP)
+		ones, _ := r.Dst.Mask.Size()
+		if !ok || ones == 0 {
+			continue
+		}
+		rp := netip.PrefixFrom(dst.Unmap(), ones)
+		for _, p := range []netip.Prefix{n.Subnet, n.Subnet6} {
+			if p.IsValid() && overlaps(p, rp) {
+				h.log.Warn("the network's subnet overlaps a route of the host's: its sandboxes shadow part of what that route reaches",
+					"network", n.Name, "subnet", p, "route", rp, "dev", names[r.LinkIndex])
+			}
 		}
 	}
 	return nil
