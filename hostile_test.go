@@ -129,6 +129,7 @@ func TestHostileAttachInput(t *testing.T) {
 		{"host ip zone", good, AttachOptions{Ports: []PortMapping{{HostIP: netip.MustParseAddr("fe80::1%eth0"), HostPort: 18401, ContainerPort: 80}}}, ErrInvalid},
 		{"same host port twice", good, AttachOptions{Ports: mustPorts(t, "18402:80", "18402:81")}, ErrInvalid},
 		{"port taken", good, AttachOptions{Ports: mustPorts(t, "18400:81")}, ErrInUse},
+		{"port on internal", Network{Name: "int", Subnet: sub, Internal: true}, AttachOptions{Ports: mustPorts(t, "18403:80")}, ErrInvalid},
 	}
 	for _, c := range cases {
 		_, err := h.AttachNS(context.Background(), sb, c.n, c.o)
@@ -387,4 +388,26 @@ func (l lockedWriter) Write(b []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(b)
+}
+
+// TestPublishOnInternalRefused (issue 16 item 9): -p on an --internal
+// network, named in full or by name only, is refused before anything
+// changes.
+func TestPublishOnInternalRefused(t *testing.T) {
+	h := newTestHost(t)
+	ctx := context.Background()
+	if _, err := h.CreateNetwork(ctx, Network{Name: "int", Subnet: netip.MustParsePrefix("10.97.45.0/24"), Internal: true}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.RemoveNetwork(ctx, "int") })
+	before := hostState(t, h)
+	sb := testns.New(t, "sb")
+	for _, n := range []Network{{Name: "int"}, {Name: "int", Subnet: netip.MustParsePrefix("10.97.45.0/24"), Internal: true}} {
+		if _, err := h.AttachNS(ctx, sb, n, AttachOptions{Ports: mustPorts(t, "18450:80")}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "internal") {
+			t.Errorf("publishing on an internal network: %v, want ErrInvalid", err)
+		}
+		if after := hostState(t, h); after != before {
+			t.Fatalf("state changed:\n%s\nwant\n%s", after, before)
+		}
+	}
 }
