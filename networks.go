@@ -455,5 +455,15 @@ func (h *Host) lockNetworkExclusive(ctx context.Context, name string) (release f
 		glock.Release()
 		return nil, err
 	}
-	return func() { nlock.Release(); glock.Release() }, nil
+	return func() {
+		// The network is gone (removed under this lock): so goes its lock
+		// file, which would otherwise stay forever.
+		if _, err := os.Lstat(h.networkPath(name)); errors.Is(err, os.ErrNotExist) {
+			if err := nlock.RemoveLock(h.networkLockPath(name)); err != nil {
+				h.log.Warn("removing a network's lock file", "network", name, "err", err)
+			}
+		}
+		nlock.Release()
+		glock.Release()
+	}, nil
 }
