@@ -128,6 +128,9 @@ func newHost(ns *netns.NS, c HostConfig) (*Host, error) {
 	if err := checkVersion(dir); err != nil {
 		return nil, err
 	}
+	if err := checkHostNS(dir, ns, log); err != nil {
+		return nil, err
+	}
 	store, err := ipam.Open(filepath.Join(dir, "ipam"))
 	if err != nil {
 		return nil, err

@@ -17,6 +17,7 @@ import (
 	"github.com/sandnet/sandnet/internal/nlwrap"
 	"github.com/sandnet/sandnet/internal/testns"
 	"github.com/sandnet/sandnet/nat"
+	"github.com/sandnet/sandnet/netns"
 )
 
 // hostState is everything bad input must leave as it was: records, leases,
@@ -410,4 +411,37 @@ func TestPublishOnInternalRefused(t *testing.T) {
 			t.Fatalf("state changed:\n%s\nwant\n%s", after, before)
 		}
 	}
+}
+
+// TestStateDirServesOneNamespace (issue 16 item 9): a state dir records
+// the host namespace it serves; a Host over another namespace is refused
+// while that one lives, and takes the dir over once it is gone.
+func TestStateDirServesOneNamespace(t *testing.T) {
+	h := newTestHost(t)
+	other := testns.New(t, "other")
+	if _, err := NewHostNS(other, HostConfig{StateDir: h.dir}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "serves host namespace") {
+		t.Fatalf("a second host namespace over the same state dir: %v, want ErrInvalid", err)
+	}
+	h2, err := NewHostNS(h.ns, HostConfig{StateDir: h.dir}) // the same namespace again: fine
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2.Close()
+	// The first namespace gone, the dir's state is stale: taken over.
+	gone := testns.New(t, "gone")
+	dir := filepath.Join(t.TempDir(), "state")
+	h3, err := NewHostNS(gone, HostConfig{StateDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h3.Close()
+	gone.Close()
+	if err := netns.Delete(context.Background(), gone.Name()); err != nil {
+		t.Fatal(err)
+	}
+	h4, err := NewHostNS(other, HostConfig{StateDir: dir})
+	if err != nil {
+		t.Fatalf("taking over the state dir of a namespace that is gone: %v", err)
+	}
+	h4.Close()
 }
