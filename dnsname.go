@@ -15,6 +15,7 @@ import (
 	"github.com/sandnet/sandnet/dns"
 	"github.com/sandnet/sandnet/explain"
 	"github.com/sandnet/sandnet/internal/statefile"
+	"github.com/sandnet/sandnet/netns"
 )
 
 // DNSMode says how a Host runs the embedded name server that answers, on a
@@ -194,6 +195,16 @@ func (h *Host) teardownDNS(ctx context.Context, rec *networkRecord, ep *Endpoint
 			paths = append(paths, p)
 		}
 	}
+	// An attach killed between writing the files and recording them (GC's
+	// case) left them unrecorded: its references to them name them.
+	if dir, name := filepath.Split(ep.NetNS); filepath.Clean(dir) == netns.Dir && name != "" {
+		for _, f := range []string{"resolv.conf", "hosts"} {
+			p := filepath.Join(dns.NetnsDir, name, f)
+			if !slices.Contains(paths, p) && h.hasDNSRef(p, ep.ID) {
+				paths = append(paths, p)
+			}
+		}
+	}
 	var errs []error
 	for _, p := range paths {
 		errs = append(errs, h.releaseDNSFile(ctx, p, ep.ID))
@@ -219,6 +230,12 @@ func (h *Host) addDNSRef(path, id string) error {
 		return err
 	}
 	return nil
+}
+
+// hasDNSRef reports whether endpoint id is recorded as a user of path.
+func (h *Host) hasDNSRef(path, id string) bool {
+	_, err := os.Lstat(filepath.Join(h.dnsRefDir(path), id))
+	return err == nil
 }
 
 // releaseDNSFile drops endpoint id's use of path and removes the file when
