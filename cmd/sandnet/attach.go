@@ -62,7 +62,7 @@ func (a *app) attach(ctx context.Context, args []string) error {
 	if opts.Ports, err = parsePorts(ports); err != nil {
 		return err
 	}
-	h, err := a.host(ctx)
+	h, err := a.touchingHost(ctx)
 	if err != nil {
 		return err
 	}
@@ -99,7 +99,7 @@ func (a *app) detach(ctx context.Context, args []string) error {
 	if network == "" {
 		return usagef("detach: --net NAME is required")
 	}
-	h, err := a.host(ctx)
+	h, err := a.touchingHost(ctx)
 	if err != nil {
 		return err
 	}

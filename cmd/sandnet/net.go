@@ -39,7 +39,7 @@ func (a *app) net(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		h, err := a.host(ctx)
+		h, err := a.touchingHost(ctx)
 		if err != nil {
 			return err
 		}
@@ -123,7 +123,7 @@ func (a *app) netCreate(ctx context.Context, args []string) error {
 		}
 		n.Peers = append(n.Peers, a)
 	}
-	h, err := a.host(ctx)
+	h, err := a.touchingHost(ctx)
 	if err != nil {
 		return err
 	}
