@@ -115,7 +115,7 @@ func (h *Host) AttachNS(ctx context.Context, sb *netns.NS, n Network, opts Attac
 	if err != nil {
 		return nil, tx.fail(StepNetwork, err)
 	}
-	if h.ns.Equal(sb) && ep.Driver != DriverHost {
+	if h.ns.Equal(sb) && !drv.traits().hostNS {
 		return nil, tx.fail(StepNetwork, invalidf("the sandbox is the host namespace itself; only the host driver attaches it"))
 	}
 	if err := tx.step(ctx, StepClaim, func() error { return h.claim(tx) }); err != nil {

@@ -106,65 +106,13 @@ func (h *Host) checkTarget(ep *Endpoint) (*networkRecord, *endpointRecord, error
 	return nrec, rec, nil
 }
 
-// checkNetwork verifies the network-level objects: bridge, gateway
-// addresses, host settings and the network's firewall rules.
+// checkNetwork verifies the network's own objects, through its driver.
 func (h *Host) checkNetwork(ctx context.Context, nrec *networkRecord, rep *CheckReport) error {
-	n := &nrec.Network
-	if n.Driver != DriverBridge {
-		return nil
-	}
-	nl, err := h.ns.Netlink()
+	drv, err := driverFor(nrec.Network.Driver)
 	if err != nil {
 		return err
 	}
-	link, err := nl.LinkByName(n.Bridge)
-	if err != nil {
-		rep.add(ObjBridge, n.Bridge, "missing from %s", h.ns)
-	} else {
-		if _, ok := link.(*netlink.Bridge); !ok {
-			rep.Problems = append(rep.Problems, Problem{Object: ObjBridge, Name: n.Bridge, Detail: "is a " + link.Type() + ", not a bridge"})
-		}
-		if link.Attrs().Flags&net.FlagUp == 0 {
-			rep.add(ObjBridge, n.Bridge, "is down")
-		}
-		have, err := prefixesOf(nl, link)
-		if err != nil {
-			return err
-		}
-		for _, p := range gatewayPrefixes(n) {
-			if !slices.Contains(have, p) {
-				rep.add(ObjGatewayAddr, p.String(), "missing from bridge %s", n.Bridge)
-			}
-		}
-	}
-	for _, key := range networkSysctls(n) {
-		if v, err := h.ns.ReadSysctl(key); err == nil && v != "1" {
-			rep.add(ObjSysctl, key, "is %s, want 1", v)
-		}
-	}
-	missing, err := h.fw.Check(ctx, natNetwork(n), nil)
-	if err != nil {
-		return fmt.Errorf("checking firewall rules of network %q: %w", n.Name, err)
-	}
-	for _, r := range missing {
-		rep.add(ObjRule, r.Command(), "missing from %s", h.ns)
-	}
-	return nil
-}
-
-// networkSysctls are the host settings a bridge network needs.
-func networkSysctls(n *Network) []string {
-	var keys []string
-	if !n.Internal && n.Subnet.IsValid() {
-		keys = append(keys, "net.ipv4.ip_forward")
-	}
-	if !n.Internal && n.Subnet6.IsValid() {
-		keys = append(keys, "net.ipv6.conf.all.forwarding")
-	}
-	if n.Subnet.IsValid() {
-		keys = append(keys, "net/ipv4/conf/"+n.Bridge+"/route_localnet")
-	}
-	return keys
+	return drv.checkNetwork(ctx, h, nrec, rep)
 }
 
 func gatewayPrefixes(n *Network) []netip.Prefix {
@@ -206,7 +154,7 @@ func (h *Host) checkEndpoint(ctx context.Context, nrec *networkRecord, rec *endp
 		rep.Problems = append(rep.Problems, Problem{Object: ObjSandbox, Name: ep.NetNS, Detail: "the namespace is gone (run GC)"})
 		return nil
 	}
-	if usesIPAM(n.Driver) {
+	if traitsOf(n.Driver).ipam {
 		l, err := h.ipam.Get(leaseKey(ep))
 		switch {
 		case errors.Is(err, ErrNotFound):
@@ -228,40 +176,13 @@ func (h *Host) checkEndpoint(ctx context.Context, nrec *networkRecord, rec *endp
 			}
 		}
 	}
-	linksOK := true
-	if n.Driver == DriverBridge {
-		nl, err := h.ns.Netlink()
-		if err != nil {
-			return err
-		}
-		link, err := nl.LinkByName(ep.HostIfName)
-		if err != nil {
-			rep.add(ObjHostVeth, ep.HostIfName, "missing from %s", h.ns)
-			linksOK = false
-		} else {
-			if link.Attrs().Flags&net.FlagUp == 0 {
-				rep.add(ObjHostVeth, ep.HostIfName, "is down")
-				linksOK = false
-			}
-			br, err := nl.LinkByName(n.Bridge)
-			if err != nil || link.Attrs().MasterIndex != br.Attrs().Index {
-				rep.add(ObjHostVeth, ep.HostIfName, "is not a port of bridge %s", n.Bridge)
-				linksOK = false
-			}
-		}
-		if missingRules == nil {
-			missing, err := h.fw.Check(ctx, natNetwork(n), []nat.Endpoint{natEndpoint(ep, ep.Ports)})
-			if err != nil {
-				return fmt.Errorf("checking firewall rules of sandbox %q: %w", ep.SandboxID, err)
-			}
-			missingRules = missing
-		}
-		mine := nat.EndpointRules(natNetwork(n), natEndpoint(ep, ep.Ports))
-		for _, r := range missingRules {
-			if slices.ContainsFunc(mine, func(m nat.Rule) bool { return m.Comment == r.Comment && m.Family == r.Family }) {
-				rep.add(ObjRule, r.Command(), "missing from %s", h.ns)
-			}
-		}
+	drv, err := driverFor(n.Driver)
+	if err != nil {
+		return err
+	}
+	linksOK, err := drv.checkEndpoint(ctx, h, n, ep, rep, missingRules)
+	if err != nil {
+		return err
 	}
 	sb, err := netns.Open(ep.NetNS)
 	if err != nil {
@@ -395,11 +316,11 @@ func (h *Host) MissingRules(ctx context.Context, ep *Endpoint) ([]string, error)
 	if err != nil {
 		return nil, err
 	}
-	if nrec.Network.Driver != DriverBridge {
-		return nil, nil
+	drv, err := driverFor(nrec.Network.Driver)
+	if err != nil {
+		return nil, err
 	}
-	e := &rec.Endpoint
-	missing, err := h.fw.Check(ctx, natNetwork(&nrec.Network), []nat.Endpoint{natEndpoint(e, e.Ports)})
+	missing, err := drv.missingRules(ctx, h, &nrec.Network, []*Endpoint{&rec.Endpoint})
 	if err != nil {
 		return nil, err
 	}

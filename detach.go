@@ -113,7 +113,7 @@ func (h *Host) detach(ctx context.Context, network, id string) error {
 // later Detach or GC can finish.
 func (h *Host) teardown(ctx context.Context, nrec *networkRecord, ep *Endpoint) error {
 	var errs []error
-	if len(ep.Addresses) == 0 && (nrec == nil || usesIPAM(nrec.Network.Driver)) {
+	if len(ep.Addresses) == 0 && (nrec == nil || traitsOf(nrec.Network.Driver).ipam) {
 		// An attach that died before recording its addresses: the lease has
 		// them, and the firewall backend may need them to find its elements.
 		if l, err := h.ipam.Get(leaseKey(ep)); err == nil {
@@ -127,7 +127,7 @@ func (h *Host) teardown(ctx context.Context, nrec *networkRecord, ep *Endpoint) 
 		}
 		errs = append(errs, err)
 	}
-	if nrec == nil || usesIPAM(nrec.Network.Driver) {
+	if nrec == nil || traitsOf(nrec.Network.Driver).ipam {
 		errs = append(errs, h.ipam.Release(ctx, leaseKey(ep)))
 	}
 	if err := errors.Join(errs...); err != nil {

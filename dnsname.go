@@ -93,7 +93,7 @@ func dnsNames(ep *Endpoint) []string {
 
 // usesEmbeddedDNS reports whether the network has an embedded name server.
 func (h *Host) usesEmbeddedDNS(n *Network) bool {
-	return h.dnsCfg.mode != DNSOff && n.Driver == DriverBridge && n.Gateway.IsValid()
+	return h.dnsCfg.mode != DNSOff && traitsOf(n.Driver).nameServer && n.Gateway.IsValid()
 }
 
 // setupDNS writes the sandbox's resolv.conf and hosts and makes sure the

@@ -17,8 +17,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/sandnet/sandnet/dns"
 	"golang.org/x/sys/unix"
+
+	"github.com/sandnet/sandnet/dns"
 
 	"github.com/sandnet/sandnet/internal/statefile"
 	"github.com/sandnet/sandnet/netns"

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/sandnet/sandnet/internal/ifname"
 	"github.com/sandnet/sandnet/macvlan"
 	"github.com/sandnet/sandnet/netns"
 )
@@ -20,9 +21,40 @@ import (
 // the host itself on Parent in bridge mode, with a route to the sandboxes
 // through it (macvlan.Create with the host as namespace; see
 // examples/macvlan).
-type macvlanDriver struct{}
+type macvlanDriver struct{ noParts }
 
-func init() { drivers[DriverMacvlan] = macvlanDriver{} }
+// DriverMacvlan puts sandboxes on the physical network with macvlan devices.
+const DriverMacvlan Driver = "macvlan"
+
+func (macvlanDriver) traits() traits { return traits{ipam: true} }
+
+func (macvlanDriver) setFields(n *Network) string {
+	if n.Parent != "" || n.MacvlanMode != "" {
+		return "parent and macvlan mode"
+	}
+	return ""
+}
+
+func (macvlanDriver) normalize(n *Network) error {
+	if n.Parent == "" {
+		return invalidf("network %q: a macvlan network needs a parent link (e.g. eth0, or eth0.50 for VLAN 50)", n.Name)
+	}
+	if err := ifname.Check(n.Parent); err != nil {
+		return fmt.Errorf("network %q: parent: %w", n.Name, err)
+	}
+	if _, _, _, err := macvlan.SplitVLAN(n.Parent); err != nil {
+		return fmt.Errorf("network %q: %w", n.Name, err)
+	}
+	if n.MacvlanMode == "" {
+		n.MacvlanMode = macvlan.ModeBridge
+	}
+	if err := macvlan.CheckMode(n.MacvlanMode); err != nil {
+		return fmt.Errorf("network %q: %w", n.Name, err)
+	}
+	return nil
+}
+
+func (macvlanDriver) hostDefaults(_ *Host, n *Network) error { return needSubnet(n) }
 
 func (macvlanDriver) createNetwork(ctx context.Context, h *Host, rec *networkRecord) (undoStack, error) {
 	n := &rec.Network

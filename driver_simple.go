@@ -11,15 +11,12 @@ import (
 )
 
 // noneDriver leaves the sandbox with loopback only, up.
-type noneDriver struct{}
+type noneDriver struct{ noParts }
 
-func init() { drivers[DriverNone] = noneDriver{} }
+// DriverNone leaves a sandbox with loopback only.
+const DriverNone Driver = "none"
 
-func (noneDriver) createNetwork(context.Context, *Host, *networkRecord) (undoStack, error) {
-	return nil, nil
-}
-
-func (noneDriver) removeNetwork(context.Context, *Host, *networkRecord) error { return nil }
+func (noneDriver) traits() traits { return traits{} }
 
 func (noneDriver) attach(ctx context.Context, tx *attachTx) error {
 	tx.ep.IfName = "lo"
@@ -36,19 +33,14 @@ func (noneDriver) attach(ctx context.Context, tx *attachTx) error {
 	})
 }
 
-func (noneDriver) detach(context.Context, *Host, *networkRecord, *Endpoint) error { return nil }
-
 // hostDriver shares the host namespace: Attach reports the host's addresses
 // and default gateways and changes nothing.
-type hostDriver struct{}
+type hostDriver struct{ noParts }
 
-func init() { drivers[DriverHost] = hostDriver{} }
+// DriverHost shares the host's namespace with the sandbox.
+const DriverHost Driver = "host"
 
-func (hostDriver) createNetwork(context.Context, *Host, *networkRecord) (undoStack, error) {
-	return nil, nil
-}
-
-func (hostDriver) removeNetwork(context.Context, *Host, *networkRecord) error { return nil }
+func (hostDriver) traits() traits { return traits{hostNS: true} }
 
 func (hostDriver) attach(ctx context.Context, tx *attachTx) error {
 	return tx.step(ctx, StepConfigure, func() error {
@@ -93,5 +85,3 @@ func (hostDriver) attach(ctx context.Context, tx *attachTx) error {
 		return nil
 	})
 }
-
-func (hostDriver) detach(context.Context, *Host, *networkRecord, *Endpoint) error { return nil }

@@ -145,6 +145,9 @@ func newHost(ns *netns.NS, c HostConfig) (*Host, error) {
 	return &Host{ns: ns, dir: dir, log: log, ipam: store, fw: fw, fwOwn: fwOwn, nets: map[string]*netState{}, dnsCfg: dc}, nil
 }
 
+// Firewall is the backend installing the Host's firewall rules.
+func (h *Host) Firewall() nat.Backend { return h.fw }
+
 // NS is the namespace playing the host.
 func (h *Host) NS() *netns.NS { return h.ns }
 

@@ -4,14 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"sort"
 	"time"
 
-	"github.com/vishvananda/netlink"
-
-	"github.com/sandnet/sandnet/internal/nlwrap"
 	"github.com/sandnet/sandnet/internal/statefile"
 )
 
@@ -171,17 +167,17 @@ func (h *Host) ensureNetwork(ctx context.Context, n Network, implicit bool) (*ne
 	if st, err := h.cachedNetwork(n); st != nil || err != nil {
 		return st, err
 	}
-	if err := h.fillHostDefaults(&def); err != nil {
+	drv, err := driverFor(def.Driver)
+	if err != nil {
+		return nil, err
+	}
+	if err := drv.hostDefaults(h, &def); err != nil {
 		return nil, err
 	}
 	if err := h.checkOverlap(def); err != nil {
 		return nil, err
 	}
 	rec := networkRecord{Version: stateVersion, Network: def, Created: time.Now().UTC(), Implicit: implicit}
-	drv, err := driverFor(def.Driver)
-	if err != nil {
-		return nil, err
-	}
 	undo, err := drv.createNetwork(ctx, h, &rec)
 	if err != nil {
 		return nil, &StepError{Op: "create network", Object: fmt.Sprintf("%q", def.Name), Step: "setting up the network", Err: err}
@@ -196,96 +192,6 @@ func (h *Host) ensureNetwork(ctx context.Context, n Network, implicit bool) (*ne
 	h.nets[def.Name] = st
 	h.mu.Unlock()
 	return st, nil
-}
-
-// fillHostDefaults picks what depends on the host: a free subnet for a
-// bridge network that names none, and the MTU of the host's uplink.
-func (h *Host) fillHostDefaults(n *Network) error {
-	if n.Driver != DriverBridge && n.Driver != DriverOverlay && n.Driver != DriverMacvlan {
-		return nil
-	}
-	if n.MTU == 0 && n.Driver == DriverBridge {
-		n.MTU = h.uplinkMTU()
-	}
-	if n.Subnet.IsValid() || n.Subnet6.IsValid() {
-		return nil
-	}
-	if n.Driver != DriverBridge {
-		return invalidf("network %q: a %s network needs a subnet", n.Name, n.Driver)
-	}
-	taken, err := h.usedPrefixes()
-	if err != nil {
-		return err
-	}
-	base := netip.MustParsePrefix("10.89.0.0/16").Addr().As4()
-	for i := 0; i < 256; i++ {
-		base[2] = byte(i)
-		p := netip.PrefixFrom(netip.AddrFrom4(base), 24)
-		free := true
-		for _, t := range taken {
-			if overlaps(p, t) {
-				free = false
-				break
-			}
-		}
-		if free {
-			n.Subnet, n.Gateway = p, p.Addr().Next()
-			return nil
-		}
-	}
-	return fmt.Errorf("network %q: no free /24 left in 10.89.0.0/16, give a subnet: %w", n.Name, ErrExhausted)
-}
-
-// usedPrefixes lists subnets of recorded networks and routes of the host namespace.
-func (h *Host) usedPrefixes() ([]netip.Prefix, error) {
-	recs, err := h.listNetworkRecords()
-	if err != nil {
-		return nil, err
-	}
-	var used []netip.Prefix
-	for _, r := range recs {
-		used = append(used, r.Network.Subnet)
-	}
-	nl, err := h.ns.Netlink()
-	if err != nil {
-		return nil, err
-	}
-	routes, err := nlwrap.Retry(func() ([]netlink.Route, error) { return nl.RouteList(nil, netlink.FAMILY_V4) })
-	if err != nil {
-		return nil, fmt.Errorf("listing host routes: %w", err)
-	}
-	for _, r := range routes {
-		if r.Dst == nil {
-			continue
-		}
-		if a, ok := netip.AddrFromSlice(r.Dst.IP); ok {
-			ones, _ := r.Dst.Mask.Size()
-			if ones > 0 {
-				used = append(used, netip.PrefixFrom(a.Unmap(), ones))
-			}
-		}
-	}
-	return used, nil
-}
-
-// uplinkMTU is the MTU of the host namespace's default-route link, else 1500.
-func (h *Host) uplinkMTU() int {
-	nl, err := h.ns.Netlink()
-	if err != nil {
-		return 1500
-	}
-	routes, err := nlwrap.Retry(func() ([]netlink.Route, error) { return nl.RouteList(nil, netlink.FAMILY_V4) })
-	if err != nil {
-		return 1500
-	}
-	for _, r := range routes {
-		if r.Dst == nil || r.Dst.IP.IsUnspecified() {
-			if l, err := nl.LinkByIndex(r.LinkIndex); err == nil && l.Attrs().MTU >= 68 {
-				return l.Attrs().MTU
-			}
-		}
-	}
-	return 1500
 }
 
 func (h *Host) checkOverlap(n Network) error {
