@@ -126,7 +126,7 @@ func (h *Host) AttachNS(ctx context.Context, sb *netns.NS, n Network, opts Attac
 	}
 	ep.Created = time.Now().UTC()
 	if err := tx.step(ctx, StepRecord, func() error {
-		return statefile.WriteJSON(h.endpointPath(ep.Network, ep.ID), endpointRecord{Version: stateVersion, State: stateAttached, PID: os.Getpid(), Endpoint: *ep})
+		return h.st.WriteEndpoint(ep.Network, ep.ID, &endpointRecord{Version: stateVersion, State: stateAttached, PID: os.Getpid(), Endpoint: *ep})
 	}); err != nil {
 		return nil, errors.Join(err, tx.undo.run(ctx))
 	}
@@ -137,22 +137,15 @@ func (h *Host) AttachNS(ctx context.Context, sb *netns.NS, n Network, opts Attac
 // claim creates the endpoint's record in state "attaching", exclusively:
 // a second Attach of the same sandbox and interface fails with ErrExists.
 func (h *Host) claim(tx *attachTx) error {
-	if err := statefile.MkdirAll(h.endpointDir(tx.ep.Network)); err != nil {
-		return err
-	}
-	path := h.endpointPath(tx.ep.Network, tx.ep.ID)
 	rec := endpointRecord{Version: stateVersion, State: stateAttaching, PID: os.Getpid(), Endpoint: *tx.ep}
-	b, err := jsonBytes(rec)
-	if err != nil {
-		return err
-	}
-	if err := statefile.Create(path, b); err != nil {
+	if err := h.st.CreateEndpoint(tx.ep.Network, tx.ep.ID, &rec); err != nil {
 		if errors.Is(err, ErrExists) {
 			return fmt.Errorf("sandbox %q is already attached to network %q as %s: %w", tx.ep.SandboxID, tx.ep.Network, tx.ep.IfName, ErrExists)
 		}
 		return err
 	}
-	tx.undo.push(func(context.Context) error { return statefile.Remove(path) })
+	network, id := tx.ep.Network, tx.ep.ID
+	tx.undo.push(func(context.Context) error { return h.st.RemoveEndpoint(network, id) })
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	mdns "github.com/miekg/dns"
 	"github.com/vishvananda/netlink"
 
+	"github.com/sandnet/sandnet/internal/dnsrun"
 	"github.com/sandnet/sandnet/internal/nlwrap"
 	"github.com/sandnet/sandnet/nat"
 	"github.com/sandnet/sandnet/netns"
@@ -95,11 +96,11 @@ func (h *Host) checkTarget(ep *Endpoint) (*networkRecord, *endpointRecord, error
 	if err := checkName("network", ep.Network); err != nil {
 		return nil, nil, err
 	}
-	nrec, err := h.readNetwork(ep.Network)
+	nrec, err := h.st.ReadNetwork(ep.Network)
 	if err != nil {
 		return nil, nil, fmt.Errorf("checking endpoint of sandbox %q: network %q: %w", ep.SandboxID, ep.Network, err)
 	}
-	rec, err := h.readEndpoint(ep.Network, endpointIDOf(ep))
+	rec, err := h.st.ReadEndpoint(ep.Network, endpointIDOf(ep))
 	if err != nil {
 		return nil, nil, fmt.Errorf("checking endpoint of sandbox %q on network %q: %w", ep.SandboxID, ep.Network, err)
 	}
@@ -166,7 +167,7 @@ func (h *Host) checkEndpoint(ctx context.Context, nrec *networkRecord, rec *endp
 		}
 	}
 	if len(ep.Ports) > 0 {
-		held, err := h.portsHeld(ctx, ep, ep.Ports)
+		held, err := h.st.PortsHeld(ctx, holderOf(ep), ep.Ports)
 		if err != nil {
 			return err
 		}
@@ -271,7 +272,7 @@ func hasRoute(nl *netlink.Handle, link netlink.Link, r Route) (bool, error) {
 func queryA(ctx context.Context, sb *netns.NS, server netip.AddrPort, name string) ([]netip.Addr, error) {
 	ctx, cancel := context.WithTimeout(ctx, checkDNSTimeout)
 	defer cancel()
-	c, err := nsDial(sb)(ctx, "udp", server.String())
+	c, err := dnsrun.Dial(sb)(ctx, "udp", server.String())
 	if err != nil {
 		return nil, err
 	}

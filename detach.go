@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/sandnet/sandnet/internal/statefile"
 	"github.com/sandnet/sandnet/netns"
 )
 
@@ -86,19 +85,19 @@ func (h *Host) detach(ctx context.Context, network, id string) error {
 	if err := checkName("network", network); err != nil {
 		return err
 	}
-	lock, err := statefile.Acquire(ctx, h.networkLockPath(network), true)
+	lock, err := h.st.LockNetwork(ctx, network, true)
 	if err != nil {
 		return err
 	}
 	defer lock.Release()
-	rec, err := h.readEndpoint(network, id)
+	rec, err := h.st.ReadEndpoint(network, id)
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	nrec, err := h.readNetwork(network)
+	nrec, err := h.st.ReadNetwork(network)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return err
 	}
@@ -133,7 +132,7 @@ func (h *Host) teardown(ctx context.Context, nrec *networkRecord, ep *Endpoint) 
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	return statefile.Remove(h.endpointPath(ep.Network, ep.ID))
+	return h.st.RemoveEndpoint(ep.Network, ep.ID)
 }
 
 // Endpoints lists the endpoints recorded on network (all networks if ""),
@@ -160,7 +159,7 @@ func (h *Host) Endpoints(network string) ([]*Endpoint, error) {
 		errs []error
 	)
 	for _, name := range names {
-		recs, err := h.listEndpointRecords(name)
+		recs, err := h.st.Endpoints(name)
 		errs = append(errs, err)
 		for _, r := range recs {
 			ep := r.Endpoint

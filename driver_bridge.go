@@ -68,7 +68,7 @@ func (bridgeDriver) hostDefaults(h *Host, n *Network) error {
 
 // usedPrefixes lists subnets of recorded networks and routes of the host namespace.
 func (h *Host) usedPrefixes() ([]netip.Prefix, error) {
-	recs, err := h.listNetworkRecords()
+	recs, err := h.st.Networks()
 	if err != nil {
 		return nil, err
 	}
@@ -484,7 +484,7 @@ func (h *Host) addEndpointRules(ctx context.Context, rec *networkRecord, ep *End
 		ctx := context.WithoutCancel(ctx)
 		return errors.Join(err,
 			h.fw.RemoveEndpoint(ctx, natNetwork(n), natEndpoint(ep, claimed)),
-			h.releasePorts(ctx, ep, claimed))
+			h.st.ReleasePorts(ctx, holderOf(ep), claimed))
 	}
 	ep.Ports = claimed
 	return nil
@@ -500,7 +500,7 @@ func (h *Host) removeEndpointRules(ctx context.Context, rec *networkRecord, ep *
 	if err := h.fw.RemoveEndpoint(ctx, natNetwork(&rec.Network), natEndpoint(ep, ep.Ports)); err != nil {
 		return err
 	}
-	return h.releasePorts(ctx, ep, ep.Ports)
+	return h.st.ReleasePorts(ctx, holderOf(ep), ep.Ports)
 }
 
 // setPortFlags sets the flags of the endpoint's bridge port. Where bridged

@@ -88,7 +88,7 @@ func (macvlanDriver) createNetwork(ctx context.Context, h *Host, rec *networkRec
 // checkParentUse refuses a parent that another macvlan network uses in
 // another mode (or in passthru mode, which takes the parent whole).
 func (h *Host) checkParentUse(n Network) error {
-	recs, err := h.listNetworkRecords()
+	recs, err := h.st.Networks()
 	if err != nil {
 		return err
 	}
@@ -112,7 +112,7 @@ func (macvlanDriver) removeNetwork(ctx context.Context, h *Host, rec *networkRec
 	}
 	// The VLAN goes when no other network uses it, whichever network created
 	// it; DeleteVLAN leaves a VLAN the user made.
-	recs, err := h.listNetworkRecords()
+	recs, err := h.st.Networks()
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/sandnet/sandnet/bridge"
 	"github.com/sandnet/sandnet/internal/ifname"
-	"github.com/sandnet/sandnet/internal/statefile"
 	"github.com/sandnet/sandnet/overlay"
 	"github.com/sandnet/sandnet/veth"
 )
@@ -147,7 +146,7 @@ func (overlayDriver) createNetwork(ctx context.Context, h *Host, rec *networkRec
 // checkVNI refuses a second overlay network with the same VNI and port on a
 // host: the kernel would take it for the same segment.
 func (h *Host) checkVNI(n Network) error {
-	recs, err := h.listNetworkRecords()
+	recs, err := h.st.Networks()
 	if err != nil {
 		return err
 	}
@@ -228,12 +227,12 @@ func (h *Host) changePeer(ctx context.Context, network string, peer netip.Addr, 
 	if err := checkName("network", network); err != nil {
 		return err
 	}
-	lock, err := statefile.Acquire(ctx, h.networkLockPath(network), false)
+	lock, err := h.st.LockNetwork(ctx, network, false)
 	if err != nil {
 		return fail(err)
 	}
 	defer lock.Release()
-	rec, err := h.readNetwork(network)
+	rec, err := h.st.ReadNetwork(network)
 	if errors.Is(err, ErrNotFound) {
 		return fail(fmt.Errorf("no such network: %w", ErrNotFound))
 	}
@@ -268,7 +267,7 @@ func (h *Host) changePeer(ctx context.Context, network string, peer netip.Addr, 
 		}
 		n.Peers = slices.DeleteFunc(n.Peers, func(a netip.Addr) bool { return a == peer })
 	}
-	if err := statefile.WriteJSON(h.networkPath(network), rec); err != nil {
+	if err := h.st.WriteNetwork(network, rec); err != nil {
 		if add {
 			err = errors.Join(err, overlay.RemovePeer(context.WithoutCancel(ctx), h.ns, dev, peer))
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 	"time"
 
@@ -14,26 +13,7 @@ import (
 // netState is what a Host caches about a network it has used.
 type netState struct {
 	rec   networkRecord
-	stamp recordStamp
-}
-
-// recordStamp tells whether a network's record changed under the cache.
-type recordStamp struct {
-	ino   uint64
-	mtime time.Time
-}
-
-func stampOf(path string) (recordStamp, bool) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return recordStamp{}, false
-	}
-	st, _ := fi.Sys().(interface{ Ino() uint64 })
-	var ino uint64
-	if st != nil {
-		ino = st.Ino()
-	}
-	return recordStamp{ino: ino, mtime: fi.ModTime()}, true
+	stamp statefile.Stamp
 }
 
 // CreateNetwork creates a network explicitly (it stays until RemoveNetwork
@@ -52,7 +32,7 @@ func (h *Host) Network(name string) (Network, error) {
 	if err := checkName("network", name); err != nil {
 		return Network{}, err
 	}
-	rec, err := h.readNetwork(name)
+	rec, err := h.st.ReadNetwork(name)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return Network{}, fmt.Errorf("network %q: %w", name, ErrNotFound)
@@ -64,7 +44,7 @@ func (h *Host) Network(name string) (Network, error) {
 
 // Networks lists the recorded networks, sorted by name.
 func (h *Host) Networks() ([]Network, error) {
-	recs, err := h.listNetworkRecords()
+	recs, err := h.st.Networks()
 	var nets []Network
 	for _, r := range recs {
 		nets = append(nets, r.Network)
@@ -80,7 +60,7 @@ func (h *Host) useNetwork(ctx context.Context, n Network) (*netState, *statefile
 		return nil, nil, err
 	}
 	for attempt := 0; ; attempt++ {
-		lock, err := statefile.Acquire(ctx, h.networkLockPath(n.Name), true)
+		lock, err := h.st.LockNetwork(ctx, n.Name, true)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -101,7 +81,7 @@ func (h *Host) useNetwork(ctx context.Context, n Network) (*netState, *statefile
 // cachedNetwork returns the recorded network matching n, or nil if there is
 // none; a recorded network with another definition is ErrExists.
 func (h *Host) cachedNetwork(n Network) (*netState, error) {
-	stamp, ok := stampOf(h.networkPath(n.Name))
+	stamp, ok := statefile.StampOf(h.st.NetworkPath(n.Name))
 	if !ok {
 		return nil, nil
 	}
@@ -109,7 +89,7 @@ func (h *Host) cachedNetwork(n Network) (*netState, error) {
 	st := h.nets[n.Name]
 	h.mu.Unlock()
 	if st == nil || st.stamp != stamp {
-		rec, err := h.readNetwork(n.Name)
+		rec, err := h.st.ReadNetwork(n.Name)
 		if errors.Is(err, ErrNotFound) {
 			return nil, nil
 		}
@@ -154,12 +134,12 @@ func (h *Host) ensureNetwork(ctx context.Context, n Network, implicit bool) (*ne
 	if err != nil {
 		return nil, err
 	}
-	glock, err := statefile.Acquire(ctx, h.networksLockPath(), false)
+	glock, err := h.st.LockNetworks(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer glock.Release()
-	nlock, err := statefile.Acquire(ctx, h.networkLockPath(n.Name), false)
+	nlock, err := h.st.LockNetwork(ctx, n.Name, false)
 	if err != nil {
 		return nil, err
 	}
@@ -182,11 +162,11 @@ func (h *Host) ensureNetwork(ctx context.Context, n Network, implicit bool) (*ne
 	if err != nil {
 		return nil, &StepError{Op: "create network", Object: fmt.Sprintf("%q", def.Name), Step: "setting up the network", Err: err}
 	}
-	if err := statefile.WriteJSON(h.networkPath(def.Name), rec); err != nil {
+	if err := h.st.WriteNetwork(def.Name, &rec); err != nil {
 		undo.run(ctx)
 		return nil, &StepError{Op: "create network", Object: fmt.Sprintf("%q", def.Name), Step: "recording the network", Err: err}
 	}
-	stamp, _ := stampOf(h.networkPath(def.Name))
+	stamp, _ := statefile.StampOf(h.st.NetworkPath(def.Name))
 	st := &netState{rec: rec, stamp: stamp}
 	h.mu.Lock()
 	h.nets[def.Name] = st
@@ -195,7 +175,7 @@ func (h *Host) ensureNetwork(ctx context.Context, n Network, implicit bool) (*ne
 }
 
 func (h *Host) checkOverlap(n Network) error {
-	recs, err := h.listNetworkRecords()
+	recs, err := h.st.Networks()
 	if err != nil {
 		return err
 	}
@@ -221,7 +201,7 @@ func (h *Host) RemoveNetwork(ctx context.Context, name string) error {
 	if err := checkName("network", name); err != nil {
 		return err
 	}
-	release, err := h.lockNetworkExclusive(ctx, name)
+	release, err := h.st.LockNetworkExclusive(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -232,7 +212,7 @@ func (h *Host) RemoveNetwork(ctx context.Context, name string) error {
 // removeNetworkLocked removes the network; the caller holds its locks.
 // onlyImplicit keeps networks that were created explicitly.
 func (h *Host) removeNetworkLocked(ctx context.Context, name string, onlyImplicit bool) error {
-	rec, err := h.readNetwork(name)
+	rec, err := h.st.ReadNetwork(name)
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
@@ -242,7 +222,7 @@ func (h *Host) removeNetworkLocked(ctx context.Context, name string, onlyImplici
 	if onlyImplicit && !rec.Implicit {
 		return nil
 	}
-	eps, err := h.listEndpointRecords(name)
+	eps, err := h.st.Endpoints(name)
 	if err != nil {
 		return err
 	}
@@ -256,8 +236,7 @@ func (h *Host) removeNetworkLocked(ctx context.Context, name string, onlyImplici
 	var errs []error
 	errs = append(errs, drv.removeNetwork(ctx, h, rec))
 	errs = append(errs, h.ipam.ReleaseNetwork(ctx, name))
-	errs = append(errs, os.RemoveAll(h.endpointDir(name)))
-	errs = append(errs, statefile.Remove(h.networkPath(name)))
+	errs = append(errs, h.st.RemoveNetwork(name))
 	h.mu.Lock()
 	delete(h.nets, name)
 	h.mu.Unlock()
@@ -267,18 +246,16 @@ func (h *Host) removeNetworkLocked(ctx context.Context, name string, onlyImplici
 	return nil
 }
 
-// lockNetworkExclusive takes the global networks lock, then the network's
-// own lock exclusively: no attach is in flight on it until release.
 // withNetworkExclusive runs fn on network name's record with the network
 // locked exclusively, so no attach is in flight; a network that is not
 // there is not an error, and fn does not run.
 func (h *Host) withNetworkExclusive(ctx context.Context, name string, fn func(*networkRecord) error) error {
-	release, err := h.lockNetworkExclusive(ctx, name)
+	release, err := h.st.LockNetworkExclusive(ctx, name)
 	if err != nil {
 		return err
 	}
 	defer release()
-	nrec, err := h.readNetwork(name)
+	nrec, err := h.st.ReadNetwork(name)
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
@@ -286,17 +263,4 @@ func (h *Host) withNetworkExclusive(ctx context.Context, name string, fn func(*n
 		return err
 	}
 	return fn(nrec)
-}
-
-func (h *Host) lockNetworkExclusive(ctx context.Context, name string) (release func(), err error) {
-	glock, err := statefile.Acquire(ctx, h.networksLockPath(), false)
-	if err != nil {
-		return nil, err
-	}
-	nlock, err := statefile.Acquire(ctx, h.networkLockPath(name), false)
-	if err != nil {
-		glock.Release()
-		return nil, err
-	}
-	return func() { nlock.Release(); glock.Release() }, nil
 }

@@ -27,7 +27,7 @@ func (h *Host) Repair(ctx context.Context, ep *Endpoint) (CheckReport, error) {
 	if err := checkName("network", ep.Network); err != nil {
 		return CheckReport{}, err
 	}
-	release, err := h.lockNetworkExclusive(ctx, ep.Network)
+	release, err := h.st.LockNetworkExclusive(ctx, ep.Network)
 	if err != nil {
 		return CheckReport{}, err
 	}
@@ -114,7 +114,7 @@ func (h *Host) reconcileNetwork(ctx context.Context, nrec *networkRecord, rep *R
 
 func (h *Host) reconcileEndpoints(ctx context.Context, nrec *networkRecord, rep *ReconcileReport) error {
 	name := nrec.Network.Name
-	eps, err := h.listEndpointRecords(name)
+	eps, err := h.st.Endpoints(name)
 	errs := []error{err}
 	sort.Slice(eps, func(i, j int) bool {
 		return eps[i].Endpoint.SandboxID+eps[i].Endpoint.IfName < eps[j].Endpoint.SandboxID+eps[j].Endpoint.IfName
@@ -122,7 +122,7 @@ func (h *Host) reconcileEndpoints(ctx context.Context, nrec *networkRecord, rep 
 	var live []*endpointRecord
 	for _, r := range eps {
 		ep := &r.Endpoint
-		if reason := r.stale(); reason != "" {
+		if reason := stale(r); reason != "" {
 			rep.Skipped = append(rep.Skipped, fmt.Sprintf("%s/%s/%s: %s", name, ep.SandboxID, ep.IfName, reason))
 			continue
 		}
@@ -192,7 +192,7 @@ func (h *Host) repairEndpoint(ctx context.Context, nrec *networkRecord, rec *end
 		}
 	}
 	if has(ObjPort) {
-		errs = append(errs, h.reclaimPorts(ctx, ep))
+		errs = append(errs, h.st.ReclaimPorts(ctx, holderOf(ep), ep.Ports))
 	}
 	sb, err := netns.Open(ep.NetNS)
 	if err != nil {
@@ -208,7 +208,7 @@ func (h *Host) repairEndpoint(ctx context.Context, nrec *networkRecord, rec *end
 		errs = append(errs, drv.repairEndpoint(ctx, h, n, ep, sb, has))
 	}
 	if has(ObjDNS) {
-		errs = append(errs, h.ensureDNSServer(ctx, nrec, sb))
+		errs = append(errs, h.dns.Ensure(ctx, dnsNetwork(n)))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("repairing sandbox %q on network %q: %w", ep.SandboxID, n.Name, err)
