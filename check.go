@@ -4,16 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 	"time"
 
 	mdns "github.com/miekg/dns"
-	"github.com/vishvananda/netlink"
 
+	"github.com/sandnet/sandnet/iface"
 	"github.com/sandnet/sandnet/internal/dnsrun"
-	"github.com/sandnet/sandnet/internal/nlwrap"
 	"github.com/sandnet/sandnet/nat"
 	"github.com/sandnet/sandnet/netns"
 )
@@ -127,21 +125,6 @@ func gatewayPrefixes(n *Network) []netip.Prefix {
 	return ps
 }
 
-func prefixesOf(nl *netlink.Handle, link netlink.Link) ([]netip.Prefix, error) {
-	addrs, err := nlwrap.Retry(func() ([]netlink.Addr, error) { return nl.AddrList(link, netlink.FAMILY_ALL) })
-	if err != nil {
-		return nil, fmt.Errorf("listing addresses of %s: %w", link.Attrs().Name, err)
-	}
-	var ps []netip.Prefix
-	for _, a := range addrs {
-		if ip, ok := netip.AddrFromSlice(a.IP); ok {
-			ones, _ := a.Mask.Size()
-			ps = append(ps, netip.PrefixFrom(ip.Unmap(), ones))
-		}
-	}
-	return ps, nil
-}
-
 // checkEndpoint verifies the endpoint's own objects. missingRules, when
 // not nil, is what the firewall backend already reported missing for the
 // network (one check for many endpoints).
@@ -191,20 +174,16 @@ func (h *Host) checkEndpoint(ctx context.Context, nrec *networkRecord, rec *endp
 		return nil
 	}
 	defer sb.Close()
-	snl, err := sb.Netlink()
-	if err != nil {
-		return err
-	}
-	link, err := snl.LinkByName(ep.IfName)
+	link, err := iface.Open(sb, ep.IfName)
 	if err != nil {
 		rep.add(ObjSandboxIf, ep.IfName, "missing from sandbox %s", sb)
 		return nil
 	}
-	if link.Attrs().Flags&net.FlagUp == 0 {
+	if !link.IsUp() {
 		rep.add(ObjSandboxIf, ep.IfName, "is down in sandbox %s", sb)
 		linksOK = false
 	}
-	have, err := prefixesOf(snl, link)
+	have, err := link.Addrs()
 	if err != nil {
 		return err
 	}
@@ -215,7 +194,7 @@ func (h *Host) checkEndpoint(ctx context.Context, nrec *networkRecord, rec *endp
 		}
 	}
 	for _, r := range ep.Routes {
-		ok, err := hasRoute(snl, link, r)
+		ok, err := link.HasRoute(r)
 		if err != nil {
 			return err
 		}
@@ -240,32 +219,6 @@ func (h *Host) checkEndpoint(ctx context.Context, nrec *networkRecord, rec *endp
 }
 
 func routeString(r Route) string { return fmt.Sprintf("%s via %s", r.Dst, r.Via) }
-
-// hasRoute reports whether the sandbox has route r through link.
-func hasRoute(nl *netlink.Handle, link netlink.Link, r Route) (bool, error) {
-	fam := netlink.FAMILY_V4
-	if r.Dst.Addr().Is6() {
-		fam = netlink.FAMILY_V6
-	}
-	routes, err := nlwrap.Retry(func() ([]netlink.Route, error) { return nl.RouteList(link, fam) })
-	if err != nil {
-		return false, fmt.Errorf("listing routes: %w", err)
-	}
-	for _, x := range routes {
-		ones := 0
-		if x.Dst != nil {
-			ones, _ = x.Dst.Mask.Size()
-			if !x.Dst.IP.IsUnspecified() {
-				continue
-			}
-		}
-		gw, _ := netip.AddrFromSlice(x.Gw)
-		if ones == r.Dst.Bits() && gw.Unmap() == r.Via {
-			return true, nil
-		}
-	}
-	return false, nil
-}
 
 // queryA asks the name server at server, from inside sb, for name's IPv4
 // addresses.

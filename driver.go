@@ -10,10 +10,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
-
 	"github.com/sandnet/sandnet/explain"
+	"github.com/sandnet/sandnet/iface"
 	"github.com/sandnet/sandnet/internal/ifname"
 	"github.com/sandnet/sandnet/ipam"
 	"github.com/sandnet/sandnet/nat"
@@ -245,66 +243,81 @@ func (h *Host) createVeth(ctx context.Context, n *Network, ep *Endpoint, sb *net
 }
 
 // configureSandbox brings lo and the interface up inside the sandbox, puts
-// the endpoint's addresses on it and routes via the gateways. An endpoint
-// without an IPv6 address has IPv6 turned off on its interface, as Docker
-// does on IPv4-only networks: no link-local address, and none of the
-// multicast chatter that a bridge floods to every other sandbox.
-//
-// Equivalent to: ip -n SBX link set lo up; ip -n SBX addr add ADDR dev eth0;
-// [ip netns exec SBX sysctl -w net.ipv6.conf.eth0.disable_ipv6=1;]
-// ip -n SBX link set eth0 up; ip -n SBX route add default via GW
+// the endpoint's addresses on it and routes via the gateways (none on an
+// internal network, which has no way out).
 func (tx *attachTx) configureSandbox(ctx context.Context) error {
 	return tx.step(ctx, StepConfigure, func() error {
-		sb := tx.sb
-		nl, err := sb.RouteNetlink()
-		if err != nil {
+		if err := iface.LoUp(ctx, tx.sb); err != nil {
 			return err
 		}
-		if err := loUp(ctx, sb, nl); err != nil {
-			return err
-		}
-		link, err := nl.LinkByName(tx.ep.IfName)
+		link, err := iface.Open(tx.sb, tx.ep.IfName)
 		if err != nil {
-			return fmt.Errorf("finding %s in %s: %w", tx.ep.IfName, sb, err)
-		}
-		for _, p := range tx.ep.Addresses {
-			a := &netlink.Addr{IPNet: ipNet(p)}
-			extra := ""
-			if p.Addr().Is6() {
-				a.Flags = unix.IFA_F_NODAD
-				extra = " nodad"
-			}
-			explain.Say(ctx, "%s", sb.Shell(fmt.Sprintf("ip addr add %s dev %s%s", p, tx.ep.IfName, extra)))
-			if err := nl.AddrAdd(link, a); err != nil {
-				return fmt.Errorf("adding %s to %s in %s: %w", p, tx.ep.IfName, sb, err)
-			}
-		}
-		if !slices.ContainsFunc(tx.ep.Addresses, func(p netip.Prefix) bool { return p.Addr().Is6() }) {
-			if err := disableIPv6(ctx, sb, tx.ep.IfName); err != nil {
-				return err
-			}
-		}
-		explain.Say(ctx, "%s", sb.Shell("ip link set "+tx.ep.IfName+" up"))
-		if err := nl.LinkSetUp(link); err != nil {
-			return fmt.Errorf("bringing %s up in %s: %w", tx.ep.IfName, sb, err)
+			return err
 		}
 		for _, gw := range []netip.Addr{tx.ep.Gateway, tx.ep.Gateway6} {
 			if !gw.IsValid() || tx.net.Network.Internal {
-				continue // an internal network has no way out, so no default route
+				continue
 			}
 			dst := netip.PrefixFrom(netip.IPv4Unspecified(), 0)
 			if gw.Is6() {
 				dst = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
 			}
-			r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(dst), Gw: gw.AsSlice()}
-			explain.Say(ctx, "%s", sb.Shell(fmt.Sprintf("ip %sroute add default via %s dev %s", family(gw), gw, tx.ep.IfName)))
-			if err := nl.RouteAdd(r); err != nil {
-				return fmt.Errorf("adding default route via %s in %s: %w", gw, sb, err)
-			}
 			tx.ep.Routes = append(tx.ep.Routes, Route{Dst: dst, Via: gw})
 		}
-		return nil
+		return configureLink(ctx, tx.sb, link, tx.ep, true)
 	})
+}
+
+// configureLink puts ep's addresses on its sandbox interface link, brings
+// it up and adds ep's routes through it; unless fresh (a link just made),
+// what is there already stays. A fresh link of an endpoint without an IPv6
+// address has IPv6 turned off, as Docker does on IPv4-only networks: no
+// link-local address, and none of the multicast chatter that a bridge
+// floods to every other sandbox. This is the one path for sandbox
+// addresses and routes: Attach and Repair both take it.
+//
+// Equivalent to: ip -n SBX addr add ADDR dev eth0;
+// [ip netns exec SBX sysctl -w net.ipv6.conf.eth0.disable_ipv6=1;]
+// ip -n SBX link set eth0 up; ip -n SBX route add default via GW dev eth0
+func configureLink(ctx context.Context, sb *netns.NS, link *iface.Link, ep *Endpoint, fresh bool) error {
+	var have []netip.Prefix
+	if !fresh {
+		var err error
+		if have, err = link.Addrs(); err != nil {
+			return err
+		}
+	}
+	for _, p := range ep.Addresses {
+		if !slices.Contains(have, p) {
+			if err := link.AddAddr(ctx, p); err != nil {
+				return err
+			}
+		}
+	}
+	if fresh && !slices.ContainsFunc(ep.Addresses, func(p netip.Prefix) bool { return p.Addr().Is6() }) {
+		if err := disableIPv6(ctx, sb, ep.IfName); err != nil {
+			return err
+		}
+	}
+	if fresh || !link.IsUp() {
+		if err := link.Up(ctx); err != nil {
+			return err
+		}
+	}
+	for _, r := range ep.Routes {
+		if !fresh {
+			if ok, err := link.HasRoute(r); err != nil || ok {
+				if err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		if err := link.AddRoute(ctx, r); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // disableIPv6 turns IPv6 off on interface ifName inside sb; a kernel
@@ -315,27 +328,6 @@ func disableIPv6(ctx context.Context, sb *netns.NS, ifName string) error {
 		return fmt.Errorf("turning IPv6 off on %s in %s: %w", ifName, sb, err)
 	}
 	return nil
-}
-
-// loUp brings the loopback interface up; it is ifindex 1 in every namespace.
-func loUp(ctx context.Context, sb *netns.NS, nl *netlink.Handle) error {
-	explain.Say(ctx, "%s", sb.Shell("ip link set lo up"))
-	lo := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: 1, Name: "lo"}}
-	if err := nl.LinkSetUp(lo); err != nil {
-		return fmt.Errorf("bringing lo up in %s: %w", sb, err)
-	}
-	return nil
-}
-
-func family(a netip.Addr) string {
-	if a.Is6() {
-		return "-6 "
-	}
-	return ""
-}
-
-func ipNet(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
 // macFor derives Docker's MAC for an IPv4 address: 02:42 and the four bytes.

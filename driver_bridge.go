@@ -9,10 +9,10 @@ import (
 	"slices"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/sandnet/sandnet/bridge"
 	"github.com/sandnet/sandnet/explain"
+	"github.com/sandnet/sandnet/iface"
 	"github.com/sandnet/sandnet/internal/ifname"
 	"github.com/sandnet/sandnet/internal/nlwrap"
 	"github.com/sandnet/sandnet/nat"
@@ -189,21 +189,17 @@ func (bridgeDriver) detach(ctx context.Context, h *Host, rec *networkRecord, ep 
 // settings and the network's firewall rules.
 func (bridgeDriver) checkNetwork(ctx context.Context, h *Host, nrec *networkRecord, rep *CheckReport) error {
 	n := &nrec.Network
-	nl, err := h.ns.Netlink()
-	if err != nil {
-		return err
-	}
-	link, err := nl.LinkByName(n.Bridge)
+	link, err := iface.Open(h.ns, n.Bridge)
 	if err != nil {
 		rep.add(ObjBridge, n.Bridge, "missing from %s", h.ns)
 	} else {
-		if _, ok := link.(*netlink.Bridge); !ok {
-			rep.Problems = append(rep.Problems, Problem{Object: ObjBridge, Name: n.Bridge, Detail: "is a " + link.Type() + ", not a bridge"})
+		if kind := link.Kind(); kind != "bridge" {
+			rep.Problems = append(rep.Problems, Problem{Object: ObjBridge, Name: n.Bridge, Detail: "is a " + kind + ", not a bridge"})
 		}
-		if link.Attrs().Flags&net.FlagUp == 0 {
+		if !link.IsUp() {
 			rep.add(ObjBridge, n.Bridge, "is down")
 		}
-		have, err := prefixesOf(nl, link)
+		have, err := link.Addrs()
 		if err != nil {
 			return err
 		}
@@ -318,43 +314,37 @@ func (h *Host) repairLinks(ctx context.Context, n *Network, ep *Endpoint, sb *ne
 	if err != nil {
 		return false, err
 	}
-	snl, err := sb.Netlink()
-	if err != nil {
-		return false, err
-	}
 	br, err := nl.LinkByName(n.Bridge)
 	if err != nil {
 		return false, fmt.Errorf("finding bridge %s in %s: %w", n.Bridge, h.ns, err)
 	}
 	hostLink, herr := nl.LinkByName(ep.HostIfName)
-	sbLink, serr := snl.LinkByName(ep.IfName)
-	relinked := false
-	if herr != nil || serr != nil {
+	sbLink, serr := iface.Open(sb, ep.IfName)
+	relinked := herr != nil || serr != nil
+	if relinked {
 		// Half a pair cannot be mended: remove what is left, make a new one.
 		if err := veth.Delete(ctx, h.ns, ep.HostIfName); err != nil {
 			return false, err
 		}
 		if serr == nil {
-			if _, ok := sbLink.(*netlink.Veth); !ok {
-				return false, fmt.Errorf("sandbox %s has a %s called %s, not sandnet's veth: %w", sb, sbLink.Type(), ep.IfName, ErrExists)
+			if kind := sbLink.Kind(); kind != "veth" {
+				return false, fmt.Errorf("sandbox %s has a %s called %s, not sandnet's veth: %w", sb, kind, ep.IfName, ErrExists)
 			}
-			explain.Say(ctx, "%s", sb.Shell("ip link del "+ep.IfName))
-			if err := snl.LinkDel(sbLink); err != nil && !errors.Is(err, unix.ENODEV) {
-				return false, fmt.Errorf("deleting %s in %s: %w", ep.IfName, sb, err)
+			if err := veth.Delete(ctx, sb, ep.IfName); err != nil {
+				return false, err
 			}
 		}
 		mac, _ := net.ParseMAC(ep.MAC)
 		if err := h.createVeth(ctx, n, ep, sb, mac); err != nil {
 			return false, err
 		}
-		relinked = true
 		if hostLink, err = nl.LinkByName(ep.HostIfName); err != nil {
 			return true, err
 		}
-		if sbLink, err = snl.LinkByName(ep.IfName); err != nil {
+		if sbLink, err = iface.Open(sb, ep.IfName); err != nil {
 			return true, err
 		}
-		if err := loUp(ctx, sb, snl); err != nil {
+		if err := iface.LoUp(ctx, sb); err != nil {
 			return true, err
 		}
 	}
@@ -370,46 +360,7 @@ func (h *Host) repairLinks(ctx context.Context, n *Network, ep *Endpoint, sb *ne
 			return relinked, fmt.Errorf("bringing %s up: %w", ep.HostIfName, err)
 		}
 	}
-	have, err := prefixesOf(snl, sbLink)
-	if err != nil {
-		return relinked, err
-	}
-	for _, p := range ep.Addresses {
-		if slices.Contains(have, p) {
-			continue
-		}
-		a := &netlink.Addr{IPNet: ipNet(p)}
-		extra := ""
-		if p.Addr().Is6() {
-			a.Flags = unix.IFA_F_NODAD
-			extra = " nodad"
-		}
-		explain.Say(ctx, "%s", sb.Shell(fmt.Sprintf("ip addr add %s dev %s%s", p, ep.IfName, extra)))
-		if err := snl.AddrAdd(sbLink, a); err != nil && !errors.Is(err, unix.EEXIST) {
-			return relinked, fmt.Errorf("adding %s to %s in %s: %w", p, ep.IfName, sb, err)
-		}
-	}
-	if sbLink.Attrs().Flags&net.FlagUp == 0 || relinked {
-		explain.Say(ctx, "%s", sb.Shell("ip link set "+ep.IfName+" up"))
-		if err := snl.LinkSetUp(sbLink); err != nil {
-			return relinked, fmt.Errorf("bringing %s up in %s: %w", ep.IfName, sb, err)
-		}
-	}
-	for _, r := range ep.Routes {
-		ok, err := hasRoute(snl, sbLink, r)
-		if err != nil {
-			return relinked, err
-		}
-		if ok {
-			continue
-		}
-		explain.Say(ctx, "%s", sb.Shell(fmt.Sprintf("ip %sroute add default via %s dev %s", family(r.Via), r.Via, ep.IfName)))
-		route := &netlink.Route{LinkIndex: sbLink.Attrs().Index, Dst: ipNet(r.Dst), Gw: r.Via.AsSlice()}
-		if err := snl.RouteAdd(route); err != nil && !errors.Is(err, unix.EEXIST) {
-			return relinked, fmt.Errorf("adding route %s in %s: %w", routeString(r), sb, err)
-		}
-	}
-	return relinked, nil
+	return relinked, configureLink(ctx, sb, sbLink, ep, relinked)
 }
 
 func natNetwork(n *Network) nat.Network {
@@ -513,32 +464,10 @@ func (h *Host) removeEndpointRules(ctx context.Context, rec *networkRecord, ep *
 // network isolates its ports at L2.
 func (h *Host) setPortFlags(ctx context.Context, n *Network, port string) error {
 	if v, err := h.ns.ReadSysctl("net.bridge.bridge-nf-call-iptables"); err == nil && v == "1" {
-		return h.setPort(ctx, port, "hairpin", (*netlink.Handle).LinkSetHairpin)
+		return bridge.SetPortFlag(ctx, h.ns, port, bridge.Hairpin)
 	}
 	if n.NoICC {
-		return h.setPort(ctx, port, "isolated", (*netlink.Handle).LinkSetIsolated)
-	}
-	return nil
-}
-
-// setPort turns a bridge port flag on for a host-side veth: "isolated"
-// (isolated ports cannot talk to each other but still reach the bridge
-// itself: the host, the gateway, published ports) or "hairpin" (frames may
-// leave by the port they came in by).
-//
-// Equivalent to: bridge link set dev PORT isolated on (or hairpin on)
-func (h *Host) setPort(ctx context.Context, port, flag string, set func(*netlink.Handle, netlink.Link, bool) error) error {
-	nl, err := h.ns.Netlink()
-	if err != nil {
-		return err
-	}
-	link, err := nl.LinkByName(port)
-	if err != nil {
-		return fmt.Errorf("finding bridge port %s in %s: %w", port, h.ns, err)
-	}
-	explain.Say(ctx, "%s", h.ns.Shell("bridge link set dev "+port+" "+flag+" on"))
-	if err := set(nl, link, true); err != nil {
-		return fmt.Errorf("setting %s on bridge port %s in %s: %w", flag, port, h.ns, err)
+		return bridge.SetPortFlag(ctx, h.ns, port, bridge.Isolated)
 	}
 	return nil
 }

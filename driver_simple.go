@@ -7,6 +7,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/sandnet/sandnet/iface"
 	"github.com/sandnet/sandnet/internal/nlwrap"
 )
 
@@ -21,11 +22,7 @@ func (noneDriver) traits() traits { return traits{} }
 func (noneDriver) attach(ctx context.Context, tx *attachTx) error {
 	tx.ep.IfName = "lo"
 	return tx.step(ctx, StepConfigure, func() error {
-		nl, err := tx.sb.RouteNetlink()
-		if err != nil {
-			return err
-		}
-		if err := loUp(ctx, tx.sb, nl); err != nil {
+		if err := iface.LoUp(ctx, tx.sb); err != nil {
 			return err
 		}
 		tx.ep.Addresses = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/8"), netip.MustParsePrefix("::1/128")}

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/sandnet/sandnet/iface"
 	"github.com/sandnet/sandnet/nat"
 )
 
@@ -42,11 +43,8 @@ type AttachOptions struct {
 	ExtraHosts map[string]netip.Addr
 }
 
-// Route is one route the sandbox got.
-type Route struct {
-	Dst netip.Prefix `json:"dst"`
-	Via netip.Addr   `json:"via,omitzero"`
-}
+// Route is one route the sandbox got (Dev is empty: the endpoint's interface).
+type Route = iface.Route
 
 // Endpoint is one sandbox's attachment to one network: everything a user
 // would print. It is JSON-serialisable and recorded in the state dir.

@@ -1,7 +1,6 @@
 package sandnet
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/sandnet/sandnet/internal/errkind"
@@ -39,14 +38,4 @@ func (e *StepError) Unwrap() error { return e.Err }
 
 func invalidf(format string, args ...any) error {
 	return fmt.Errorf(format+": %w", append(args, ErrInvalid)...)
-}
-
-// is reports whether err is any of the kinds.
-func is(err error, kinds ...error) bool {
-	for _, k := range kinds {
-		if errors.Is(err, k) {
-			return true
-		}
-	}
-	return false
 }
