@@ -16,29 +16,34 @@ import (
 	"github.com/sandnet/sandnet/netns"
 )
 
-// The kinds of object Check verifies; a Problem names one.
+// Object is a kind of object Check verifies; a Problem names one.
+type Object string
+
+// The kinds of object Check verifies.
 const (
-	ObjRecord       = "record"            // the endpoint's record says the attach finished
-	ObjSandbox      = "sandbox"           // the sandbox namespace is alive
-	ObjBridge       = "bridge"            // the network's bridge exists and is up
-	ObjGatewayAddr  = "gateway-address"   // the bridge carries the gateway address(es)
-	ObjSysctl       = "sysctl"            // forwarding and route_localnet are on
-	ObjHostVeth     = "host-veth"         // the host end exists, is up, on the bridge
-	ObjSandboxIf    = "sandbox-interface" // the sandbox's interface exists and is up
-	ObjAddress      = "address"           // it carries the endpoint's addresses
-	ObjRoute        = "route"             // the default route(s) via the gateway(s)
-	ObjRule         = "rule"              // a firewall rule (network's or endpoint's)
-	ObjLease        = "lease"             // the IPAM lease holds the addresses
-	ObjPort         = "port"              // the port table holds the published port
-	ObjDNS          = "dns"               // the network's name server answers the endpoint's names
-	checkDNSTimeout = 2 * time.Second
+	ObjRecord      Object = "record"            // the endpoint's record says the attach finished
+	ObjSandbox     Object = "sandbox"           // the sandbox namespace is alive
+	ObjBridge      Object = "bridge"            // the network's bridge exists and is up
+	ObjGatewayAddr Object = "gateway-address"   // the bridge carries the gateway address(es)
+	ObjSysctl      Object = "sysctl"            // forwarding and route_localnet are on
+	ObjHostVeth    Object = "host-veth"         // the host end exists, is up, on the bridge
+	ObjSandboxIf   Object = "sandbox-interface" // the sandbox's interface exists and is up
+	ObjAddress     Object = "address"           // it carries the endpoint's addresses
+	ObjRoute       Object = "route"             // the default route(s) via the gateway(s)
+	ObjRule        Object = "rule"              // a firewall rule (network's or endpoint's)
+	ObjLease       Object = "lease"             // the IPAM lease holds the addresses
+	ObjPort        Object = "port"              // the port table holds the published port
+	ObjDNS         Object = "dns"               // the network's name server answers the endpoint's names
 )
+
+// checkDNSTimeout bounds Check's query of the network's name server.
+const checkDNSTimeout = 2 * time.Second
 
 // Problem is one piece of an endpoint or its network that is missing or
 // wrong in the kernel or the state dir.
 type Problem struct {
 	// Object is the kind of object (ObjHostVeth, ObjRule...).
-	Object string `json:"object"`
+	Object Object `json:"object"`
 	// Name says which one: an interface, an address, a rule's command.
 	Name string `json:"name"`
 	// Detail says what is wrong with it.
@@ -48,7 +53,7 @@ type Problem struct {
 	Repairable bool `json:"repairable"`
 }
 
-func (p Problem) String() string { return p.Object + " " + p.Name + ": " + p.Detail }
+func (p Problem) String() string { return string(p.Object) + " " + p.Name + ": " + p.Detail }
 
 // CheckReport lists what Check found missing for one endpoint (and its network).
 type CheckReport struct {
@@ -61,7 +66,7 @@ type CheckReport struct {
 // OK reports whether nothing is missing.
 func (r CheckReport) OK() bool { return len(r.Problems) == 0 }
 
-func (r *CheckReport) add(obj, name, format string, args ...any) {
+func (r *CheckReport) add(obj Object, name, format string, args ...any) {
 	r.Problems = append(r.Problems, Problem{Object: obj, Name: name, Detail: fmt.Sprintf(format, args...), Repairable: true})
 }
 
@@ -260,27 +265,4 @@ func queryA(ctx context.Context, sb *netns.NS, server netip.AddrPort, name strin
 		}
 		return out, nil
 	}
-}
-
-// MissingRules returns the firewall rules of ep's network and of ep
-// (published ports) missing from the host namespace, each as the command
-// that adds it. It satisfies diag.RuleChecker.
-func (h *Host) MissingRules(ctx context.Context, ep *Endpoint) ([]string, error) {
-	nrec, rec, err := h.checkTarget(ep)
-	if err != nil {
-		return nil, err
-	}
-	drv, err := driverFor(nrec.Network.Driver)
-	if err != nil {
-		return nil, err
-	}
-	missing, err := drv.missingRules(ctx, h, &nrec.Network, []*Endpoint{&rec.Endpoint})
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, r := range missing {
-		out = append(out, r.Command())
-	}
-	return out, nil
 }

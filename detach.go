@@ -102,7 +102,7 @@ func (h *Host) detach(ctx context.Context, network, id string) error {
 		return err
 	}
 	if err := h.teardown(ctx, nrec, &rec.Endpoint); err != nil {
-		return &StepError{Op: "detach", Object: fmt.Sprintf("sandbox %q from network %q", rec.Endpoint.SandboxID, network), Step: "tearing down", Err: err}
+		return &StepError{Op: "detach", Object: fmt.Sprintf("sandbox %q from network %q", rec.Endpoint.SandboxID, network), Step: stepTearDown, Err: err}
 	}
 	return nil
 }

@@ -59,7 +59,7 @@ type driver interface {
 	repairNetwork(ctx context.Context, h *Host, rec *networkRecord) error
 	// repairEndpoint puts back the endpoint's objects that has reports
 	// missing; sb is its sandbox.
-	repairEndpoint(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netns.NS, has func(...string) bool) error
+	repairEndpoint(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netns.NS, has func(...Object) bool) error
 }
 
 // traits are what a driver uses of the package's shared steps.
@@ -126,7 +126,7 @@ func (noParts) checkEndpoint(context.Context, *Host, *Network, *Endpoint, *Check
 	return true, nil
 }
 func (noParts) repairNetwork(context.Context, *Host, *networkRecord) error { return nil }
-func (noParts) repairEndpoint(context.Context, *Host, *Network, *Endpoint, *netns.NS, func(...string) bool) error {
+func (noParts) repairEndpoint(context.Context, *Host, *Network, *Endpoint, *netns.NS, func(...Object) bool) error {
 	return nil
 }
 
@@ -198,7 +198,7 @@ func (tx *attachTx) vethStep(ctx context.Context) error {
 		if mac == nil {
 			mac = macFor(ep.Addresses)
 		}
-		err := h.createVeth(ctx, n, ep, tx.sb, mac)
+		err := createVeth(ctx, h, n, ep, tx.sb, mac)
 		if errors.Is(err, ErrExists) {
 			nl, nerr := h.ns.Netlink()
 			if nerr != nil {
@@ -206,7 +206,7 @@ func (tx *attachTx) vethStep(ctx context.Context) error {
 			}
 			if l, lerr := nl.LinkByName(ep.HostIfName); lerr == nil && l.Type() == "veth" {
 				if err = veth.Delete(ctx, h.ns, ep.HostIfName); err == nil {
-					err = h.createVeth(ctx, n, ep, tx.sb, mac)
+					err = createVeth(ctx, h, n, ep, tx.sb, mac)
 				}
 			}
 		}
@@ -226,7 +226,7 @@ func hostVethName(id string) string { return ifname.Derive("snv", id) }
 
 // createVeth makes ep's veth pair: the host end a port of n's bridge, the
 // other end ep.IfName in sb; both up.
-func (h *Host) createVeth(ctx context.Context, n *Network, ep *Endpoint, sb *netns.NS, mac net.HardwareAddr) error {
+func createVeth(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netns.NS, mac net.HardwareAddr) error {
 	nl, err := h.ns.Netlink()
 	if err != nil {
 		return err

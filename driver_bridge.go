@@ -20,7 +20,9 @@ import (
 	"github.com/sandnet/sandnet/veth"
 )
 
-// DriverBridge is Docker's default driver, and sandnet's.
+// DriverBridge, the default (as in Docker), connects each sandbox with a veth
+// pair to a bridge in the host namespace that carries the gateway address,
+// with NAT, DNS and published ports.
 const DriverBridge Driver = "bridge"
 
 // bridgeDriver is Docker's default: a veth pair from the sandbox to a bridge
@@ -45,12 +47,12 @@ func (bridgeDriver) normalize(n *Network) error {
 // names no subnet, a free /24 from 10.89.0.0/16, as netavark does.
 func (bridgeDriver) hostDefaults(h *Host, n *Network) error {
 	if n.MTU == 0 {
-		n.MTU = h.uplinkMTU()
+		n.MTU = uplinkMTU(h)
 	}
 	if n.Subnet.IsValid() || n.Subnet6.IsValid() {
 		return nil
 	}
-	taken, err := h.usedPrefixes()
+	taken, err := usedPrefixes(h)
 	if err != nil {
 		return err
 	}
@@ -67,7 +69,7 @@ func (bridgeDriver) hostDefaults(h *Host, n *Network) error {
 }
 
 // usedPrefixes lists subnets of recorded networks and routes of the host namespace.
-func (h *Host) usedPrefixes() ([]netip.Prefix, error) {
+func usedPrefixes(h *Host) ([]netip.Prefix, error) {
 	recs, err := h.st.Networks()
 	if err != nil {
 		return nil, err
@@ -99,7 +101,7 @@ func (h *Host) usedPrefixes() ([]netip.Prefix, error) {
 }
 
 // uplinkMTU is the MTU of the host namespace's default-route link, else 1500.
-func (h *Host) uplinkMTU() int {
+func uplinkMTU(h *Host) int {
 	nl, err := h.ns.Netlink()
 	if err != nil {
 		return 1500
@@ -129,7 +131,7 @@ func (bridgeDriver) createNetwork(ctx context.Context, h *Host, rec *networkReco
 		rec.OwnsBridge = true
 		undo.push(func(ctx context.Context) error { return bridge.Delete(ctx, h.ns, n.Bridge) })
 	}
-	if err := h.ensureNetworkRules(ctx, rec); err != nil {
+	if err := ensureNetworkRules(ctx, h, rec); err != nil {
 		return nil, errors.Join(err, undo.run(ctx))
 	}
 	undo.push(func(ctx context.Context) error { return h.fw.RemoveNetwork(ctx, natNetwork(n)) })
@@ -159,10 +161,10 @@ func (bridgeDriver) attach(ctx context.Context, tx *attachTx) error {
 		return err
 	}
 	return tx.step(ctx, StepPorts, func() error {
-		if err := h.addEndpointRules(ctx, tx.net, ep, tx.opts.Ports); err != nil {
+		if err := addEndpointRules(ctx, h, tx.net, ep, tx.opts.Ports); err != nil {
 			return err
 		}
-		tx.undo.push(func(ctx context.Context) error { return h.removeEndpointRules(ctx, tx.net, ep) })
+		tx.undo.push(func(ctx context.Context) error { return removeEndpointRules(ctx, h, tx.net, ep) })
 		return nil
 	})
 }
@@ -173,7 +175,7 @@ func (bridgeDriver) detach(ctx context.Context, h *Host, rec *networkRecord, ep 
 		hostIf = hostVethName(ep.ID)
 	}
 	err := errors.Join(
-		h.removeEndpointRules(ctx, rec, ep),
+		removeEndpointRules(ctx, h, rec, ep),
 		h.teardownDNS(ctx, rec, ep),
 	)
 	if sandboxGoing(ctx) {
@@ -281,7 +283,7 @@ func (bridgeDriver) repairNetwork(ctx context.Context, h *Host, nrec *networkRec
 		return fmt.Errorf("repairing network %q: %w", n.Name, err)
 	}
 	rec := *nrec // ensureNetworkRules notes host changes; the record stays as it is
-	if err := h.ensureNetworkRules(ctx, &rec); err != nil {
+	if err := ensureNetworkRules(ctx, h, &rec); err != nil {
 		return fmt.Errorf("repairing network %q: %w", n.Name, err)
 	}
 	return nil
@@ -289,16 +291,16 @@ func (bridgeDriver) repairNetwork(ctx context.Context, h *Host, nrec *networkRec
 
 // repairEndpoint puts back the veth pair with what each end needs, then
 // the bridge port flags (on a new pair) and the published-port rules.
-func (bridgeDriver) repairEndpoint(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netns.NS, has func(...string) bool) error {
+func (bridgeDriver) repairEndpoint(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netns.NS, has func(...Object) bool) error {
 	var errs []error
 	relinked := false
 	if has(ObjHostVeth, ObjSandboxIf, ObjAddress, ObjRoute) {
 		var err error
-		relinked, err = h.repairLinks(ctx, n, ep, sb)
+		relinked, err = repairLinks(ctx, h, n, ep, sb)
 		errs = append(errs, err)
 	}
 	if relinked {
-		errs = append(errs, h.setPortFlags(ctx, n, ep.HostIfName))
+		errs = append(errs, setPortFlags(ctx, h, n, ep.HostIfName))
 	}
 	if (relinked || has(ObjRule)) && len(ep.Ports) > 0 {
 		errs = append(errs, h.fw.AddEndpoint(ctx, natNetwork(n), natEndpoint(ep, ep.Ports)))
@@ -309,7 +311,7 @@ func (bridgeDriver) repairEndpoint(ctx context.Context, h *Host, n *Network, ep 
 // repairLinks puts back the veth pair (both ends, if either is gone), then
 // what is missing on each end: up, on the bridge, addresses, routes. It
 // reports whether it made a new pair.
-func (h *Host) repairLinks(ctx context.Context, n *Network, ep *Endpoint, sb *netns.NS) (bool, error) {
+func repairLinks(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netns.NS) (bool, error) {
 	nl, err := h.ns.Netlink()
 	if err != nil {
 		return false, err
@@ -335,7 +337,7 @@ func (h *Host) repairLinks(ctx context.Context, n *Network, ep *Endpoint, sb *ne
 			}
 		}
 		mac, _ := net.ParseMAC(ep.MAC)
-		if err := h.createVeth(ctx, n, ep, sb, mac); err != nil {
+		if err := createVeth(ctx, h, n, ep, sb, mac); err != nil {
 			return false, err
 		}
 		if hostLink, err = nl.LinkByName(ep.HostIfName); err != nil {
@@ -392,7 +394,7 @@ func networkSysctls(n *Network) []string {
 // ensureNetworkRules prepares the host for a bridge network and installs
 // its rules. The settings of networkSysctls are turned on where off; a
 // host-wide one changed is recorded in rec.HostChanges, never reverted.
-func (h *Host) ensureNetworkRules(ctx context.Context, rec *networkRecord) error {
+func ensureNetworkRules(ctx context.Context, h *Host, rec *networkRecord) error {
 	n := &rec.Network
 	for _, key := range networkSysctls(n) {
 		changed, err := h.ns.Sysctl(key, "1")
@@ -417,9 +419,9 @@ func (h *Host) ensureNetworkRules(ctx context.Context, rec *networkRecord) error
 // ports: host ports are claimed in the Host's port table (conflicts are
 // *nat.PortConflictError), then the rules are added. On failure nothing is
 // left behind.
-func (h *Host) addEndpointRules(ctx context.Context, rec *networkRecord, ep *Endpoint, ports []PortMapping) error {
+func addEndpointRules(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint, ports []PortMapping) error {
 	n := &rec.Network
-	if err := h.setPortFlags(ctx, n, ep.HostIfName); err != nil {
+	if err := setPortFlags(ctx, h, n, ep.HostIfName); err != nil {
 		return err
 	}
 	if len(ports) == 0 {
@@ -444,7 +446,7 @@ func (h *Host) addEndpointRules(ctx context.Context, rec *networkRecord, ep *End
 // removeEndpointRules removes the endpoint's published ports, if it has
 // any. Its record lists them from the moment they are claimed, also when an
 // attach died half-way.
-func (h *Host) removeEndpointRules(ctx context.Context, rec *networkRecord, ep *Endpoint) error {
+func removeEndpointRules(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint) error {
 	if len(ep.Ports) == 0 {
 		return nil
 	}
@@ -462,7 +464,7 @@ func (h *Host) removeEndpointRules(ctx context.Context, rec *networkRecord, ep *
 // FORWARD rules, and port isolation would also stop a sibling's hairpin
 // traffic. Otherwise bridged frames never reach iptables, and a NoICC
 // network isolates its ports at L2.
-func (h *Host) setPortFlags(ctx context.Context, n *Network, port string) error {
+func setPortFlags(ctx context.Context, h *Host, n *Network, port string) error {
 	if v, err := h.ns.ReadSysctl("net.bridge.bridge-nf-call-iptables"); err == nil && v == "1" {
 		return bridge.SetPortFlag(ctx, h.ns, port, bridge.Hairpin)
 	}

@@ -23,7 +23,8 @@ import (
 // examples/macvlan).
 type macvlanDriver struct{ noParts }
 
-// DriverMacvlan puts sandboxes on the physical network with macvlan devices.
+// DriverMacvlan puts each sandbox on the physical network: a macvlan device
+// on Network.Parent with its own MAC, and an address of the segment's subnet.
 const DriverMacvlan Driver = "macvlan"
 
 func (macvlanDriver) traits() traits { return traits{ipam: true} }
@@ -58,7 +59,7 @@ func (macvlanDriver) hostDefaults(_ *Host, n *Network) error { return needSubnet
 
 func (macvlanDriver) createNetwork(ctx context.Context, h *Host, rec *networkRecord) (undoStack, error) {
 	n := &rec.Network
-	if err := h.checkParentUse(*n); err != nil {
+	if err := checkParentUse(h, *n); err != nil {
 		return nil, err
 	}
 	var undo undoStack
@@ -87,7 +88,7 @@ func (macvlanDriver) createNetwork(ctx context.Context, h *Host, rec *networkRec
 
 // checkParentUse refuses a parent that another macvlan network uses in
 // another mode (or in passthru mode, which takes the parent whole).
-func (h *Host) checkParentUse(n Network) error {
+func checkParentUse(h *Host, n Network) error {
 	recs, err := h.st.Networks()
 	if err != nil {
 		return err
@@ -127,7 +128,7 @@ func (macvlanDriver) removeNetwork(ctx context.Context, h *Host, rec *networkRec
 func (macvlanDriver) attach(ctx context.Context, tx *attachTx) error {
 	h, n, ep := tx.h, &tx.net.Network, tx.ep
 	if len(tx.opts.Ports) > 0 {
-		return tx.fail("checking options", invalidf("published ports need the bridge driver: a macvlan sandbox is reached at its own address"))
+		return tx.fail(stepCheckOptions, invalidf("published ports need the bridge driver: a macvlan sandbox is reached at its own address"))
 	}
 	if err := tx.allocate(ctx); err != nil {
 		return err

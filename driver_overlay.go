@@ -30,7 +30,8 @@ import (
 // underlay's minus VXLAN's 50 bytes.
 type overlayDriver struct{ noParts }
 
-// DriverOverlay spans a network over several hosts with VXLAN.
+// DriverOverlay spans a network over several hosts: a bridge per host and a
+// VXLAN device (Network.VNI, Underlay, Peers) joining them into one segment.
 const DriverOverlay Driver = "overlay"
 
 func (overlayDriver) traits() traits { return traits{ipam: true} }
@@ -101,7 +102,7 @@ func vxlanName(network string) string { return ifname.Derive("snx-", network) }
 
 func (overlayDriver) createNetwork(ctx context.Context, h *Host, rec *networkRecord) (undoStack, error) {
 	n := &rec.Network
-	if err := h.checkVNI(*n); err != nil {
+	if err := checkVNI(h, *n); err != nil {
 		return nil, err
 	}
 	under, err := overlay.UnderlayLink(h.ns, n.Underlay)
@@ -145,7 +146,7 @@ func (overlayDriver) createNetwork(ctx context.Context, h *Host, rec *networkRec
 
 // checkVNI refuses a second overlay network with the same VNI and port on a
 // host: the kernel would take it for the same segment.
-func (h *Host) checkVNI(n Network) error {
+func checkVNI(h *Host, n Network) error {
 	recs, err := h.st.Networks()
 	if err != nil {
 		return err
@@ -170,7 +171,7 @@ func (overlayDriver) removeNetwork(ctx context.Context, h *Host, rec *networkRec
 
 func (overlayDriver) attach(ctx context.Context, tx *attachTx) error {
 	if len(tx.opts.Ports) > 0 {
-		return tx.fail("checking options", invalidf("published ports need the bridge driver: an overlay has no path from the host"))
+		return tx.fail(stepCheckOptions, invalidf("published ports need the bridge driver: an overlay has no path from the host"))
 	}
 	if err := tx.allocate(ctx); err != nil {
 		return err

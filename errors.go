@@ -25,7 +25,7 @@ var (
 // Unwrap gives the cause, so errors.Is(err, ErrExhausted) still works.
 type StepError struct {
 	Op     string // "attach", "detach", "create network"
-	Step   string // "allocating address", "creating veth"...
+	Step   Step   // StepAddress, StepLink...
 	Object string // what the operation was about: "sandbox sbx1 on network n1"
 	Err    error
 }

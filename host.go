@@ -73,6 +73,10 @@ type Host struct {
 	mu   sync.Mutex
 	nets map[string]*netState
 
+	// stepHook, when set (by tests), runs before each named step of Attach
+	// and can make it fail.
+	stepHook func(Step) error
+
 	dnsMode  DNSMode
 	dnsFiles dns.HostFiles
 	dns      *dnsrun.Manager // the name-server runner of the state dir
@@ -146,13 +150,6 @@ func newHost(ns *netns.NS, c HostConfig) (*Host, error) {
 	}, nil
 }
 
-// DNSHelperPID returns the PID of the state dir's DNS helper process, or 0
-// when none runs.
-func (h *Host) DNSHelperPID() int { return h.dns.HelperPID() }
-
-// Firewall is the backend installing the Host's firewall rules.
-func (h *Host) Firewall() nat.Backend { return h.fw }
-
 // NS is the namespace playing the host.
 func (h *Host) NS() *netns.NS { return h.ns }
 
@@ -179,25 +176,25 @@ var (
 	defaultErr  error
 )
 
-// DefaultHost is the Host over the caller's namespace and /run/sandnet that
-// the top-level Attach and Detach use.
-func DefaultHost(ctx context.Context) (*Host, error) {
+// theDefaultHost is the Host over the caller's namespace and /run/sandnet
+// that the top-level Attach and Detach use.
+func theDefaultHost(ctx context.Context) (*Host, error) {
 	defaultOnce.Do(func() { defaultHost, defaultErr = NewHost(ctx, HostConfig{}) })
 	return defaultHost, defaultErr
 }
 
-// Attach is DefaultHost().Attach.
+// Attach attaches with the Host over the caller's namespace and /run/sandnet.
 func Attach(ctx context.Context, sandbox string, n Network, opts AttachOptions) (*Endpoint, error) {
-	h, err := DefaultHost(ctx)
+	h, err := theDefaultHost(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return h.Attach(ctx, sandbox, n, opts)
 }
 
-// Detach is DefaultHost().Detach.
+// Detach detaches with the Host over the caller's namespace and /run/sandnet.
 func Detach(ctx context.Context, ep *Endpoint) error {
-	h, err := DefaultHost(ctx)
+	h, err := theDefaultHost(ctx)
 	if err != nil {
 		return err
 	}

@@ -2,8 +2,10 @@ package sandnet
 
 import (
 	"context"
+	"slices"
 
 	"github.com/sandnet/sandnet/internal/dnsrun"
+	"github.com/sandnet/sandnet/nat"
 
 	"github.com/sandnet/sandnet/internal/state"
 )
@@ -46,3 +48,20 @@ func (h *Host) portsHeld(ctx context.Context, ep *Endpoint, ports []PortMapping)
 func decodeRecord[T any](path string, b []byte, version func(*T) int) (*T, error) {
 	return state.Decode(path, b, version)
 }
+
+// MissingRules is what diag.HostRules reports: the firewall rules Check
+// finds missing for ep and its network.
+func (h *Host) MissingRules(ctx context.Context, ep *Endpoint) (rules []string, err error) {
+	rep, err := h.Check(ctx, ep)
+	rep.Problems = slices.DeleteFunc(rep.Problems, func(p Problem) bool { return p.Object != ObjRule })
+	for _, p := range rep.Problems {
+		rules = append(rules, p.Name)
+	}
+	return rules, err
+}
+
+// DNSHelperPID is the PID of the state dir's name-server helper, 0 if none runs.
+func (h *Host) DNSHelperPID() int { return h.dns.HelperPID() }
+
+// Firewall is the Host's firewall backend.
+func (h *Host) Firewall() nat.Backend { return h.fw }

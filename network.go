@@ -9,7 +9,7 @@ import (
 )
 
 // Driver names a way of connecting sandboxes, as Docker names them; each
-// driver's file declares its name (DriverBridge, DriverMacvlan...).
+// driver's file declares its name as a Driver constant.
 type Driver string
 
 // Network describes a network. The zero value of each field means its

@@ -172,7 +172,7 @@ func (h *Host) repairNetwork(ctx context.Context, nrec *networkRecord) error {
 // repairEndpoint puts back what problems name for one endpoint.
 func (h *Host) repairEndpoint(ctx context.Context, nrec *networkRecord, rec *endpointRecord, problems []Problem) error {
 	n, ep := &nrec.Network, &rec.Endpoint
-	has := func(objs ...string) bool {
+	has := func(objs ...Object) bool {
 		return slices.ContainsFunc(problems, func(p Problem) bool { return p.Repairable && slices.Contains(objs, p.Object) })
 	}
 	if slices.ContainsFunc(problems, func(p Problem) bool { return !p.Repairable && (p.Object == ObjSandbox || p.Object == ObjRecord) }) {

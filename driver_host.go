@@ -7,34 +7,15 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/sandnet/sandnet/iface"
 	"github.com/sandnet/sandnet/internal/nlwrap"
 )
-
-// noneDriver leaves the sandbox with loopback only, up.
-type noneDriver struct{ noParts }
-
-// DriverNone leaves a sandbox with loopback only.
-const DriverNone Driver = "none"
-
-func (noneDriver) traits() traits { return traits{} }
-
-func (noneDriver) attach(ctx context.Context, tx *attachTx) error {
-	tx.ep.IfName = "lo"
-	return tx.step(ctx, StepConfigure, func() error {
-		if err := iface.LoUp(ctx, tx.sb); err != nil {
-			return err
-		}
-		tx.ep.Addresses = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/8"), netip.MustParsePrefix("::1/128")}
-		return nil
-	})
-}
 
 // hostDriver shares the host namespace: Attach reports the host's addresses
 // and default gateways and changes nothing.
 type hostDriver struct{ noParts }
 
-// DriverHost shares the host's namespace with the sandbox.
+// DriverHost shares the host's namespace: Attach changes nothing and
+// reports the host's addresses and gateways.
 const DriverHost Driver = "host"
 
 func (hostDriver) traits() traits { return traits{hostNS: true} }

@@ -160,11 +160,11 @@ func (h *Host) ensureNetwork(ctx context.Context, n Network, implicit bool) (*ne
 	rec := networkRecord{Version: stateVersion, Network: def, Created: time.Now().UTC(), Implicit: implicit}
 	undo, err := drv.createNetwork(ctx, h, &rec)
 	if err != nil {
-		return nil, &StepError{Op: "create network", Object: fmt.Sprintf("%q", def.Name), Step: "setting up the network", Err: err}
+		return nil, &StepError{Op: "create network", Object: fmt.Sprintf("%q", def.Name), Step: stepCreateNetwork, Err: err}
 	}
 	if err := h.st.WriteNetwork(def.Name, &rec); err != nil {
 		undo.run(ctx)
-		return nil, &StepError{Op: "create network", Object: fmt.Sprintf("%q", def.Name), Step: "recording the network", Err: err}
+		return nil, &StepError{Op: "create network", Object: fmt.Sprintf("%q", def.Name), Step: stepRecordNetwork, Err: err}
 	}
 	stamp, _ := statefile.StampOf(h.st.NetworkPath(def.Name))
 	st := &netState{rec: rec, stamp: stamp}
