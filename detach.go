@@ -2,7 +2,6 @@ package sandnet
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -185,12 +184,4 @@ func (h *Host) EndpointsOf(ns *netns.NS) ([]*Endpoint, error) {
 		}
 	}
 	return mine, err
-}
-
-func jsonBytes(v any) ([]byte, error) {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	return append(b, '\n'), nil
 }

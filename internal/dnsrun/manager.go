@@ -13,11 +13,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/sandnet/sandnet/dns"
 	"github.com/sandnet/sandnet/explain"
+	"github.com/sandnet/sandnet/iface"
 	"github.com/sandnet/sandnet/internal/errkind"
 	"github.com/sandnet/sandnet/internal/statefile"
 )
@@ -177,8 +177,6 @@ func (m *Manager) HelperPID() int {
 // ensureHostLoopback brings lo up in the host namespace if it is down (a
 // fresh lab namespace), once per Manager: the host reaches the name server
 // on the gateway address through it, and so does the readiness probe.
-//
-// Equivalent to: ip link set lo up
 func (m *Manager) ensureHostLoopback(ctx context.Context) error {
 	if m.loChecked.Load() {
 		return nil
@@ -193,9 +191,8 @@ func (m *Manager) ensureHostLoopback(ctx context.Context) error {
 		return fmt.Errorf("looking at lo in %s: %w", ns, err)
 	}
 	if lo.Attrs().Flags&net.FlagUp == 0 {
-		explain.Say(ctx, "%s", ns.Shell("ip link set lo up"))
-		if err := nl.LinkSetUp(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: 1, Name: "lo"}}); err != nil {
-			return fmt.Errorf("bringing lo up in %s: %w", ns, err)
+		if err := iface.LoUp(ctx, ns); err != nil {
+			return err
 		}
 	}
 	m.loChecked.Store(true)
