@@ -261,6 +261,9 @@ func (d bridgeDriver) checkEndpoint(ctx context.Context, h *Host, n *Network, ep
 			rep.add(ObjHostVeth, ep.HostIfName, "is not a port of bridge %s", n.Bridge)
 			linksOK = false
 		}
+		if err := checkPortFlags(h, n, ep, rep); err != nil {
+			return false, err
+		}
 	}
 	if missing == nil {
 		if missing, err = d.missingRules(ctx, h, n, []*Endpoint{ep}); err != nil {
@@ -291,7 +294,8 @@ func (bridgeDriver) repairNetwork(ctx context.Context, h *Host, nrec *networkRec
 }
 
 // repairEndpoint puts back the veth pair with what each end needs, then
-// the bridge port flags (on a new pair) and the published-port rules.
+// the bridge port flags (on a new pair, or any that is off) and the
+// published-port rules.
 func (bridgeDriver) repairEndpoint(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netns.NS, has func(...Object) bool) error {
 	var errs []error
 	relinked := false
@@ -300,7 +304,7 @@ func (bridgeDriver) repairEndpoint(ctx context.Context, h *Host, n *Network, ep 
 		relinked, err = repairLinks(ctx, h, n, ep, sb)
 		errs = append(errs, err)
 	}
-	if relinked {
+	if relinked || has(ObjPortFlag) {
 		errs = append(errs, setPortFlags(ctx, h, n, ep.HostIfName))
 	}
 	if (relinked || has(ObjRule)) && len(ep.Ports) > 0 {
@@ -458,20 +462,58 @@ func removeEndpointRules(ctx context.Context, h *Host, rec *networkRecord, ep *E
 	return h.st.ReleasePorts(ctx, holderOf(ep), ep.Ports)
 }
 
-// setPortFlags sets the flags of the endpoint's bridge port. Where bridged
-// IPv4 traffic goes through iptables (br_netfilter loaded and
-// net.bridge.bridge-nf-call-iptables=1, which sandnet never changes), a
-// sandbox reaching its own published port is DNATed back out of the port it
-// came in by, so the port needs hairpin mode; ICC is enforced by the
-// FORWARD rules, and port isolation would also stop a sibling's hairpin
-// traffic. Otherwise bridged frames never reach iptables, and a NoICC
-// network isolates its ports at L2.
-func setPortFlags(ctx context.Context, h *Host, n *Network, port string) error {
-	if v, err := h.ns.ReadSysctl("net.bridge.bridge-nf-call-iptables"); err == nil && v == "1" {
-		return bridge.SetPortFlag(ctx, h.ns, port, bridge.Hairpin)
+// portFlags are the flags the endpoint's bridge port must have. Where
+// bridged traffic goes through netfilter (br_netfilter loaded and
+// net.bridge.bridge-nf-call-iptables / -ip6tables = 1, which sandnet never
+// changes), a sandbox reaching its own published port is DNATed back out
+// of the port it came in by, so the port needs hairpin mode, and the
+// FORWARD rules enforce ICC. Where a family's bridged frames bypass
+// netfilter, a NoICC network isolates its ports at L2; that holds for every
+// family at once, so it is needed unless both settings are on (with only
+// the IPv4 one on, IPv6 went from sandbox to sandbox). Isolation also stops
+// a sandbox's hairpin traffic (an isolated port does not deliver to
+// itself), so with it a NoICC network's sandboxes do not reach their own
+// published ports through a host address.
+//
+// Check and Repair check and set each flag of this list.
+func portFlags(h *Host, n *Network) []bridge.PortFlag {
+	nf := func(key string) bool { v, err := h.ns.ReadSysctl(key); return err == nil && v == "1" }
+	nf4, nf6 := nf("net.bridge.bridge-nf-call-iptables"), nf("net.bridge.bridge-nf-call-ip6tables")
+	var fs []bridge.PortFlag
+	if n.NoICC && !(nf4 && nf6) {
+		fs = append(fs, bridge.Isolated)
+	} else if nf4 || nf6 {
+		fs = append(fs, bridge.Hairpin)
 	}
-	if n.NoICC {
-		return bridge.SetPortFlag(ctx, h.ns, port, bridge.Isolated)
+	return fs
+}
+
+// setPortFlags sets every flag of portFlags on the endpoint's bridge port.
+func setPortFlags(ctx context.Context, h *Host, n *Network, port string) error {
+	for _, f := range portFlags(h, n) {
+		if err := bridge.SetPortFlag(ctx, h.ns, port, f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkPortFlags reports each flag of portFlags that is off on the
+// endpoint's bridge port (a bridge deleted and made again by hand, or by
+// Repair, drops them all).
+func checkPortFlags(h *Host, n *Network, ep *Endpoint, rep *CheckReport) error {
+	want := portFlags(h, n)
+	if len(want) == 0 {
+		return nil
+	}
+	on, err := bridge.PortFlags(h.ns, ep.HostIfName)
+	if err != nil {
+		return err
+	}
+	for _, f := range want {
+		if !on[f] {
+			rep.add(ObjPortFlag, ep.HostIfName+" "+string(f), "is off (bridge link set dev %s %s on)", ep.HostIfName, f)
+		}
 	}
 	return nil
 }

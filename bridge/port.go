@@ -49,3 +49,28 @@ func SetPortFlag(ctx context.Context, ns *netns.NS, port string, flag PortFlag) 
 	}
 	return nil
 }
+
+// PortFlags returns the flags of PortFlag's kind that are on for port, a
+// link in ns. A link that is no bridge port (any more) has none.
+//
+// Equivalent to: bridge -d link show dev PORT
+func PortFlags(ns *netns.NS, port string) (map[PortFlag]bool, error) {
+	h, err := ns.Netlink()
+	if err != nil {
+		return nil, err
+	}
+	link, err := h.LinkByName(port)
+	if err != nil {
+		return nil, fmt.Errorf("finding bridge port %s in %s: %w", port, ns, err)
+	}
+	on := map[PortFlag]bool{}
+	if link.Attrs().MasterIndex == 0 {
+		return on, nil
+	}
+	pi, err := h.LinkGetProtinfo(link)
+	if err != nil {
+		return nil, fmt.Errorf("reading the flags of bridge port %s in %s: %w", port, ns, err)
+	}
+	on[Hairpin], on[Isolated] = pi.Hairpin, pi.Isolated
+	return on, nil
+}
