@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 
 	"github.com/vishvananda/netlink"
@@ -217,6 +218,14 @@ func (bridgeDriver) checkNetwork(ctx context.Context, h *Host, nrec *networkReco
 			rep.add(ObjSysctl, key, "is %s, want 1", v)
 		}
 	}
+	if v, err := h.ns.ReadSysctl(localnetKey(n)); err == nil {
+		switch want := localnetWanted(h, n, "", nil); {
+		case want && v != "1":
+			rep.add(ObjSysctl, localnetKey(n), "is %s, want 1 (a port is published on 127.0.0.1)", v)
+		case !want && v != "0":
+			rep.add(ObjSysctl, localnetKey(n), "is %s, want 0 (no port published on 127.0.0.1 needs it)", v)
+		}
+	}
 	missing, err := h.fw.Check(ctx, natNetwork(n), nil)
 	if err != nil {
 		return fmt.Errorf("checking firewall rules of network %q: %w", n.Name, err)
@@ -289,6 +298,11 @@ func (bridgeDriver) repairNetwork(ctx context.Context, h *Host, nrec *networkRec
 	rec := *nrec // ensureNetworkRules notes host changes; the record stays as it is
 	if err := ensureNetworkRules(ctx, h, &rec); err != nil {
 		return fmt.Errorf("repairing network %q: %w", n.Name, err)
+	}
+	if n.Subnet.IsValid() {
+		if err := setLocalnet(ctx, h, n, localnetWanted(h, n, "", nil)); err != nil {
+			return fmt.Errorf("repairing network %q: %w", n.Name, err)
+		}
 	}
 	return nil
 }
@@ -379,10 +393,9 @@ func natEndpoint(ep *Endpoint, ports []PortMapping) nat.Endpoint {
 	return nat.Endpoint{ID: ep.ID, Sandbox: ep.SandboxID, Addr: ep.Addr(false), Addr6: ep.Addr(true), Ports: ports}
 }
 
-// networkSysctls are the host settings a bridge network needs: forwarding
-// (host-wide, only for networks that go out) and route_localnet on the
-// network's bridge only, so the host can reach ports published on
-// 127.0.0.1 (the rules guard it against outside use).
+// networkSysctls are the host-wide settings a bridge network needs:
+// forwarding, only for networks that go out. (route_localnet, per bridge,
+// follows the network's published ports: see localnetKey.)
 func networkSysctls(n *Network) []string {
 	var keys []string
 	if !n.Internal && n.Subnet.IsValid() {
@@ -391,10 +404,57 @@ func networkSysctls(n *Network) []string {
 	if !n.Internal && n.Subnet6.IsValid() {
 		keys = append(keys, "net.ipv6.conf.all.forwarding")
 	}
-	if n.Subnet.IsValid() {
-		keys = append(keys, "net/ipv4/conf/"+n.Bridge+"/route_localnet")
-	}
 	return keys
+}
+
+// localnetKey is the route_localnet setting of the network's bridge. It is
+// on only while some endpoint of the network publishes a port that answers
+// on 127.0.0.1 (published there, or on every IPv4 address): the host's
+// packets to 127.0.0.1 are DNATed out of the bridge then, which the kernel
+// allows only with it. It lets 127.0.0.0/8 cross the bridge both ways, so
+// while it is on, the input chain's localnet guard drops what the
+// sandboxes send to 127.0.0.0/8; off, a flushed firewall (nft flush
+// ruleset, iptables -F) leaves the host's 127.0.0.1 services out of their
+// reach all the same.
+func localnetKey(n *Network) string { return "net/ipv4/conf/" + n.Bridge + "/route_localnet" }
+
+// needsLocalnet reports whether one of ports answers on 127.0.0.1.
+func needsLocalnet(ports []PortMapping) bool {
+	return slices.ContainsFunc(ports, func(p PortMapping) bool {
+		ip := p.HostIP
+		return !ip.IsValid() || (ip.Is4() && (ip.IsUnspecified() || ip.IsLoopback()))
+	})
+}
+
+// localnetWanted reports whether an endpoint of network n other than skip
+// (and, if extra is set, the endpoint being attached) needs route_localnet.
+func localnetWanted(h *Host, n *Network, skip string, extra []PortMapping) bool {
+	if !n.Subnet.IsValid() {
+		return false
+	}
+	return needsLocalnet(extra) || h.st.AnyEndpoint(n.Name, func(e *endpointRecord) bool {
+		return e.Endpoint.ID != skip && needsLocalnet(e.Endpoint.Ports)
+	})
+}
+
+// setLocalnet turns the bridge's route_localnet on or off, if it differs.
+// A bridge that is gone has nothing to turn off.
+func setLocalnet(ctx context.Context, h *Host, n *Network, on bool) error {
+	v := "0"
+	if on {
+		v = "1"
+	}
+	changed, err := h.ns.Sysctl(localnetKey(n), v)
+	if changed {
+		explain.Say(ctx, "%s", h.ns.Shell("sysctl -w "+localnetKey(n)+"="+v))
+	}
+	if err != nil && !on && errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("setting %s for network %q: %w", localnetKey(n), n.Name, err)
+	}
+	return nil
 }
 
 // ensureNetworkRules prepares the host for a bridge network and installs
@@ -439,11 +499,19 @@ func addEndpointRules(ctx context.Context, h *Host, rec *networkRecord, ep *Endp
 	if err != nil {
 		return err
 	}
-	if err := h.fw.AddEndpoint(ctx, natNetwork(n), natEndpoint(ep, claimed)); err != nil {
+	err = nil
+	if needsLocalnet(claimed) {
+		err = setLocalnet(ctx, h, n, true)
+	}
+	if err == nil {
+		err = h.fw.AddEndpoint(ctx, natNetwork(n), natEndpoint(ep, claimed))
+	}
+	if err != nil {
 		ctx := context.WithoutCancel(ctx)
 		return errors.Join(err,
 			h.fw.RemoveEndpoint(ctx, natNetwork(n), natEndpoint(ep, claimed)),
-			h.st.ReleasePorts(ctx, holderOf(ep), claimed))
+			h.st.ReleasePorts(ctx, holderOf(ep), claimed),
+			setLocalnet(ctx, h, n, localnetWanted(h, n, ep.ID, nil)))
 	}
 	ep.Ports = claimed
 	return nil
@@ -458,6 +526,12 @@ func removeEndpointRules(ctx context.Context, h *Host, rec *networkRecord, ep *E
 	}
 	if err := h.fw.RemoveEndpoint(ctx, natNetwork(&rec.Network), natEndpoint(ep, ep.Ports)); err != nil {
 		return err
+	}
+	if needsLocalnet(ep.Ports) && !localnetWanted(h, &rec.Network, ep.ID, nil) {
+		// The last port answering on 127.0.0.1 goes: so does route_localnet.
+		if err := setLocalnet(ctx, h, &rec.Network, false); err != nil {
+			return err
+		}
 	}
 	return h.st.ReleasePorts(ctx, holderOf(ep), ep.Ports)
 }
@@ -536,13 +610,22 @@ func checkHostAddrs(h *Host, n *Network) error {
 	for _, l := range links {
 		names[l.Attrs().Index] = l.Attrs().Name
 	}
+	// Other networks' bridges are checkOverlap's (a conflict, ErrExists).
+	ours := map[string]bool{n.Bridge: true}
+	recs, err := h.st.Networks()
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		ours[r.Network.Bridge] = true
+	}
 	addrs, err := nlwrap.Retry(func() ([]netlink.Addr, error) { return nl.AddrList(nil, netlink.FAMILY_ALL) })
 	if err != nil {
 		return fmt.Errorf("network %q: listing host addresses: %w", n.Name, err)
 	}
 	for _, a := range addrs {
 		ip, ok := netip.AddrFromSlice(a.IP)
-		if !ok || names[a.LinkIndex] == n.Bridge {
+		if !ok || ours[names[a.LinkIndex]] {
 			continue
 		}
 		ip = ip.Unmap()
@@ -557,7 +640,7 @@ func checkHostAddrs(h *Host, n *Network) error {
 		return fmt.Errorf("network %q: listing host routes: %w", n.Name, err)
 	}
 	for _, r := range routes {
-		if r.Dst == nil || names[r.LinkIndex] == n.Bridge {
+		if r.Dst == nil || ours[names[r.LinkIndex]] {
 			continue
 		}
 		dst, ok := netip.AddrFromSlice(r.Dst.IP)

@@ -228,8 +228,10 @@ func RemoveFile(ctx context.Context, path string, removeEmptyDir bool) error {
 		parent, name := filepath.Split(dir)
 		pfd, _, err := openDir(filepath.Clean(parent), false)
 		if err == nil {
-			explain.Say(ctx, "rmdir %s", dir)
-			unix.Unlinkat(pfd, name, unix.AT_REMOVEDIR) // not empty (someone just added a file): it stays
+			// Not empty (another file, or someone just added one): it stays.
+			if unix.Unlinkat(pfd, name, unix.AT_REMOVEDIR) == nil {
+				explain.Say(ctx, "rmdir %s", dir)
+			}
 			unix.Close(pfd)
 		}
 	}
