@@ -3,6 +3,7 @@ package sandnet
 import (
 	"context"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,3 +128,31 @@ func TestNoICCIPv6WithOnlyIPv4BridgeNetfilter(t *testing.T) {
 }
 
 func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+// TestPublishLargeRange (issue 16 item 8): a range of 3000 ports (past
+// where netlink batches overflowed: ~1000 and ~2400 ports) is published
+// through Attach on both backends, answers at its far end, and goes with
+// Detach.
+func TestPublishLargeRange(t *testing.T) {
+	for _, bk := range fwBackends {
+		t.Run(bk.name, func(t *testing.T) {
+			lab := newNATLab(t, bk.new)
+			sb := testns.New(t, "range")
+			ep := mustAttach(t, lab.h, sb, Network{Name: "range", Subnet: mustPrefix("10.97.37.0/24")},
+				AttachOptions{Ports: mustPorts(t, "20000-22999:30000-32999")})
+			serveWho(t, sb, 32999)
+			if _, err := whoTCP(lab.up, hp(uplinkAddr, 22999), 3*time.Second); err != nil {
+				t.Errorf("the last port of the range from upstream: %v", err)
+			}
+			if rep, err := lab.h.Check(context.Background(), ep); err != nil || !rep.OK() {
+				t.Errorf("Check: %d problems, %v", len(rep.Problems), err)
+			}
+			if err := lab.h.Detach(context.Background(), ep); err != nil {
+				t.Fatal(err)
+			}
+			if left := firewallResidue(t, lab.hns); strings.Contains(strings.Join(left, "\n"), "ep=") {
+				t.Errorf("published ports left after Detach")
+			}
+		})
+	}
+}
