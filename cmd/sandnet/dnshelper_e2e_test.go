@@ -12,18 +12,15 @@ import (
 	"github.com/sandnet/sandnet/internal/testns"
 )
 
-// helperPID is the PID of the state dir's DNS helper, or 0.
+// helperPID reads the state dir's helper.pid: the DNS helper's PID, or 0.
 func helperPID(c *cli) int {
-	b, err := os.ReadFile(filepath.Join(c.state, "dns", "helper.pid"))
-	if err != nil {
-		return 0
-	}
+	b, _ := os.ReadFile(filepath.Join(c.state, "dns", "helper.pid"))
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	if pid <= 0 || unix.Kill(pid, 0) != nil {
-		return 0
-	}
 	return pid
 }
+
+// alive reports whether process pid exists.
+func alive(pid int) bool { return pid > 0 && unix.Kill(pid, 0) == nil }
 
 // TestCLIDNSHelperKilled (issue 16 item 9): after kill -9 of the DNS
 // helper, doctor says the network's name server is down and why, and a
@@ -37,23 +34,23 @@ func TestCLIDNSHelperKilled(t *testing.T) {
 	t.Cleanup(func() {
 		c.run("detach", a.Name(), "--net", "dn")
 		c.run("net", "rm", "dn")
-		waitFor(t, "the DNS helper to stop", func() bool { return helperPID(c) == 0 })
+		waitFor(t, "the DNS helper to stop", func() bool { return !alive(helperPID(c)) })
 	})
 	pid := helperPID(c)
-	if pid == 0 {
+	if !alive(pid) {
 		t.Fatal("no DNS helper runs after the attach")
 	}
 	if err := unix.Kill(pid, unix.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the killed helper to be gone", func() bool { return unix.Kill(pid, 0) != nil })
+	waitFor(t, "the killed helper to be gone", func() bool { return !alive(pid) })
 
 	out, _, code := c.run("doctor", a.Name())
 	if code != 1 || !strings.Contains(out, "dns-servers") || !strings.Contains(out, `name server of network "dn"`) || !strings.Contains(out, "is down") || !strings.Contains(out, "DNS helper") {
 		t.Errorf("doctor after the helper was killed: exit %d\n%s", code, out)
 	}
 	c.ok("gc")
-	if helperPID(c) == 0 {
+	if again := helperPID(c); again == pid || !alive(again) {
 		t.Error("gc did not start the DNS helper again")
 	}
 	if out := c.ok("doctor", a.Name()); strings.Contains(out, "FAIL") {
