@@ -445,3 +445,40 @@ func TestStateDirServesOneNamespace(t *testing.T) {
 	}
 	h4.Close()
 }
+
+// TestResolvConfPathThroughSymlinkRefused (issue 16 item 6): a
+// ResolvConfPath or HostsPath inside a container's root filesystem whose
+// etc is a symlink out of it is refused (ErrInvalid), the file behind the
+// link untouched and nothing of the attach left.
+func TestResolvConfPathThroughSymlinkRefused(t *testing.T) {
+	h := newTestHost(t)
+	tmp := t.TempDir()
+	hostEtc := filepath.Join(tmp, "host-etc")
+	os.Mkdir(hostEtc, 0o755)
+	for _, f := range []string{"resolv.conf", "hosts"} {
+		os.WriteFile(filepath.Join(hostEtc, f), []byte("precious\n"), 0o644)
+	}
+	rootfs := filepath.Join(tmp, "rootfs")
+	os.Mkdir(rootfs, 0o755)
+	if err := os.Symlink(hostEtc, filepath.Join(rootfs, "etc")); err != nil {
+		t.Fatal(err)
+	}
+	n := Network{Name: "ctr", Subnet: netip.MustParsePrefix("10.97.46.0/24")}
+	sb := testns.New(t, "ctr")
+	for _, o := range []AttachOptions{
+		{ResolvConfPath: filepath.Join(rootfs, "etc", "resolv.conf")},
+		{HostsPath: filepath.Join(rootfs, "etc", "hosts")},
+	} {
+		if _, err := h.AttachNS(context.Background(), sb, n, o); !errors.Is(err, ErrInvalid) {
+			t.Errorf("attach writing through a symlinked etc (%+v): %v, want ErrInvalid", o, err)
+		}
+		for _, f := range []string{"resolv.conf", "hosts"} {
+			if b, _ := os.ReadFile(filepath.Join(hostEtc, f)); string(b) != "precious\n" {
+				t.Fatalf("%s behind the symlink was written: %q", f, b)
+			}
+		}
+		if left := hostResidue(t, h); len(left) > 0 {
+			t.Errorf("left behind: %v", left)
+		}
+	}
+}
