@@ -65,14 +65,13 @@ func TestRouteLocalnetOnlyWhereNeeded(t *testing.T) {
 			}
 
 			// The hostile sandbox: 127.0.0.0/8 routed to its gateway.
-			for _, cmd := range [][]string{
-				{"ip", "addr", "flush", "dev", "lo"},
-				{"sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1"},
-				{"sysctl", "-qw", "net.ipv4.conf.eth0.route_localnet=1"},
-				{"ip", "route", "add", "127.0.0.0/8", "via", epA.Gateway.String(), "dev", "eth0"},
-			} {
-				testns.Run(t, a, cmd[0], cmd[1:]...)
+			testns.Run(t, a, "ip", "addr", "flush", "dev", "lo")
+			for _, key := range []string{"net.ipv4.conf.all.route_localnet", "net.ipv4.conf.eth0.route_localnet"} {
+				if _, err := a.Sysctl(key, "1"); err != nil {
+					t.Fatal(err)
+				}
 			}
+			testns.Run(t, a, "ip", "route", "add", "127.0.0.0/8", "via", epA.Gateway.String(), "dev", "eth0")
 			flushFirewall(t, lab.hns, bk.name)
 			if err := dialEcho(a, "127.0.0.1:18390"); err == nil {
 				t.Error("with the firewall flushed, a sandbox reached the host's 127.0.0.1 service")
