@@ -1,0 +1,135 @@
+package iface
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/sandnet/sandnet/explain"
+	"github.com/sandnet/sandnet/internal/nlwrap"
+	"github.com/sandnet/sandnet/netns"
+)
+
+// Neighbour entries are the kernel's address-resolution table (ARP for
+// IPv4, neighbour discovery for IPv6) of one link. A permanent entry is
+// never resolved, refreshed or expired: the kernel sends packets for that
+// address to that MAC at once, without asking anyone. sandnet puts them
+// where it knows both sides for the life of an endpoint: the gateway in the
+// sandbox (its MAC is the bridge's, which is stable) and each sandbox's
+// addresses on the bridge device (the gateway side), so neither end
+// broadcasts to find the other.
+
+// SetNeighbor makes the entry for addr on the link called name in ns a
+// permanent one pointing to mac, replacing what was there (a learned
+// entry, or a permanent one with another MAC).
+//
+// Equivalent to: ip neigh replace ADDR lladdr MAC dev NAME nud permanent
+func SetNeighbor(ctx context.Context, ns *netns.NS, name string, addr netip.Addr, mac net.HardwareAddr) error {
+	if !addr.IsValid() || len(mac) != 6 {
+		return fmt.Errorf("setting neighbour %s lladdr %s on %s: %w", addr, mac, name, ErrInvalid)
+	}
+	h, link, err := find(ns, name)
+	if err != nil {
+		return fmt.Errorf("setting neighbour %s on %s: %w", addr, name, err)
+	}
+	return SetNeighborIndex(ctx, ns, h, link.Attrs().Index, name, addr, mac)
+}
+
+// SetNeighborIndex is SetNeighbor for a caller that holds ns's netlink
+// handle h and the link's index already (an attach in progress); name is
+// used for the explanation and errors only.
+//
+// Equivalent to: ip neigh replace ADDR lladdr MAC dev NAME nud permanent
+func SetNeighborIndex(ctx context.Context, ns *netns.NS, h *netlink.Handle, index int, name string, addr netip.Addr, mac net.HardwareAddr) error {
+	explain.Say(ctx, "%s", ns.Shell(fmt.Sprintf("ip neigh replace %s lladdr %s dev %s nud permanent", addr, mac, name)))
+	n := &netlink.Neigh{LinkIndex: index, Family: family(addr), State: netlink.NUD_PERMANENT, IP: addr.AsSlice(), HardwareAddr: mac}
+	if err := h.NeighSet(n); err != nil {
+		return fmt.Errorf("setting neighbour %s lladdr %s on %s in %s: %w", addr, mac, name, ns, err)
+	}
+	return nil
+}
+
+// DelNeighbor removes the entry for addr on the link called name in ns if
+// it points to mac; an entry that points elsewhere belongs to whoever set
+// it since (an address handed on to another sandbox) and is left alone. A
+// missing entry or link is success.
+//
+// Equivalent to: ip neigh del ADDR dev NAME
+func DelNeighbor(ctx context.Context, ns *netns.NS, name string, addr netip.Addr, mac net.HardwareAddr) error {
+	h, link, err := find(ns, name)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("deleting neighbour %s on %s: %w", addr, name, err)
+	}
+	have, err := neighbors(h, link.Attrs().Index, family(addr))
+	if err != nil {
+		return fmt.Errorf("deleting neighbour %s on %s in %s: %w", addr, name, ns, err)
+	}
+	e, ok := have[addr]
+	if !ok || (mac != nil && !bytes.Equal(e.MAC, mac)) {
+		return nil
+	}
+	explain.Say(ctx, "%s", ns.Shell(fmt.Sprintf("ip neigh del %s dev %s", addr, name)))
+	n := &netlink.Neigh{LinkIndex: link.Attrs().Index, Family: family(addr), IP: addr.AsSlice()}
+	if err := h.NeighDel(n); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("deleting neighbour %s on %s in %s: %w", addr, name, ns, err)
+	}
+	return nil
+}
+
+// Neighbor is one entry of a link's neighbour table.
+type Neighbor struct {
+	Addr netip.Addr
+	MAC  net.HardwareAddr
+	// Permanent is true for an entry set by hand (nud permanent), false for
+	// one the kernel learned and will expire.
+	Permanent bool
+}
+
+// Neighbors lists the IPv4 and IPv6 neighbour entries of the link called
+// name in ns, by address; entries without a MAC (still resolving, failed)
+// are left out.
+//
+// Equivalent to: ip neigh show dev NAME
+func Neighbors(ns *netns.NS, name string) (map[netip.Addr]Neighbor, error) {
+	h, link, err := find(ns, name)
+	if err != nil {
+		return nil, fmt.Errorf("listing neighbours of %s: %w", name, err)
+	}
+	m, err := neighbors(h, link.Attrs().Index, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("listing neighbours of %s in %s: %w", name, ns, err)
+	}
+	return m, nil
+}
+
+func neighbors(h *netlink.Handle, index, fam int) (map[netip.Addr]Neighbor, error) {
+	list, err := nlwrap.Retry(func() ([]netlink.Neigh, error) { return h.NeighList(index, fam) })
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[netip.Addr]Neighbor, len(list))
+	for _, n := range list {
+		a, ok := netip.AddrFromSlice(n.IP)
+		if !ok || len(n.HardwareAddr) == 0 || n.LinkIndex != index {
+			continue
+		}
+		m[a.Unmap()] = Neighbor{Addr: a.Unmap(), MAC: n.HardwareAddr, Permanent: n.State&netlink.NUD_PERMANENT != 0}
+	}
+	return m, nil
+}
+
+func family(a netip.Addr) int {
+	if a.Is4() || a.Is4In6() {
+		return netlink.FAMILY_V4
+	}
+	return netlink.FAMILY_V6
+}
