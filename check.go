@@ -301,6 +301,9 @@ func (h *Host) checkEndpoint(ctx context.Context, nrec *networkRecord, rec *endp
 			rep.add(ObjRoute, routeString(r), "missing from sandbox %s", sb)
 		}
 	}
+	if err := h.checkNeighbors(n, ep, sb, rep); err != nil {
+		return err
+	}
 	if linksOK && h.usesEmbeddedDNS(n) && slices.Contains(ep.DNS, n.Gateway) {
 		server := netip.AddrPortFrom(n.Gateway, 53)
 		for _, name := range dnsNames(ep) {

@@ -101,6 +101,9 @@ func (bridgeDriver) attach(ctx context.Context, tx *attachTx) error {
 	if err := tx.configureSandbox(ctx); err != nil {
 		return err
 	}
+	if err := tx.answerNeighbors(ctx); err != nil {
+		return err
+	}
 	if err := tx.step(ctx, StepDNS, func() error { return h.setupDNS(ctx, tx) }); err != nil {
 		return err
 	}
@@ -121,6 +124,7 @@ func (bridgeDriver) detach(ctx context.Context, h *Host, rec *networkRecord, ep 
 	err := errors.Join(
 		h.removeEndpointRules(ctx, rec, ep),
 		h.teardownDNS(ctx, rec, ep),
+		h.forgetNeighbors(ctx, &rec.Network, ep),
 	)
 	if sandboxGoing(ctx) {
 		// The namespace's deletion removes the pair; a leftover is replaced

@@ -219,6 +219,14 @@ func (h *Host) repairEndpoint(ctx context.Context, nrec *networkRecord, rec *end
 	if n.Driver == DriverBridge && (relinked || has(ObjRule)) {
 		errs = append(errs, h.repairEndpointRules(ctx, n, ep, relinked))
 	}
+	if relinked || has(ObjHostVeth) {
+		// A new pair, or a port that left the bridge and came back, has
+		// none of the flags and entries it had.
+		_, err := h.ensureNeighbors(ctx, n, ep, sb, nil)
+		errs = append(errs, err)
+	} else if neighborProblems(problems) {
+		errs = append(errs, h.repairNeighbors(ctx, n, ep, sb, problems))
+	}
 	if has(ObjDNS) {
 		errs = append(errs, h.ensureDNSServer(ctx, nrec, sb))
 	}

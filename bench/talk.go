@@ -1,0 +1,400 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sandnet/sandnet"
+	"github.com/sandnet/sandnet/internal/pktcount"
+	"github.com/sandnet/sandnet/netns"
+)
+
+// talkMode (-talk) measures what sandboxes on one big bridge network see
+// when they start to talk, with the bridge answering address resolution
+// (sandnet's default) and flooding it (Network.NoNeighborProxy, what every
+// plain bridge does), side by side in one run.
+var talkMode = flag.Bool("talk", false, "instead of the attach/detach table: N sandboxes on one network, then a fresh one's first packets (talk.md, talk.csv); -n sets N")
+
+// talkPort is where the gateway (the lab host) and every sandbox listen
+// for the first TCP connect.
+const talkPort = 7
+
+// firstWait is how long a first packet may take. It is below the kernel's
+// first TCP SYN retransmission (1 s) and below its first ARP retry (1 s):
+// an answer within it is an answer to the first packet, no retry involved.
+const firstWait = 900 * time.Millisecond
+
+// talkVariant is one way the network is set up.
+type talkVariant struct {
+	name  string
+	flood bool // Network.NoNeighborProxy
+}
+
+var talkVariants = []talkVariant{{"flood", true}, {"answer", false}}
+
+// talkResult is one variant at one N.
+type talkResult struct {
+	variant string
+	n       int
+	attach  []time.Duration
+	// floodAttach and floodFirst are the frames a bystander sandbox
+	// received (broadcast, multicast, unicast floods) while the fresh
+	// sandbox was attached and while it sent its first packets; the
+	// bridge sends the same to each of its n ports.
+	floodAttach, floodFirst pktcount.Counts
+	// The fresh sandbox's first packets: ICMP echo and TCP connect, to the
+	// gateway and to a random earlier sandbox; zero when unanswered.
+	echoGW, echoPeer, connGW, connPeer time.Duration
+	// softnetDrops is the rise of the machine's softnet drop counter over
+	// the fresh sandbox's attach and first packets.
+	softnetDrops uint64
+	note         string
+}
+
+func (r *talkResult) ok() bool {
+	return r.note == "" && r.echoGW > 0 && r.echoPeer > 0 && r.connGW > 0 && r.connPeer > 0
+}
+
+// talkLab is one variant's lab: n sandboxes plus the fresh one (the last).
+type talkLab struct {
+	v   talkVariant
+	lab *lab
+	h   *sandnet.Host
+	net sandnet.Network
+	eps []*sandnet.Endpoint
+	res *talkResult
+}
+
+func runTalk(ctx context.Context, scratch string, c config) error {
+	var results []*talkResult
+	for _, n := range c.ns {
+		rs, err := talkAt(ctx, scratch, n)
+		for _, r := range rs {
+			fmt.Println(r.line())
+		}
+		results = append(results, rs...)
+		if err != nil {
+			return err
+		}
+		select {
+		case <-time.After(c.settle * time.Duration(2*n) / 1000):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	fmt.Println()
+	fmt.Print(talkTable(results))
+	if err := os.MkdirAll(c.out, 0o755); err != nil {
+		return err
+	}
+	md := "# Talking on one big network\n\n" + talkIntro + "\n" + talkTable(results)
+	if err := os.WriteFile(filepath.Join(c.out, "talk.md"), []byte(md), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(c.out, "talk.csv"), []byte(talkCSV(results)), 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("\nwrote %s and %s\n", filepath.Join(c.out, "talk.md"), filepath.Join(c.out, "talk.csv"))
+	return nil
+}
+
+const talkIntro = `Made by ` + "`go run ./bench -talk`" + `. Per N, two labs: the same bridge network
+with N sandboxes, once flooding address resolution as a plain bridge does
+(` + "`Network.NoNeighborProxy`" + `) and once with sandnet's default (the bridge answers
+ARP for the sandboxes, gateway entries are permanent). Their attaches
+alternate, so both see the same load. Then one fresh sandbox is attached
+and sends its first packets: one ICMP echo and one TCP connect each to the
+gateway and to a random earlier sandbox, each given 0.9 s (below the first
+ARP and SYN retries, so an answer is the first packet's). "flooded/port" is
+what a bystander sandbox received meanwhile (the bridge sends it to each of
+the N ports); softnet drops are the machine's (the counter is not per
+namespace), over the fresh sandbox's attach and first packets.
+`
+
+// talkAt runs both variants at n sandboxes.
+func talkAt(ctx context.Context, scratch string, n int) ([]*talkResult, error) {
+	var labs []*talkLab
+	defer func() {
+		for _, tl := range labs {
+			tl.close(context.WithoutCancel(ctx))
+		}
+	}()
+	for _, v := range talkVariants {
+		tl, err := newTalkLab(ctx, scratch, v, n)
+		if err != nil {
+			return nil, fmt.Errorf("talk lab %s n=%d: %w", v.name, n, err)
+		}
+		labs = append(labs, tl)
+	}
+	// Attach the n sandboxes, alternating between the labs.
+	for i := range n {
+		for _, tl := range labs {
+			if tl.res.note != "" {
+				continue
+			}
+			t0 := time.Now()
+			if err := tl.attach(ctx, i); err != nil {
+				tl.res.note = fmt.Sprintf("attach %d: %v", i, err)
+				continue
+			}
+			tl.res.attach = append(tl.res.attach, time.Since(t0))
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+	peer := rand.IntN(n)
+	var out []*talkResult
+	for _, tl := range labs {
+		if tl.res.note == "" {
+			tl.first(ctx, n, peer)
+		}
+		out = append(out, tl.res)
+	}
+	return out, nil
+}
+
+func newTalkLab(ctx context.Context, scratch string, v talkVariant, n int) (*talkLab, error) {
+	l, err := newLab(ctx, scratch, "talk-"+v.name, n+1, false)
+	if err != nil {
+		return nil, err
+	}
+	tl := &talkLab{v: v, lab: l, eps: make([]*sandnet.Endpoint, n+1), res: &talkResult{variant: v.name, n: n}}
+	tl.h, err = sandnet.NewHostNS(l.host, sandnet.HostConfig{StateDir: filepath.Join(l.dir, "state")})
+	if err != nil {
+		l.close(ctx)
+		return nil, err
+	}
+	tl.net = sandnet.Network{Name: "talk", Subnet: subnet, Gateway: gateway, NoNeighborProxy: v.flood}
+	if _, err := tl.h.CreateNetwork(ctx, tl.net); err != nil {
+		tl.close(ctx)
+		return nil, err
+	}
+	return tl, nil
+}
+
+func (tl *talkLab) attach(ctx context.Context, i int) error {
+	ep, err := tl.h.Attach(ctx, tl.lab.path(i), tl.net, sandnet.AttachOptions{})
+	tl.eps[i] = ep
+	return err
+}
+
+func (tl *talkLab) close(ctx context.Context) {
+	if tl.h != nil {
+		for _, ep := range tl.eps {
+			if ep != nil {
+				tl.h.DetachWith(ctx, ep, sandnet.DetachOptions{SandboxGoing: true})
+			}
+		}
+		tl.h.RemoveNetwork(ctx, tl.net.Name)
+		tl.h.Close()
+	}
+	tl.lab.close(ctx)
+}
+
+// first attaches the fresh sandbox (index n) and sends its first packets
+// to the gateway and to sandbox peer, counting what a bystander receives.
+func (tl *talkLab) first(ctx context.Context, n, peer int) {
+	r := tl.res
+	fail := func(format string, args ...any) {
+		if r.note == "" {
+			r.note = fmt.Sprintf(format, args...)
+		}
+	}
+	gw := tl.net.Gateway
+	// Listeners: the gateway (the lab host) and the peer.
+	for _, s := range []struct {
+		ns   *netns.NS
+		addr netip.Addr
+	}{{tl.lab.host, gw}, {tl.lab.sbx[peer], tl.eps[peer].Addr(false)}} {
+		ln, err := listenIn(s.ns, netip.AddrPortFrom(s.addr, talkPort))
+		if err != nil {
+			fail("listening on %s: %v", s.addr, err)
+			return
+		}
+		defer ln.Close()
+	}
+	bystander := (peer + 1) % n
+	cnt, err := pktcount.Open(tl.lab.sbx[bystander], "eth0", pktcount.All)
+	if err != nil {
+		fail("%v", err)
+		return
+	}
+	defer cnt.Close()
+	cnt.Read() // from zero
+	drops0, _ := pktcount.SoftnetDropped()
+
+	t0 := time.Now()
+	if err := tl.attach(ctx, n); err != nil {
+		fail("attaching the fresh sandbox: %v", err)
+		return
+	}
+	r.attach = append(r.attach, time.Since(t0))
+	r.floodAttach, _ = cnt.Read()
+
+	fresh := tl.lab.sbx[n]
+	peerAddr := tl.eps[peer].Addr(false)
+	var errs []error
+	var e error
+	r.echoGW, e = echoOnce(fresh, gw)
+	errs = append(errs, e)
+	r.echoPeer, e = echoOnce(fresh, peerAddr)
+	errs = append(errs, e)
+	r.connGW, e = connectOnce(fresh, netip.AddrPortFrom(gw, talkPort))
+	errs = append(errs, e)
+	r.connPeer, e = connectOnce(fresh, netip.AddrPortFrom(peerAddr, talkPort))
+	errs = append(errs, e)
+	r.floodFirst, _ = cnt.Read()
+	drops1, _ := pktcount.SoftnetDropped()
+	r.softnetDrops = drops1 - drops0
+	if err := errors.Join(errs...); err != nil {
+		fail("%v", err)
+	}
+}
+
+// listenIn opens a TCP listener on addr inside ns that accepts and closes.
+func listenIn(ns *netns.NS, addr netip.AddrPort) (net.Listener, error) {
+	var ln net.Listener
+	err := ns.Do(func() (err error) {
+		ln, err = net.Listen("tcp", addr.String())
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return ln, nil
+}
+
+// echoOnce sends one ICMP echo request from inside ns to dst and waits
+// firstWait for the reply; it returns the round trip.
+func echoOnce(ns *netns.NS, dst netip.Addr) (time.Duration, error) {
+	var c net.PacketConn
+	if err := ns.Do(func() (err error) {
+		c, err = net.ListenPacket("ip4:icmp", "0.0.0.0")
+		return err
+	}); err != nil {
+		return 0, fmt.Errorf("echo to %s: %w", dst, err)
+	}
+	defer c.Close()
+	id := uint16(rand.Uint32())
+	msg := []byte{8, 0, 0, 0, byte(id >> 8), byte(id), 0, 1, 's', 'n'}
+	binary.BigEndian.PutUint16(msg[2:], icmpChecksum(msg))
+	t0 := time.Now()
+	if _, err := c.WriteTo(msg, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
+		return 0, fmt.Errorf("echo to %s: %w", dst, err)
+	}
+	c.SetReadDeadline(t0.Add(firstWait))
+	buf := make([]byte, 1500)
+	for {
+		k, from, err := c.ReadFrom(buf)
+		if err != nil {
+			return 0, fmt.Errorf("first echo to %s: no reply: %w", dst, err)
+		}
+		ip, _ := from.(*net.IPAddr)
+		if k >= 8 && buf[0] == 0 && binary.BigEndian.Uint16(buf[4:]) == id && ip != nil && ip.IP.Equal(dst.AsSlice()) {
+			return time.Since(t0), nil
+		}
+	}
+}
+
+// connectOnce opens one TCP connection from inside ns to dst, given
+// firstWait: a lost SYN would be sent again only after 1 s.
+func connectOnce(ns *netns.NS, dst netip.AddrPort) (time.Duration, error) {
+	var d time.Duration
+	err := ns.Do(func() error {
+		t0 := time.Now()
+		c, err := (&net.Dialer{Timeout: firstWait}).Dial("tcp", dst.String())
+		if err != nil {
+			return fmt.Errorf("first connect to %s: %w", dst, err)
+		}
+		d = time.Since(t0)
+		return c.Close()
+	})
+	return d, err
+}
+
+func icmpChecksum(b []byte) uint16 {
+	var s uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		s += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	if len(b)%2 == 1 {
+		s += uint32(b[len(b)-1]) << 8
+	}
+	for s>>16 != 0 {
+		s = s&0xffff + s>>16
+	}
+	return ^uint16(s)
+}
+
+func (r *talkResult) line() string {
+	a := statsOf(r.attach, 0)
+	status := "all first packets answered"
+	if !r.ok() {
+		status = "FAILED: " + r.note
+	}
+	return fmt.Sprintf("talk %-6s n=%-5d attach p50 %s p95 %s | flooded/port: attach %d, first packets %d | echo gw %s peer %s, connect gw %s peer %s ms | softnet drops %d | %s",
+		r.variant, r.n, ms(a.p50), ms(a.p95), r.floodAttach.Flooded(), r.floodFirst.Flooded(),
+		ms(r.echoGW), ms(r.echoPeer), ms(r.connGW), ms(r.connPeer), r.softnetDrops, status)
+}
+
+func talkTable(rs []*talkResult) string {
+	var b strings.Builder
+	b.WriteString("| N | bridge | attach p50 ms | p95 ms | p50 vs flood | flooded/port by attach | by first packets | frames flooded in all | first echo gw / peer ms | first connect gw / peer ms | softnet drops | first packets |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	base := map[int]time.Duration{}
+	for _, r := range rs {
+		if r.variant == "flood" {
+			base[r.n] = statsOf(r.attach, 0).p50
+		}
+	}
+	for _, r := range rs {
+		a := statsOf(r.attach, 0)
+		rel := "-"
+		if b := base[r.n]; b > 0 && r.variant != "flood" {
+			rel = strconv.FormatFloat(float64(a.p50)/float64(b), 'f', 3, 64) + "x"
+		}
+		status := "all answered"
+		if !r.ok() {
+			status = "**failed**: " + strings.ReplaceAll(r.note, "|", "/")
+		}
+		flooded := r.floodAttach.Flooded() + r.floodFirst.Flooded()
+		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %d (%s) | %d (%s) | %d | %s / %s | %s / %s | %d | %s |\n",
+			r.n, r.variant, ms(a.p50), ms(a.p95), rel,
+			r.floodAttach.Flooded(), r.floodAttach, r.floodFirst.Flooded(), r.floodFirst, flooded*r.n,
+			ms(r.echoGW), ms(r.echoPeer), ms(r.connGW), ms(r.connPeer), r.softnetDrops, status)
+	}
+	return b.String()
+}
+
+func talkCSV(rs []*talkResult) string {
+	var b strings.Builder
+	b.WriteString("n,variant,attach_p50_ms,attach_p95_ms,flooded_attach,flooded_first,echo_gw_ms,echo_peer_ms,connect_gw_ms,connect_peer_ms,softnet_drops,ok,note\n")
+	for _, r := range rs {
+		a := statsOf(r.attach, 0)
+		fmt.Fprintf(&b, "%d,%s,%s,%s,%d,%d,%s,%s,%s,%s,%d,%t,%q\n", r.n, r.variant, ms(a.p50), ms(a.p95),
+			r.floodAttach.Flooded(), r.floodFirst.Flooded(), ms(r.echoGW), ms(r.echoPeer), ms(r.connGW), ms(r.connPeer),
+			r.softnetDrops, r.ok(), r.note)
+	}
+	return b.String()
+}
