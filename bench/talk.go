@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/sandnet/sandnet"
 	"github.com/sandnet/sandnet/internal/pktcount"
+	"github.com/sandnet/sandnet/internal/probe"
 	"github.com/sandnet/sandnet/netns"
 )
 
@@ -29,11 +28,6 @@ var talkMode = flag.Bool("talk", false, "instead of the attach/detach table: N s
 // talkPort is where the gateway (the lab host) and every sandbox listen
 // for the first TCP connect.
 const talkPort = 7
-
-// firstWait is how long a first packet may take. It is below the kernel's
-// first TCP SYN retransmission (1 s) and below its first ARP retry (1 s):
-// an answer within it is an answer to the first packet, no retry involved.
-const firstWait = 900 * time.Millisecond
 
 // talkVariant is one way the network is set up.
 type talkVariant struct {
@@ -218,7 +212,7 @@ func (tl *talkLab) first(ctx context.Context, n, peer int) {
 		ns   *netns.NS
 		addr netip.Addr
 	}{{tl.lab.host, gw}, {tl.lab.sbx[peer], tl.eps[peer].Addr(false)}} {
-		ln, err := listenIn(s.ns, netip.AddrPortFrom(s.addr, talkPort))
+		ln, err := probe.Listen(s.ns, netip.AddrPortFrom(s.addr, talkPort))
 		if err != nil {
 			fail("listening on %s: %v", s.addr, err)
 			return
@@ -247,13 +241,13 @@ func (tl *talkLab) first(ctx context.Context, n, peer int) {
 	peerAddr := tl.eps[peer].Addr(false)
 	var errs []error
 	var e error
-	r.echoGW, e = echoOnce(fresh, gw)
+	r.echoGW, e = probe.Echo(fresh, gw, probe.FirstWait)
 	errs = append(errs, e)
-	r.echoPeer, e = echoOnce(fresh, peerAddr)
+	r.echoPeer, e = probe.Echo(fresh, peerAddr, probe.FirstWait)
 	errs = append(errs, e)
-	r.connGW, e = connectOnce(fresh, netip.AddrPortFrom(gw, talkPort))
+	r.connGW, e = probe.Connect(fresh, netip.AddrPortFrom(gw, talkPort), probe.FirstWait)
 	errs = append(errs, e)
-	r.connPeer, e = connectOnce(fresh, netip.AddrPortFrom(peerAddr, talkPort))
+	r.connPeer, e = probe.Connect(fresh, netip.AddrPortFrom(peerAddr, talkPort), probe.FirstWait)
 	errs = append(errs, e)
 	r.floodFirst, _ = cnt.Read()
 	drops1, _ := pktcount.SoftnetDropped()
@@ -261,90 +255,6 @@ func (tl *talkLab) first(ctx context.Context, n, peer int) {
 	if err := errors.Join(errs...); err != nil {
 		fail("%v", err)
 	}
-}
-
-// listenIn opens a TCP listener on addr inside ns that accepts and closes.
-func listenIn(ns *netns.NS, addr netip.AddrPort) (net.Listener, error) {
-	var ln net.Listener
-	err := ns.Do(func() (err error) {
-		ln, err = net.Listen("tcp", addr.String())
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return ln, nil
-}
-
-// echoOnce sends one ICMP echo request from inside ns to dst and waits
-// firstWait for the reply; it returns the round trip.
-func echoOnce(ns *netns.NS, dst netip.Addr) (time.Duration, error) {
-	var c net.PacketConn
-	if err := ns.Do(func() (err error) {
-		c, err = net.ListenPacket("ip4:icmp", "0.0.0.0")
-		return err
-	}); err != nil {
-		return 0, fmt.Errorf("echo to %s: %w", dst, err)
-	}
-	defer c.Close()
-	id := uint16(rand.Uint32())
-	msg := []byte{8, 0, 0, 0, byte(id >> 8), byte(id), 0, 1, 's', 'n'}
-	binary.BigEndian.PutUint16(msg[2:], icmpChecksum(msg))
-	t0 := time.Now()
-	if _, err := c.WriteTo(msg, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
-		return 0, fmt.Errorf("echo to %s: %w", dst, err)
-	}
-	c.SetReadDeadline(t0.Add(firstWait))
-	buf := make([]byte, 1500)
-	for {
-		k, from, err := c.ReadFrom(buf)
-		if err != nil {
-			return 0, fmt.Errorf("first echo to %s: no reply: %w", dst, err)
-		}
-		ip, _ := from.(*net.IPAddr)
-		if k >= 8 && buf[0] == 0 && binary.BigEndian.Uint16(buf[4:]) == id && ip != nil && ip.IP.Equal(dst.AsSlice()) {
-			return time.Since(t0), nil
-		}
-	}
-}
-
-// connectOnce opens one TCP connection from inside ns to dst, given
-// firstWait: a lost SYN would be sent again only after 1 s.
-func connectOnce(ns *netns.NS, dst netip.AddrPort) (time.Duration, error) {
-	var d time.Duration
-	err := ns.Do(func() error {
-		t0 := time.Now()
-		c, err := (&net.Dialer{Timeout: firstWait}).Dial("tcp", dst.String())
-		if err != nil {
-			return fmt.Errorf("first connect to %s: %w", dst, err)
-		}
-		d = time.Since(t0)
-		return c.Close()
-	})
-	return d, err
-}
-
-func icmpChecksum(b []byte) uint16 {
-	var s uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if len(b)%2 == 1 {
-		s += uint32(b[len(b)-1]) << 8
-	}
-	for s>>16 != 0 {
-		s = s&0xffff + s>>16
-	}
-	return ^uint16(s)
 }
 
 func (r *talkResult) line() string {
