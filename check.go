@@ -137,6 +137,9 @@ func (h *Host) checkNetwork(ctx context.Context, nrec *networkRecord, rep *Check
 			}
 		}
 	}
+	if err := h.checkQuerier(nrec, rep); err != nil {
+		return err
+	}
 	for _, key := range networkSysctls(n) {
 		if v, err := h.ns.ReadSysctl(key); err == nil && v != "1" {
 			rep.add(ObjSysctl, key, "is %s, want 1", v)

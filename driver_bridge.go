@@ -35,6 +35,9 @@ func (bridgeDriver) createNetwork(ctx context.Context, h *Host, rec *networkReco
 		rec.OwnsBridge = true
 		undo.push(func(ctx context.Context) error { return bridge.Delete(ctx, h.ns, n.Bridge) })
 	}
+	if err := h.ensureQuerier(ctx, rec); err != nil {
+		return nil, errors.Join(err, undo.run(ctx))
+	}
 	if err := h.ensureNetworkRules(ctx, rec); err != nil {
 		return nil, errors.Join(err, undo.run(ctx))
 	}

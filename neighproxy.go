@@ -39,20 +39,26 @@ import (
 //
 // A request for an address sandnet does not know (set by hand inside a
 // sandbox, a macvlan on top of one) is flooded as before, so it resolves.
+//
 // IPv6 neighbour solicitation between sandboxes stays multicast: the kernel
 // answers it only for neigh_suppress ports, and never for a request that
-// arrives on one, so on a bridge of sandboxes it cannot answer; instead the
-// sandboxes of an IPv6 network send no router solicitations (nothing on a
-// sandnet bridge advertises routes; the routes are set by sandnet).
+// arrives on one, so on a bridge of sandboxes it cannot answer. Instead, on
+// an IPv6 network whose bridge sandnet made, the bridge is the link's
+// multicast querier: it then delivers a solicitation only to the port whose
+// sandbox joined the solicited-node group of the address asked for, and a
+// sandbox's MLD reports to no other sandbox (see bridge.SetMulticastQuerier).
+// And the sandboxes send no router solicitations (nothing on a sandnet
+// bridge advertises routes; the routes are set by sandnet).
 
 // StepNeighbors is the attach step that sets up address resolution.
 const StepNeighbors = "answering address resolution"
 
 // The kinds of object Check verifies for address resolution.
 const (
-	ObjNeighbor = "neighbor"  // a permanent neighbour entry (gateway in the sandbox, sandbox on the bridge)
-	ObjFDB      = "fdb"       // the static FDB entry of the sandbox's MAC on its port
-	ObjPortFlag = "port-flag" // a flag of the endpoint's bridge port (proxy_arp_wifi)
+	ObjNeighbor = "neighbor"      // a permanent neighbour entry (gateway in the sandbox, sandbox on the bridge)
+	ObjFDB      = "fdb"           // the static FDB entry of the sandbox's MAC on its port
+	ObjPortFlag = "port-flag"     // a flag of the endpoint's bridge port (proxy_arp_wifi)
+	ObjQuerier  = "mcast-querier" // an IPv6 network's bridge is its link's multicast querier
 )
 
 // neighborProxy reports whether n's bridge answers address resolution.
@@ -270,4 +276,39 @@ func (ep *Endpoint) hasFamily(six bool) bool {
 		}
 	}
 	return false
+}
+
+// wantsQuerier reports whether sandnet makes the network's bridge the
+// multicast querier: IPv6 bridge networks that answer address resolution,
+// on a bridge sandnet made (an adopted bridge's settings are its owner's).
+func wantsQuerier(rec *networkRecord) bool {
+	n := &rec.Network
+	return neighborProxy(n) && n.Subnet6.IsValid() && rec.OwnsBridge
+}
+
+// ensureQuerier makes the network's bridge its link's multicast querier,
+// if it should be.
+func (h *Host) ensureQuerier(ctx context.Context, rec *networkRecord) error {
+	if !wantsQuerier(rec) {
+		return nil
+	}
+	return bridge.SetMulticastQuerier(ctx, h.ns, rec.Network.Bridge, true)
+}
+
+// checkQuerier adds to rep a bridge that should be the querier and is not.
+func (h *Host) checkQuerier(rec *networkRecord, rep *CheckReport) error {
+	if !wantsQuerier(rec) {
+		return nil
+	}
+	on, err := bridge.MulticastQuerier(h.ns, rec.Network.Bridge)
+	if errors.Is(err, ErrNotFound) {
+		return nil // ObjBridge says so
+	}
+	if err != nil {
+		return err
+	}
+	if !on {
+		rep.add(ObjQuerier, rec.Network.Bridge, "is not its link's multicast querier (or does not snoop): IPv6 neighbour solicitations reach every sandbox")
+	}
+	return nil
 }

@@ -170,6 +170,9 @@ func (h *Host) repairNetwork(ctx context.Context, nrec *networkRecord) error {
 	if _, _, err := bridge.Ensure(ctx, h.ns, bridge.Config{Name: n.Bridge, MTU: n.MTU, Addrs: gatewayPrefixes(n)}); err != nil {
 		return fmt.Errorf("repairing network %q: %w", n.Name, err)
 	}
+	if err := h.ensureQuerier(ctx, nrec); err != nil {
+		return fmt.Errorf("repairing network %q: %w", n.Name, err)
+	}
 	rec := *nrec // ensureNetworkRules notes host changes; the record stays as it is
 	if err := h.ensureNetworkRules(ctx, &rec); err != nil {
 		return fmt.Errorf("repairing network %q: %w", n.Name, err)

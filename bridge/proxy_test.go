@@ -236,3 +236,27 @@ func TestProxyARPAnswersWithoutFlooding(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestMulticastQuerier(t *testing.T) {
+	host := testns.New(t, "host")
+	ctx := context.Background()
+	if _, _, err := bridge.Ensure(ctx, host, bridge.Config{Name: "snt-br0"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, on := range []bool{true, false, true} {
+		if err := bridge.SetMulticastQuerier(ctx, host, "snt-br0", on); err != nil {
+			t.Fatal(err)
+		}
+		got, err := bridge.MulticastQuerier(host, "snt-br0")
+		if err != nil || got != on {
+			t.Fatalf("MulticastQuerier after setting %v = %v, %v", on, got, err)
+		}
+	}
+	out := testns.Run(t, host, "ip", "-d", "link", "show", "snt-br0")
+	if !strings.Contains(out, "mcast_querier 1") {
+		t.Errorf("ip -d link show does not say mcast_querier 1:\n%s", out)
+	}
+	if err := bridge.SetMulticastQuerier(ctx, host, "snt-nope", true); !errors.Is(err, bridge.ErrNotFound) {
+		t.Errorf("on a missing bridge: %v, want ErrNotFound", err)
+	}
+}

@@ -35,6 +35,10 @@ type Counts struct {
 	Multicast int // to a multicast MAC (IPv6 neighbour solicitations, MLD, RS)
 	Unicast   int // to this link's MAC
 	Other     int // to another host's MAC (a unicast flood)
+	// Solicit counts the multicasts to a solicited-node group
+	// (33:33:ff:xx:xx:xx): IPv6 neighbour solicitations. They are
+	// counted in Multicast too.
+	Solicit int
 }
 
 // Flooded is what a bridge delivers to a port without the port's host
@@ -43,7 +47,7 @@ func (c Counts) Flooded() int { return c.Broadcast + c.Multicast + c.Other }
 
 // Add returns the sum of c and d.
 func (c Counts) Add(d Counts) Counts {
-	return Counts{c.Broadcast + d.Broadcast, c.Multicast + d.Multicast, c.Unicast + d.Unicast, c.Other + d.Other}
+	return Counts{c.Broadcast + d.Broadcast, c.Multicast + d.Multicast, c.Unicast + d.Unicast, c.Other + d.Other, c.Solicit + d.Solicit}
 }
 
 func (c Counts) String() string {
@@ -87,7 +91,7 @@ func (c *Counter) Read() (Counts, error) {
 	var n Counts
 	buf := make([]byte, 64)
 	for {
-		_, from, err := unix.Recvfrom(c.fd, buf, unix.MSG_TRUNC)
+		k, from, err := unix.Recvfrom(c.fd, buf, unix.MSG_TRUNC)
 		if errors.Is(err, unix.EAGAIN) {
 			return n, nil
 		}
@@ -106,6 +110,9 @@ func (c *Counter) Read() (Counts, error) {
 			n.Broadcast++
 		case unix.PACKET_MULTICAST:
 			n.Multicast++
+			if k >= 3 && buf[0] == 0x33 && buf[1] == 0x33 && buf[2] == 0xff {
+				n.Solicit++
+			}
 		case unix.PACKET_HOST:
 			n.Unicast++
 		case unix.PACKET_OTHERHOST:
