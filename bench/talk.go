@@ -131,9 +131,15 @@ func talkAt(ctx context.Context, scratch string, n int) ([]*talkResult, error) {
 		}
 		labs = append(labs, tl)
 	}
-	// Attach the n sandboxes, alternating between the labs.
+	// Attach the n sandboxes, alternating between the labs, and which
+	// goes first, so neither has the other's warm caches or its share of
+	// the machine's other load.
 	for i := range n {
-		for _, tl := range labs {
+		order := labs
+		if i%2 == 1 {
+			order = []*talkLab{labs[1], labs[0]}
+		}
+		for _, tl := range order {
 			if tl.res.note != "" {
 				continue
 			}
