@@ -304,7 +304,7 @@ func (h *Host) checkEndpoint(ctx context.Context, nrec *networkRecord, rec *endp
 			rep.add(ObjRoute, routeString(r), "missing from sandbox %s", sb)
 		}
 	}
-	if err := h.checkNeighbors(n, ep, sb, rep); err != nil {
+	if err := h.checkNeighbors(n, ep, sb, rep, nil); err != nil {
 		return err
 	}
 	if linksOK && h.usesEmbeddedDNS(n) && slices.Contains(ep.DNS, n.Gateway) {

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -173,51 +174,81 @@ func (h *Host) forgetNeighbors(ctx context.Context, n *Network, ep *Endpoint) er
 	return errors.Join(errs...)
 }
 
+// neighView is what the host namespace holds of a bridge network's
+// address resolution, read once for any number of its endpoints: each
+// read is a pass over every sandbox's entries.
+type neighView struct {
+	onBridge map[netip.Addr]iface.Neighbor
+	flags    map[string]netlink.Protinfo
+	fdb      map[string][]net.HardwareAddr
+	brMAC    net.HardwareAddr
+}
+
+// readNeighView reads n's view; nil (and no error) if n's bridge does not
+// answer address resolution or is missing (ObjBridge says so).
+func (h *Host) readNeighView(n *Network) (*neighView, error) {
+	if !neighborProxy(n) {
+		return nil, nil
+	}
+	nl, err := h.ns.Netlink()
+	if err != nil {
+		return nil, err
+	}
+	br, err := nl.LinkByName(n.Bridge)
+	if err != nil {
+		return nil, nil
+	}
+	v := &neighView{brMAC: br.Attrs().HardwareAddr}
+	if v.onBridge, err = iface.Neighbors(h.ns, n.Bridge); err != nil {
+		return nil, err
+	}
+	if v.flags, err = bridge.AllPortFlags(h.ns, n.Bridge); err != nil {
+		return nil, err
+	}
+	if v.fdb, err = bridge.StaticFDB(h.ns, n.Bridge); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
 // checkNeighbors adds to rep what is missing or wrong of the endpoint's
-// entries; sb is its sandbox.
-func (h *Host) checkNeighbors(n *Network, ep *Endpoint, sb *netns.NS, rep *CheckReport) error {
+// entries; sb is its sandbox. view is its network's (nil: read it).
+func (h *Host) checkNeighbors(n *Network, ep *Endpoint, sb *netns.NS, rep *CheckReport, view *neighView) error {
 	if !neighborProxy(n) {
 		return nil
 	}
+	if view == nil {
+		v, err := h.readNeighView(n)
+		if err != nil || v == nil {
+			return err
+		}
+		view = v
+	}
 	mac, _ := net.ParseMAC(ep.MAC)
-	onBridge, err := iface.Neighbors(h.ns, n.Bridge)
+	for _, p := range ep.Addresses {
+		checkEntry(rep, bridgeEntry(n, p.Addr()), view.onBridge[p.Addr()], mac)
+	}
+	inSandbox, err := iface.Neighbors(sb, ep.IfName)
+	if errors.Is(err, ErrNotFound) {
+		return nil // the interface is missing: ObjSandboxIf says so
+	}
 	if err != nil {
 		return err
 	}
-	for _, p := range ep.Addresses {
-		checkEntry(rep, bridgeEntry(n, p.Addr()), onBridge[p.Addr()], mac)
-	}
-	if brLink, err := h.ns.Netlink(); err == nil {
-		if br, err := brLink.LinkByName(n.Bridge); err == nil {
-			inSandbox, err := iface.Neighbors(sb, ep.IfName)
-			if errors.Is(err, ErrNotFound) {
-				return nil // the interface is missing: ObjSandboxIf says so
-			}
-			if err != nil {
-				return err
-			}
-			for _, gw := range []netip.Addr{n.Gateway, n.Gateway6} {
-				if gw.IsValid() && ep.hasFamily(gw.Is6()) {
-					checkEntry(rep, gatewayEntry(gw), inSandbox[gw], br.Attrs().HardwareAddr)
-				}
-			}
+	for _, gw := range []netip.Addr{n.Gateway, n.Gateway6} {
+		if gw.IsValid() && ep.hasFamily(gw.Is6()) {
+			checkEntry(rep, gatewayEntry(gw), inSandbox[gw], view.brMAC)
 		}
 	}
-	flags, err := bridge.PortFlags(h.ns, ep.HostIfName)
-	if err != nil {
-		return nil // the port is missing: ObjHostVeth says so
+	flags, ok := view.flags[ep.HostIfName]
+	if !ok {
+		return nil // not a port: ObjHostVeth says so
 	}
 	if !flags.ProxyArpWiFi {
 		rep.add(ObjPortFlag, portFlagName(ep.HostIfName), "is off")
 	}
-	if mac != nil {
-		ok, err := bridge.HasStaticFDB(h.ns, ep.HostIfName, mac)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			rep.add(ObjFDB, ep.HostIfName, "no static entry for %s", mac)
-		}
+	if mac != nil && !slices.ContainsFunc(view.fdb[ep.HostIfName], func(m net.HardwareAddr) bool { return bytes.Equal(m, mac) }) {
+		rep.add(ObjFDB, ep.HostIfName, "no static entry for %s", mac)
 	}
 	return nil
 }

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"syscall"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"github.com/sandnet/sandnet/explain"
@@ -190,4 +192,137 @@ func onOff(on bool) string {
 		return "on"
 	}
 	return "off"
+}
+
+// AllPortFlags reads the flags of every port of the bridge called
+// bridgeName in one pass, by port name: what PortFlags gives for one port,
+// for a check over many (PortFlags costs a pass over the namespace's links
+// per port).
+//
+// Equivalent to: bridge -d link show master BRIDGE
+func AllPortFlags(ns *netns.NS, bridgeName string) (map[string]netlink.Protinfo, error) {
+	h, err := ns.Netlink()
+	if err != nil {
+		return nil, err
+	}
+	br, err := lookup(h, bridgeName)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]netlink.Protinfo{}
+	err = ns.Do(func() error {
+		req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_DUMP)
+		req.AddData(nl.NewIfInfomsg(unix.AF_BRIDGE))
+		msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
+		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return err
+		}
+		for _, m := range msgs {
+			attrs, err := nl.ParseRouteAttr(m[unix.SizeofIfInfomsg:])
+			if err != nil {
+				return err
+			}
+			var (
+				name   string
+				master int
+				pi     netlink.Protinfo
+				isPort bool
+			)
+			for _, a := range attrs {
+				switch a.Attr.Type &^ unix.NLA_F_NESTED {
+				case unix.IFLA_IFNAME:
+					name = unix.ByteSliceToString(a.Value)
+				case unix.IFLA_MASTER:
+					if len(a.Value) >= 4 {
+						master = int(nl.NativeEndian().Uint32(a.Value))
+					}
+				case unix.IFLA_PROTINFO:
+					infos, err := nl.ParseRouteAttr(a.Value)
+					if err != nil {
+						return err
+					}
+					pi, isPort = protinfo(infos), true
+				}
+			}
+			if isPort && master == br.Index && name != "" {
+				out[name] = pi
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the port flags of bridge %s in %s: %w", bridgeName, ns, err)
+	}
+	return out, nil
+}
+
+func protinfo(infos []syscall.NetlinkRouteAttr) netlink.Protinfo {
+	var pi netlink.Protinfo
+	for _, a := range infos {
+		if len(a.Value) == 0 {
+			continue
+		}
+		on := a.Value[0] == 1
+		switch a.Attr.Type {
+		case nl.IFLA_BRPORT_MODE:
+			pi.Hairpin = on
+		case nl.IFLA_BRPORT_GUARD:
+			pi.Guard = on
+		case nl.IFLA_BRPORT_FAST_LEAVE:
+			pi.FastLeave = on
+		case nl.IFLA_BRPORT_PROTECT:
+			pi.RootBlock = on
+		case nl.IFLA_BRPORT_LEARNING:
+			pi.Learning = on
+		case nl.IFLA_BRPORT_UNICAST_FLOOD:
+			pi.Flood = on
+		case nl.IFLA_BRPORT_PROXYARP:
+			pi.ProxyArp = on
+		case nl.IFLA_BRPORT_PROXYARP_WIFI:
+			pi.ProxyArpWiFi = on
+		case nl.IFLA_BRPORT_ISOLATED:
+			pi.Isolated = on
+		case nl.IFLA_BRPORT_NEIGH_SUPPRESS:
+			pi.NeighSuppress = on
+		case nl.IFLA_BRPORT_VLAN_TUNNEL:
+			pi.VlanTunnel = on
+		}
+	}
+	return pi
+}
+
+// StaticFDB lists the static FDB entries of the bridge called bridgeName,
+// by port name, in one pass.
+//
+// Equivalent to: bridge fdb show br BRIDGE | grep static
+func StaticFDB(ns *netns.NS, bridgeName string) (map[string][]net.HardwareAddr, error) {
+	h, err := ns.Netlink()
+	if err != nil {
+		return nil, err
+	}
+	br, err := lookup(h, bridgeName)
+	if err != nil {
+		return nil, err
+	}
+	list, err := nlwrap.Retry(func() ([]netlink.Neigh, error) { return h.NeighList(0, unix.AF_BRIDGE) })
+	if err != nil {
+		return nil, fmt.Errorf("listing fdb entries of %s in %s: %w", bridgeName, ns, err)
+	}
+	links, err := nlwrap.Retry(h.LinkList)
+	if err != nil {
+		return nil, fmt.Errorf("listing ports of %s in %s: %w", bridgeName, ns, err)
+	}
+	names := map[int]string{}
+	for _, l := range links {
+		if l.Attrs().MasterIndex == br.Index {
+			names[l.Attrs().Index] = l.Attrs().Name
+		}
+	}
+	out := map[string][]net.HardwareAddr{}
+	for _, n := range list {
+		if name, ok := names[n.LinkIndex]; ok && n.MasterIndex == br.Index && n.State&netlink.NUD_NOARP != 0 && n.Vlan == 0 {
+			out[name] = append(out[name], n.HardwareAddr)
+		}
+	}
+	return out, nil
 }

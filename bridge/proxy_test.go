@@ -208,6 +208,14 @@ func TestProxyARPAnswersWithoutFlooding(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	all, err := bridge.AllPortFlags(l.host, "snt-br0")
+	if err != nil || len(all) != 3 || !all[l.ports[0]].ProxyArpWiFi || !all[l.ports[1]].Learning {
+		t.Errorf("AllPortFlags = %+v, %v; want 3 ports with proxy_arp_wifi", all, err)
+	}
+	fdb, err := bridge.StaticFDB(l.host, "snt-br0")
+	if err != nil || len(fdb) != 3 || len(fdb[l.ports[1]]) != 1 || fdb[l.ports[1]][0].String() != l.macs[1].String() {
+		t.Errorf("StaticFDB = %v, %v; want one static entry per port", fdb, err)
+	}
 	flags, err := bridge.PortFlags(l.host, l.ports[1])
 	if err != nil || !flags.ProxyArpWiFi {
 		t.Errorf("PortFlags = %+v, %v; want ProxyArpWiFi", flags, err)
