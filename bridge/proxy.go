@@ -229,7 +229,7 @@ func AllPortFlags(ns *netns.NS, bridgeName string) (map[string]netlink.Protinfo,
 				isPort bool
 			)
 			for _, a := range attrs {
-				switch a.Attr.Type &^ unix.NLA_F_NESTED {
+				switch a.Attr.Type & nlaTypeMask {
 				case unix.IFLA_IFNAME:
 					name = unix.ByteSliceToString(a.Value)
 				case unix.IFLA_MASTER:
@@ -258,34 +258,15 @@ func AllPortFlags(ns *netns.NS, bridgeName string) (map[string]netlink.Protinfo,
 
 func protinfo(infos []syscall.NetlinkRouteAttr) netlink.Protinfo {
 	var pi netlink.Protinfo
+	flags := map[uint16]*bool{
+		nl.IFLA_BRPORT_MODE: &pi.Hairpin, nl.IFLA_BRPORT_GUARD: &pi.Guard, nl.IFLA_BRPORT_FAST_LEAVE: &pi.FastLeave,
+		nl.IFLA_BRPORT_PROTECT: &pi.RootBlock, nl.IFLA_BRPORT_LEARNING: &pi.Learning, nl.IFLA_BRPORT_UNICAST_FLOOD: &pi.Flood,
+		nl.IFLA_BRPORT_PROXYARP: &pi.ProxyArp, nl.IFLA_BRPORT_PROXYARP_WIFI: &pi.ProxyArpWiFi, nl.IFLA_BRPORT_ISOLATED: &pi.Isolated,
+		nl.IFLA_BRPORT_NEIGH_SUPPRESS: &pi.NeighSuppress, nl.IFLA_BRPORT_VLAN_TUNNEL: &pi.VlanTunnel,
+	}
 	for _, a := range infos {
-		if len(a.Value) == 0 {
-			continue
-		}
-		on := a.Value[0] == 1
-		switch a.Attr.Type {
-		case nl.IFLA_BRPORT_MODE:
-			pi.Hairpin = on
-		case nl.IFLA_BRPORT_GUARD:
-			pi.Guard = on
-		case nl.IFLA_BRPORT_FAST_LEAVE:
-			pi.FastLeave = on
-		case nl.IFLA_BRPORT_PROTECT:
-			pi.RootBlock = on
-		case nl.IFLA_BRPORT_LEARNING:
-			pi.Learning = on
-		case nl.IFLA_BRPORT_UNICAST_FLOOD:
-			pi.Flood = on
-		case nl.IFLA_BRPORT_PROXYARP:
-			pi.ProxyArp = on
-		case nl.IFLA_BRPORT_PROXYARP_WIFI:
-			pi.ProxyArpWiFi = on
-		case nl.IFLA_BRPORT_ISOLATED:
-			pi.Isolated = on
-		case nl.IFLA_BRPORT_NEIGH_SUPPRESS:
-			pi.NeighSuppress = on
-		case nl.IFLA_BRPORT_VLAN_TUNNEL:
-			pi.VlanTunnel = on
+		if f := flags[a.Attr.Type]; f != nil && len(a.Value) > 0 {
+			*f = a.Value[0] == 1
 		}
 	}
 	return pi

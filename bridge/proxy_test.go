@@ -13,6 +13,7 @@ import (
 	"github.com/sandnet/sandnet/explain"
 	"github.com/sandnet/sandnet/iface"
 	"github.com/sandnet/sandnet/internal/pktcount"
+	"github.com/sandnet/sandnet/internal/probe"
 	"github.com/sandnet/sandnet/internal/testns"
 	"github.com/sandnet/sandnet/netns"
 	"github.com/sandnet/sandnet/veth"
@@ -99,14 +100,7 @@ func (l *proxyLab) connect(t *testing.T, to netip.Addr) int {
 	for _, n := range neighs {
 		nl.NeighDel(&n)
 	}
-	err := l.sbx[0].Do(func() error {
-		c, err := (&net.Dialer{Timeout: 5 * time.Second}).Dial("tcp", netip.AddrPortFrom(to, 7).String())
-		if err == nil {
-			c.Close()
-		}
-		return err
-	})
-	if err != nil {
+	if _, err := probe.Connect(l.sbx[0], netip.AddrPortFrom(to, 7), 5*time.Second); err != nil {
 		t.Fatalf("connecting to %s: %v", to, err)
 	}
 	n, err := l.bystander.Read()
@@ -118,23 +112,11 @@ func (l *proxyLab) connect(t *testing.T, to netip.Addr) int {
 
 func listen(t *testing.T, ns *netns.NS, addr netip.Addr) {
 	t.Helper()
-	var ln net.Listener
-	if err := ns.Do(func() (err error) {
-		ln, err = net.Listen("tcp", netip.AddrPortFrom(addr, 7).String())
-		return err
-	}); err != nil {
+	ln, err := probe.Listen(ns, netip.AddrPortFrom(addr, 7))
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
 }
 
 func TestProxyARPAnswersWithoutFlooding(t *testing.T) {

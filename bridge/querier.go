@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"fmt"
+	"syscall"
 
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
@@ -85,11 +86,61 @@ func MulticastQuerier(ns *netns.NS, name string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	data, err := linkData(ns, br.Index, false)
 	var querier, snooping bool
-	err = ns.Do(func() error {
-		req := nl.NewNetlinkRequest(unix.RTM_GETLINK, 0)
+	for _, d := range data {
+		switch d.Attr.Type {
+		case nl.IFLA_BR_MCAST_QUERIER:
+			querier = len(d.Value) > 0 && d.Value[0] == 1
+		case nl.IFLA_BR_MCAST_SNOOPING:
+			snooping = len(d.Value) > 0 && d.Value[0] == 1
+		}
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading the multicast settings of bridge %s in %s: %w", name, ns, err)
+	}
+	return querier && snooping, nil
+}
+
+// PortState returns the STP state of the bridge port with index index in
+// ns: disabled, listening, learning, forwarding or blocking; a link that is
+// no bridge port is an error wrapping ErrNotFound.
+//
+// Equivalent to: bridge link show dev PORT
+func PortState(ns *netns.NS, index int) (string, error) {
+	data, err := linkData(ns, index, true)
+	if err != nil {
+		return "", fmt.Errorf("reading the port state of link %d in %s: %w", index, ns, err)
+	}
+	for _, d := range data {
+		if d.Attr.Type == nl.IFLA_BRPORT_STATE && len(d.Value) > 0 {
+			if s := int(d.Value[0]); s < len(portStates) {
+				return portStates[s], nil
+			}
+			return fmt.Sprintf("state %d", d.Value[0]), nil
+		}
+	}
+	return "", fmt.Errorf("link %d in %s is not a bridge port: %w", index, ns, ErrNotFound)
+}
+
+// The bridge port states (IFLA_BRPORT_STATE, include/uapi/linux/if_bridge.h).
+var portStates = []string{"disabled", "listening", "learning", "forwarding", "blocking"}
+
+// linkData returns the IFLA_INFO_DATA (a bridge's own settings) or, with
+// slave, the IFLA_INFO_SLAVE_DATA (its settings as a bridge port) of the
+// link with index index in ns: what `ip -d link show` prints, including
+// attributes the netlink library does not parse. One RTM_GETLINK, sent
+// from a thread inside ns.
+func linkData(ns *netns.NS, index int, slave bool) ([]syscall.NetlinkRouteAttr, error) {
+	want := uint16(nl.IFLA_INFO_DATA)
+	if slave {
+		want = nl.IFLA_INFO_SLAVE_DATA
+	}
+	var out []syscall.NetlinkRouteAttr
+	err := ns.Do(func() error {
+		req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
 		msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
-		msg.Index = int32(br.Index)
+		msg.Index = int32(index)
 		req.AddData(msg)
 		msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
 		if err != nil {
@@ -101,7 +152,7 @@ func MulticastQuerier(ns *netns.NS, name string) (bool, error) {
 				return err
 			}
 			for _, a := range attrs {
-				if a.Attr.Type&^unix.NLA_F_NESTED != unix.IFLA_LINKINFO {
+				if a.Attr.Type&nlaTypeMask != unix.IFLA_LINKINFO {
 					continue
 				}
 				infos, err := nl.ParseRouteAttr(a.Value)
@@ -109,19 +160,9 @@ func MulticastQuerier(ns *netns.NS, name string) (bool, error) {
 					return err
 				}
 				for _, i := range infos {
-					if i.Attr.Type&^unix.NLA_F_NESTED != nl.IFLA_INFO_DATA {
-						continue
-					}
-					data, err := nl.ParseRouteAttr(i.Value)
-					if err != nil {
-						return err
-					}
-					for _, d := range data {
-						switch d.Attr.Type {
-						case nl.IFLA_BR_MCAST_QUERIER:
-							querier = len(d.Value) > 0 && d.Value[0] == 1
-						case nl.IFLA_BR_MCAST_SNOOPING:
-							snooping = len(d.Value) > 0 && d.Value[0] == 1
+					if i.Attr.Type&nlaTypeMask == want {
+						if out, err = nl.ParseRouteAttr(i.Value); err != nil {
+							return err
 						}
 					}
 				}
@@ -129,8 +170,9 @@ func MulticastQuerier(ns *netns.NS, name string) (bool, error) {
 		}
 		return nil
 	})
-	if err != nil {
-		return false, fmt.Errorf("reading the multicast settings of bridge %s in %s: %w", name, ns, err)
-	}
-	return querier && snooping, nil
+	return out, err
 }
+
+// nlaTypeMask strips NLA_F_NESTED and NLA_F_NET_BYTEORDER from an
+// attribute's type.
+const nlaTypeMask = 0x3fff
