@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"net"
 	"net/netip"
-	"slices"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -52,110 +51,100 @@ import (
 // bridge advertises routes; the routes are set by sandnet).
 
 // StepNeighbors is the attach step that sets up address resolution.
-const StepNeighbors = "answering address resolution"
+const StepNeighbors Step = "answering address resolution"
 
 // The kinds of object Check verifies for address resolution.
 const (
-	ObjNeighbor = "neighbor"      // a permanent neighbour entry (gateway in the sandbox, sandbox on the bridge)
-	ObjFDB      = "fdb"           // the static FDB entry of the sandbox's MAC on its port
-	ObjPortFlag = "port-flag"     // a flag of the endpoint's bridge port (proxy_arp_wifi)
-	ObjQuerier  = "mcast-querier" // an IPv6 network's bridge is its link's multicast querier
+	ObjNeighbor Object = "neighbor"      // a permanent neighbour entry (gateway in the sandbox, sandbox on the bridge)
+	ObjFDB      Object = "fdb"           // the static FDB entry of the sandbox's MAC on its port
+	ObjPortFlag Object = "port-flag"     // a flag of the endpoint's bridge port (proxy_arp_wifi)
+	ObjQuerier  Object = "mcast-querier" // an IPv6 network's bridge is its link's multicast querier
 )
 
 // neighborProxy reports whether n's bridge answers address resolution.
 func neighborProxy(n *Network) bool { return n.Driver == DriverBridge && !n.NoNeighborProxy }
 
+// neighLinks are the links an endpoint's entries hang off.
+type neighLinks struct {
+	sandbox *iface.Link  // the endpoint's interface, in its sandbox
+	port    netlink.Link // its bridge port, in the host namespace
+	bridge  netlink.Link // the bridge
+}
+
 // answerNeighbors is the bridge driver's step after the sandbox's
-// interface is configured: the entries above, each undone on failure.
+// interface is configured: the entries above, on the links attach made,
+// each undone on failure.
 func (tx *attachTx) answerNeighbors(ctx context.Context) error {
 	n, ep := &tx.net.Network, tx.ep
 	if !neighborProxy(n) {
 		return nil
 	}
 	return tx.step(ctx, StepNeighbors, func() error {
-		mac, err := tx.h.ensureNeighbors(ctx, n, ep, tx.sb, nil)
-		if mac != nil && ep.MAC == "" {
-			ep.MAC = mac.String()
+		l := tx.links
+		if ep.MAC == "" { // no MAC of sandnet's (IPv6 only): the kernel's
+			ep.MAC = l.sandbox.MAC().String()
 		}
-		if mac != nil {
-			tx.undo.push(func(ctx context.Context) error { return tx.h.forgetNeighbors(ctx, n, ep) })
-		}
-		return err
+		tx.undo.push(func(ctx context.Context) error { return tx.h.forgetNeighbors(ctx, n, ep) })
+		return tx.h.setNeighbors(ctx, n, ep, tx.sb, l, true)
 	})
 }
 
-// ensureNeighbors sets what answerNeighbors describes, all of it or, when
-// has is not nil, the parts has names as missing. It returns the sandbox's
-// MAC once it has touched the bridge device's table.
-func (h *Host) ensureNeighbors(ctx context.Context, n *Network, ep *Endpoint, sb *netns.NS, has func(obj, name string) bool) (net.HardwareAddr, error) {
-	if !neighborProxy(n) {
-		return nil, nil
-	}
-	all := has == nil
-	want := func(obj, name string) bool { return all || has(obj, name) }
-	snl, err := sb.RouteNetlink()
-	if err != nil {
-		return nil, err
-	}
-	sbLink, err := snl.LinkByName(ep.IfName)
-	if err != nil {
-		return nil, fmt.Errorf("finding %s in %s: %w", ep.IfName, sb, err)
-	}
-	mac := sbLink.Attrs().HardwareAddr
+// setNeighbors sets the endpoint's entries on links l: the sandbox's for
+// its gateways, the port flag, the FDB entry and the bridge device's for
+// its addresses; fresh (a new endpoint) also turns off the sandbox's
+// router solicitations. Every one replaces what is there.
+func (h *Host) setNeighbors(ctx context.Context, n *Network, ep *Endpoint, sb *netns.NS, l neighLinks, fresh bool) error {
 	nl, err := h.ns.Netlink()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	br, err := nl.LinkByName(n.Bridge)
-	if err != nil {
-		return nil, fmt.Errorf("finding bridge %s in %s: %w", n.Bridge, h.ns, err)
-	}
+	mac := l.sandbox.MAC()
 	for _, gw := range []netip.Addr{n.Gateway, n.Gateway6} {
-		if gw.IsValid() && ep.hasFamily(gw.Is6()) && want(ObjNeighbor, gatewayEntry(gw)) {
-			if err := iface.SetNeighborIndex(ctx, sb, snl, sbLink.Attrs().Index, ep.IfName, gw, br.Attrs().HardwareAddr); err != nil {
-				return nil, err
+		if gw.IsValid() && ep.hasFamily(gw.Is6()) {
+			if err := l.sandbox.SetNeighbor(ctx, gw, l.bridge.Attrs().HardwareAddr); err != nil {
+				return err
 			}
 		}
 	}
-	if ep.hasFamily(true) && all {
+	if fresh && ep.hasFamily(true) {
 		// No router solicitations: the sandbox's routes are sandnet's, and
-		// each would be flooded to every port.
-		key := "net/ipv6/conf/" + strings.ReplaceAll(ep.IfName, ".", "/") + "/router_solicitations"
+		// each would reach every port.
 		explain.Say(ctx, "%s", sb.Shell("sysctl -w net.ipv6.conf."+ep.IfName+".router_solicitations=0"))
+		key := "net/ipv6/conf/" + strings.ReplaceAll(ep.IfName, ".", "/") + "/router_solicitations"
 		if _, err := sb.Sysctl(key, "0"); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("turning router solicitations off on %s in %s: %w", ep.IfName, sb, err)
+			return fmt.Errorf("turning router solicitations off on %s in %s: %w", ep.IfName, sb, err)
 		}
 	}
-	port := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: ep.HostIfName}}
-	if all || has(ObjPortFlag, portFlagName(ep.HostIfName)) || has(ObjFDB, ep.HostIfName) {
-		l, err := nl.LinkByName(ep.HostIfName)
-		if err != nil {
-			return nil, fmt.Errorf("finding bridge port %s in %s: %w", ep.HostIfName, h.ns, err)
-		}
-		port.Index = l.Attrs().Index
+	if err := bridge.SetPortFlagLink(ctx, h.ns, nl, l.port, bridge.ProxyARPWiFi, true); err != nil {
+		return err
 	}
-	if want(ObjPortFlag, portFlagName(ep.HostIfName)) {
-		if err := bridge.SetProxyARPLink(ctx, h.ns, nl, port, true); err != nil {
-			return nil, err
-		}
+	if err := bridge.AddFDBIndex(ctx, h.ns, nl, l.port.Attrs().Index, ep.HostIfName, mac); err != nil {
+		return err
 	}
-	if want(ObjFDB, ep.HostIfName) {
-		if err := bridge.AddFDBIndex(ctx, h.ns, nl, port.Index, ep.HostIfName, mac); err != nil {
-			return nil, err
+	br := iface.Wrap(h.ns, nl, l.bridge)
+	for _, p := range ep.Addresses {
+		if err := br.SetNeighbor(ctx, p.Addr(), mac); err != nil {
+			return err
 		}
 	}
-	for i, p := range ep.Addresses {
-		if !want(ObjNeighbor, bridgeEntry(n, p.Addr())) {
-			continue
-		}
-		if err := iface.SetNeighborIndex(ctx, h.ns, nl, br.Attrs().Index, n.Bridge, p.Addr(), mac); err != nil {
-			if i == 0 {
-				return nil, err
-			}
-			return mac, err
-		}
+	return nil
+}
+
+// lookupNeighLinks finds the endpoint's links, for Repair.
+func (h *Host) lookupNeighLinks(n *Network, ep *Endpoint, sb *netns.NS) (neighLinks, error) {
+	var l neighLinks
+	nl, err := h.ns.Netlink()
+	if err != nil {
+		return l, err
 	}
-	return mac, nil
+	if l.bridge, err = nl.LinkByName(n.Bridge); err != nil {
+		return l, fmt.Errorf("finding bridge %s in %s: %w", n.Bridge, h.ns, err)
+	}
+	if l.port, err = nl.LinkByName(ep.HostIfName); err != nil {
+		return l, fmt.Errorf("finding bridge port %s in %s: %w", ep.HostIfName, h.ns, err)
+	}
+	l.sandbox, err = iface.Open(sb, ep.IfName)
+	return l, err
 }
 
 // forgetNeighbors removes the endpoint's entries from the bridge device's
@@ -167,88 +156,73 @@ func (h *Host) forgetNeighbors(ctx context.Context, n *Network, ep *Endpoint) er
 	if !neighborProxy(n) {
 		return nil
 	}
+	br, err := iface.Open(h.ns, n.Bridge)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
 	var errs []error
 	for _, p := range ep.Addresses {
-		errs = append(errs, iface.DelNeighbor(ctx, h.ns, n.Bridge, p.Addr(), nil))
+		errs = append(errs, br.DelNeighbor(ctx, p.Addr(), nil))
 	}
 	return errors.Join(errs...)
 }
 
-// neighView is what the host namespace holds of a bridge network's
-// address resolution, read once for any number of its endpoints: each
-// read is a pass over every sandbox's entries.
-type neighView struct {
-	onBridge map[netip.Addr]iface.Neighbor
-	flags    map[string]netlink.Protinfo
-	fdb      map[string][]net.HardwareAddr
-	brMAC    net.HardwareAddr
-}
-
-// readNeighView reads n's view; nil (and no error) if n's bridge does not
-// answer address resolution or is missing (ObjBridge says so).
-func (h *Host) readNeighView(n *Network) (*neighView, error) {
-	if !neighborProxy(n) {
-		return nil, nil
-	}
-	nl, err := h.ns.Netlink()
-	if err != nil {
-		return nil, err
-	}
-	br, err := nl.LinkByName(n.Bridge)
-	if err != nil {
-		return nil, nil
-	}
-	v := &neighView{brMAC: br.Attrs().HardwareAddr}
-	if v.onBridge, err = iface.Neighbors(h.ns, n.Bridge); err != nil {
-		return nil, err
-	}
-	if v.flags, err = bridge.AllPortFlags(h.ns, n.Bridge); err != nil {
-		return nil, err
-	}
-	if v.fdb, err = bridge.StaticFDB(h.ns, n.Bridge); err != nil {
-		return nil, err
-	}
-	return v, nil
-}
-
 // checkNeighbors adds to rep what is missing or wrong of the endpoint's
-// entries; sb is its sandbox. view is its network's (nil: read it).
-func (h *Host) checkNeighbors(n *Network, ep *Endpoint, sb *netns.NS, rep *CheckReport, view *neighView) error {
+// entries. It opens the sandbox; a sandbox, interface or port that is gone
+// is left to the checks that say so.
+func (h *Host) checkNeighbors(n *Network, ep *Endpoint, rep *CheckReport) error {
 	if !neighborProxy(n) {
 		return nil
 	}
-	if view == nil {
-		v, err := h.readNeighView(n)
-		if err != nil || v == nil {
-			return err
-		}
-		view = v
+	nl, err := h.ns.Netlink()
+	if err != nil {
+		return err
+	}
+	br, err := nl.LinkByName(n.Bridge)
+	if err != nil {
+		return nil
 	}
 	mac, _ := net.ParseMAC(ep.MAC)
-	for _, p := range ep.Addresses {
-		checkEntry(rep, bridgeEntry(n, p.Addr()), view.onBridge[p.Addr()], mac)
+	onBridge, err := iface.Wrap(h.ns, nl, br).Neighbors()
+	if err != nil {
+		return err
 	}
+	for _, p := range ep.Addresses {
+		checkEntry(rep, bridgeEntry(n, p.Addr()), onBridge[p.Addr()], mac)
+	}
+	if flags, err := bridge.PortFlags(h.ns, ep.HostIfName); err == nil {
+		if !flags.ProxyArpWiFi {
+			rep.add(ObjPortFlag, portFlagName(ep.HostIfName), "is off")
+		}
+		if mac != nil {
+			ok, err := bridge.HasStaticFDB(h.ns, ep.HostIfName, mac)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				rep.add(ObjFDB, ep.HostIfName, "no static entry for %s", mac)
+			}
+		}
+	}
+	sb, err := netns.Open(ep.NetNS)
+	if err != nil {
+		return nil
+	}
+	defer sb.Close()
 	inSandbox, err := iface.Neighbors(sb, ep.IfName)
 	if errors.Is(err, ErrNotFound) {
-		return nil // the interface is missing: ObjSandboxIf says so
+		return nil
 	}
 	if err != nil {
 		return err
 	}
 	for _, gw := range []netip.Addr{n.Gateway, n.Gateway6} {
 		if gw.IsValid() && ep.hasFamily(gw.Is6()) {
-			checkEntry(rep, gatewayEntry(gw), inSandbox[gw], view.brMAC)
+			checkEntry(rep, gatewayEntry(gw), inSandbox[gw], br.Attrs().HardwareAddr)
 		}
-	}
-	flags, ok := view.flags[ep.HostIfName]
-	if !ok {
-		return nil // not a port: ObjHostVeth says so
-	}
-	if !flags.ProxyArpWiFi {
-		rep.add(ObjPortFlag, portFlagName(ep.HostIfName), "is off")
-	}
-	if mac != nil && !slices.ContainsFunc(view.fdb[ep.HostIfName], func(m net.HardwareAddr) bool { return bytes.Equal(m, mac) }) {
-		rep.add(ObjFDB, ep.HostIfName, "no static entry for %s", mac)
 	}
 	return nil
 }
@@ -264,32 +238,17 @@ func checkEntry(rep *CheckReport, name string, have iface.Neighbor, want net.Har
 	}
 }
 
-// repairNeighbors puts back the entries problems name as missing.
-func (h *Host) repairNeighbors(ctx context.Context, n *Network, ep *Endpoint, sb *netns.NS, problems []Problem) error {
-	if !neighborProxy(n) {
+// repairNeighbors puts the endpoint's entries back, all of them (each is a
+// replace), when has names one missing or the links were remade.
+func (h *Host) repairNeighbors(ctx context.Context, n *Network, ep *Endpoint, sb *netns.NS, has func(...Object) bool, relinked bool) error {
+	if !neighborProxy(n) || !(relinked || has(ObjNeighbor, ObjFDB, ObjPortFlag, ObjHostVeth)) {
 		return nil
 	}
-	has := func(obj, name string) bool {
-		for _, p := range problems {
-			if p.Repairable && p.Object == obj && p.Name == name {
-				return true
-			}
-		}
-		return false
+	l, err := h.lookupNeighLinks(n, ep, sb)
+	if err != nil {
+		return err
 	}
-	_, err := h.ensureNeighbors(ctx, n, ep, sb, has)
-	return err
-}
-
-// neighborProblems reports whether problems name an entry repairNeighbors
-// puts back.
-func neighborProblems(problems []Problem) bool {
-	for _, p := range problems {
-		if p.Repairable && (p.Object == ObjNeighbor || p.Object == ObjFDB || p.Object == ObjPortFlag) {
-			return true
-		}
-	}
-	return false
+	return h.setNeighbors(ctx, n, ep, sb, l, false)
 }
 
 // The names of the entries in Problems: "10.88.0.2 dev sn-xxx" for the

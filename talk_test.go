@@ -188,8 +188,9 @@ func TestCheckRepairNeighbors(t *testing.T) {
 
 	// Remove each piece; Check names it, Repair puts it back.
 	breaks := []struct {
-		obj, name string
-		do        func() error
+		obj  Object
+		name string
+		do   func() error
 	}{
 		{ObjNeighbor, a4.String() + " dev " + br, func() error { return iface.DelNeighbor(ctx, h.ns, br, a4, nil) }},
 		{ObjNeighbor, a6.String() + " dev " + br, func() error {
@@ -198,7 +199,13 @@ func TestCheckRepairNeighbors(t *testing.T) {
 		{ObjNeighbor, "gateway " + epA.Gateway.String(), func() error { return iface.DelNeighbor(ctx, a, epA.IfName, epA.Gateway, nil) }},
 		{ObjNeighbor, "gateway " + epA.Gateway6.String(), func() error { return iface.DelNeighbor(ctx, a, epA.IfName, epA.Gateway6, nil) }},
 		{ObjFDB, epA.HostIfName, func() error { return bridge.DelFDB(ctx, h.ns, epA.HostIfName, mac) }},
-		{ObjPortFlag, epA.HostIfName + " proxy_arp_wifi", func() error { return bridge.SetProxyARP(ctx, h.ns, epA.HostIfName, false) }},
+		{ObjPortFlag, epA.HostIfName + " proxy_arp_wifi", func() error {
+			port, err := brLink.LinkByName(epA.HostIfName)
+			if err != nil {
+				return err
+			}
+			return bridge.SetPortFlagLink(ctx, h.ns, brLink, port, bridge.ProxyARPWiFi, false)
+		}},
 	}
 	for _, bk := range breaks {
 		if err := bk.do(); err != nil {

@@ -43,55 +43,30 @@ import (
 // neighbour solicitations, so those are left to the bridge's multicast
 // flooding (see the root package for what sandnet does about IPv6).
 //
-// The answer needs three things per sandbox: the port flag (SetProxyARP), a
+// The answer needs three things per sandbox: the port flag (SetPortFlag
+// with ProxyARPWiFi), a
 // neighbour entry on the bridge device (iface.SetNeighbor), and an FDB
 // entry for the sandbox's MAC on its port (AddFDB; a learned one ages out
 // after five minutes of silence, and then the request is flooded again).
 
-// SetProxyARP turns proxy_arp_wifi on or off on the bridge port called
-// port: the bridge answers ARP requests for the addresses it knows behind
-// this port and floods none it answered to it.
-//
-// Equivalent to: ip link set dev PORT type bridge_slave proxy_arp_wifi on
-func SetProxyARP(ctx context.Context, ns *netns.NS, port string, on bool) error {
-	h, link, err := portLink(ns, port)
-	if err != nil {
-		return err
-	}
-	return SetProxyARPLink(ctx, ns, h, link, on)
-}
-
-// SetProxyARPLink is SetProxyARP for a caller that holds ns's netlink
-// handle and the port's link already (an attach in progress).
-//
-// Equivalent to: ip link set dev PORT type bridge_slave proxy_arp_wifi on
-func SetProxyARPLink(ctx context.Context, ns *netns.NS, h *netlink.Handle, link netlink.Link, on bool) error {
-	explain.Say(ctx, "%s", ns.Shell(fmt.Sprintf("ip link set dev %s type bridge_slave proxy_arp_wifi %s", link.Attrs().Name, onOff(on))))
-	if err := h.LinkSetBrProxyArpWiFi(link, on); err != nil {
-		return fmt.Errorf("setting proxy_arp_wifi %s on bridge port %s in %s: %w", onOff(on), link.Attrs().Name, ns, err)
-	}
-	return nil
-}
-
 // PortFlags reads the flags of the bridge port called port (hairpin,
-// isolated, proxy_arp_wifi, neigh_suppress, learning, flood...). It dumps
-// every link's bridge attributes, so it costs one pass over the namespace's
-// links.
+// isolated, proxy_arp_wifi, neigh_suppress, learning, flood...). A link
+// that is no bridge port is an error wrapping ErrNotFound.
 //
-// Equivalent to: bridge -d link show dev PORT
+// Equivalent to: ip -d link show PORT (its bridge_slave flags)
 func PortFlags(ns *netns.NS, port string) (netlink.Protinfo, error) {
-	h, link, err := portLink(ns, port)
+	_, link, err := portLink(ns, port)
 	if err != nil {
 		return netlink.Protinfo{}, err
 	}
 	if link.Attrs().MasterIndex == 0 {
 		return netlink.Protinfo{}, fmt.Errorf("%s in %s is not a bridge port: %w", port, ns, ErrNotFound)
 	}
-	pi, err := nlwrap.Retry(func() (netlink.Protinfo, error) { return h.LinkGetProtinfo(link) })
+	data, err := linkData(ns, link.Attrs().Index, true)
 	if err != nil {
-		return pi, fmt.Errorf("reading the flags of bridge port %s in %s: %w", port, ns, err)
+		return netlink.Protinfo{}, fmt.Errorf("reading the flags of bridge port %s in %s: %w", port, ns, err)
 	}
-	return pi, nil
+	return protinfo(data), nil
 }
 
 // AddFDB puts a static entry for mac on the bridge port called port into
@@ -187,75 +162,7 @@ func portLink(ns *netns.NS, port string) (*netlink.Handle, netlink.Link, error) 
 	return h, link, nil
 }
 
-func onOff(on bool) string {
-	if on {
-		return "on"
-	}
-	return "off"
-}
-
-// AllPortFlags reads the flags of every port of the bridge called
-// bridgeName in one pass, by port name: what PortFlags gives for one port,
-// for a check over many (PortFlags costs a pass over the namespace's links
-// per port).
-//
-// Equivalent to: bridge -d link show master BRIDGE
-func AllPortFlags(ns *netns.NS, bridgeName string) (map[string]netlink.Protinfo, error) {
-	h, err := ns.Netlink()
-	if err != nil {
-		return nil, err
-	}
-	br, err := lookup(h, bridgeName)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]netlink.Protinfo{}
-	err = ns.Do(func() error {
-		req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_DUMP)
-		req.AddData(nl.NewIfInfomsg(unix.AF_BRIDGE))
-		msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
-		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return err
-		}
-		for _, m := range msgs {
-			attrs, err := nl.ParseRouteAttr(m[unix.SizeofIfInfomsg:])
-			if err != nil {
-				return err
-			}
-			var (
-				name   string
-				master int
-				pi     netlink.Protinfo
-				isPort bool
-			)
-			for _, a := range attrs {
-				switch a.Attr.Type & nlaTypeMask {
-				case unix.IFLA_IFNAME:
-					name = unix.ByteSliceToString(a.Value)
-				case unix.IFLA_MASTER:
-					if len(a.Value) >= 4 {
-						master = int(nl.NativeEndian().Uint32(a.Value))
-					}
-				case unix.IFLA_PROTINFO:
-					infos, err := nl.ParseRouteAttr(a.Value)
-					if err != nil {
-						return err
-					}
-					pi, isPort = protinfo(infos), true
-				}
-			}
-			if isPort && master == br.Index && name != "" {
-				out[name] = pi
-			}
-		}
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("reading the port flags of bridge %s in %s: %w", bridgeName, ns, err)
-	}
-	return out, nil
-}
-
+// protinfo reads a port's flags from its IFLA_BRPORT_* attributes.
 func protinfo(infos []syscall.NetlinkRouteAttr) netlink.Protinfo {
 	var pi netlink.Protinfo
 	flags := map[uint16]*bool{
@@ -270,40 +177,4 @@ func protinfo(infos []syscall.NetlinkRouteAttr) netlink.Protinfo {
 		}
 	}
 	return pi
-}
-
-// StaticFDB lists the static FDB entries of the bridge called bridgeName,
-// by port name, in one pass.
-//
-// Equivalent to: bridge fdb show br BRIDGE | grep static
-func StaticFDB(ns *netns.NS, bridgeName string) (map[string][]net.HardwareAddr, error) {
-	h, err := ns.Netlink()
-	if err != nil {
-		return nil, err
-	}
-	br, err := lookup(h, bridgeName)
-	if err != nil {
-		return nil, err
-	}
-	list, err := nlwrap.Retry(func() ([]netlink.Neigh, error) { return h.NeighList(0, unix.AF_BRIDGE) })
-	if err != nil {
-		return nil, fmt.Errorf("listing fdb entries of %s in %s: %w", bridgeName, ns, err)
-	}
-	links, err := nlwrap.Retry(h.LinkList)
-	if err != nil {
-		return nil, fmt.Errorf("listing ports of %s in %s: %w", bridgeName, ns, err)
-	}
-	names := map[int]string{}
-	for _, l := range links {
-		if l.Attrs().MasterIndex == br.Index {
-			names[l.Attrs().Index] = l.Attrs().Name
-		}
-	}
-	out := map[string][]net.HardwareAddr{}
-	for _, n := range list {
-		if name, ok := names[n.LinkIndex]; ok && n.MasterIndex == br.Index && n.State&netlink.NUD_NOARP != 0 && n.Vlan == 0 {
-			out[name] = append(out[name], n.HardwareAddr)
-		}
-	}
-	return out, nil
 }

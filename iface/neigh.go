@@ -31,26 +31,26 @@ import (
 //
 // Equivalent to: ip neigh replace ADDR lladdr MAC dev NAME nud permanent
 func SetNeighbor(ctx context.Context, ns *netns.NS, name string, addr netip.Addr, mac net.HardwareAddr) error {
-	if !addr.IsValid() || len(mac) != 6 {
-		return fmt.Errorf("setting neighbour %s lladdr %s on %s: %w", addr, mac, name, ErrInvalid)
-	}
-	h, link, err := find(ns, name)
+	l, err := find(ns, name)
 	if err != nil {
 		return fmt.Errorf("setting neighbour %s on %s: %w", addr, name, err)
 	}
-	return SetNeighborIndex(ctx, ns, h, link.Attrs().Index, name, addr, mac)
+	return l.SetNeighbor(ctx, addr, mac)
 }
 
-// SetNeighborIndex is SetNeighbor for a caller that holds ns's netlink
-// handle h and the link's index already (an attach in progress); name is
-// used for the explanation and errors only.
+// SetNeighbor makes the link's entry for addr a permanent one pointing to
+// mac; see the package function SetNeighbor.
 //
 // Equivalent to: ip neigh replace ADDR lladdr MAC dev NAME nud permanent
-func SetNeighborIndex(ctx context.Context, ns *netns.NS, h *netlink.Handle, index int, name string, addr netip.Addr, mac net.HardwareAddr) error {
-	explain.Say(ctx, "%s", ns.Shell(fmt.Sprintf("ip neigh replace %s lladdr %s dev %s nud permanent", addr, mac, name)))
-	n := &netlink.Neigh{LinkIndex: index, Family: family(addr), State: netlink.NUD_PERMANENT, IP: addr.AsSlice(), HardwareAddr: mac}
-	if err := h.NeighSet(n); err != nil {
-		return fmt.Errorf("setting neighbour %s lladdr %s on %s in %s: %w", addr, mac, name, ns, err)
+func (l *Link) SetNeighbor(ctx context.Context, addr netip.Addr, mac net.HardwareAddr) error {
+	addr = addr.Unmap()
+	if !addr.IsValid() || len(mac) != 6 {
+		return fmt.Errorf("setting neighbour %s lladdr %s on %s: %w", addr, mac, l.Name(), ErrInvalid)
+	}
+	explain.Say(ctx, "%s", l.ns.Shell(fmt.Sprintf("ip neigh replace %s lladdr %s dev %s nud permanent", addr, mac, l.Name())))
+	n := &netlink.Neigh{LinkIndex: l.link.Attrs().Index, Family: family(addr), State: netlink.NUD_PERMANENT, IP: addr.AsSlice(), HardwareAddr: mac}
+	if err := l.h.NeighSet(n); err != nil {
+		return fmt.Errorf("setting neighbour %s lladdr %s on %s in %s: %w", addr, mac, l.Name(), l.ns, err)
 	}
 	return nil
 }
@@ -63,26 +63,35 @@ func SetNeighborIndex(ctx context.Context, ns *netns.NS, h *netlink.Handle, inde
 //
 // Equivalent to: ip neigh del ADDR dev NAME
 func DelNeighbor(ctx context.Context, ns *netns.NS, name string, addr netip.Addr, mac net.HardwareAddr) error {
-	h, link, err := find(ns, name)
+	l, err := find(ns, name)
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("deleting neighbour %s on %s: %w", addr, name, err)
 	}
+	return l.DelNeighbor(ctx, addr, mac)
+}
+
+// DelNeighbor removes the link's entry for addr; see the package function
+// DelNeighbor.
+//
+// Equivalent to: ip neigh del ADDR dev NAME
+func (l *Link) DelNeighbor(ctx context.Context, addr netip.Addr, mac net.HardwareAddr) error {
+	addr = addr.Unmap()
 	if mac != nil {
-		have, err := neighbors(h, link.Attrs().Index, family(addr))
+		have, err := l.neighbors(family(addr))
 		if err != nil {
-			return fmt.Errorf("deleting neighbour %s on %s in %s: %w", addr, name, ns, err)
+			return err
 		}
 		if e, ok := have[addr]; !ok || !bytes.Equal(e.MAC, mac) {
 			return nil
 		}
 	}
-	explain.Say(ctx, "%s", ns.Shell(fmt.Sprintf("ip neigh del %s dev %s", addr, name)))
-	n := &netlink.Neigh{LinkIndex: link.Attrs().Index, Family: family(addr), IP: addr.AsSlice()}
-	if err := h.NeighDel(n); err != nil && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("deleting neighbour %s on %s in %s: %w", addr, name, ns, err)
+	explain.Say(ctx, "%s", l.ns.Shell(fmt.Sprintf("ip neigh del %s dev %s", addr, l.Name())))
+	n := &netlink.Neigh{LinkIndex: l.link.Attrs().Index, Family: family(addr), IP: addr.AsSlice()}
+	if err := l.h.NeighDel(n); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("deleting neighbour %s on %s in %s: %w", addr, l.Name(), l.ns, err)
 	}
 	return nil
 }
@@ -102,21 +111,24 @@ type Neighbor struct {
 //
 // Equivalent to: ip neigh show dev NAME
 func Neighbors(ns *netns.NS, name string) (map[netip.Addr]Neighbor, error) {
-	h, link, err := find(ns, name)
+	l, err := find(ns, name)
 	if err != nil {
 		return nil, fmt.Errorf("listing neighbours of %s: %w", name, err)
 	}
-	m, err := neighbors(h, link.Attrs().Index, netlink.FAMILY_ALL)
-	if err != nil {
-		return nil, fmt.Errorf("listing neighbours of %s in %s: %w", name, ns, err)
-	}
-	return m, nil
+	return l.Neighbors()
 }
 
-func neighbors(h *netlink.Handle, index, fam int) (map[netip.Addr]Neighbor, error) {
-	list, err := nlwrap.Retry(func() ([]netlink.Neigh, error) { return h.NeighList(index, fam) })
+// Neighbors lists the link's neighbour entries; see the package function
+// Neighbors.
+//
+// Equivalent to: ip neigh show dev NAME
+func (l *Link) Neighbors() (map[netip.Addr]Neighbor, error) { return l.neighbors(netlink.FAMILY_ALL) }
+
+func (l *Link) neighbors(fam int) (map[netip.Addr]Neighbor, error) {
+	index := l.link.Attrs().Index
+	list, err := nlwrap.Retry(func() ([]netlink.Neigh, error) { return l.h.NeighList(index, fam) })
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("listing neighbours of %s in %s: %w", l.Name(), l.ns, err)
 	}
 	m := make(map[netip.Addr]Neighbor, len(list))
 	for _, n := range list {
