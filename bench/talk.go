@@ -9,7 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
 	"time"
 
@@ -276,19 +276,19 @@ func (r *talkResult) line() string {
 
 func talkTable(rs []*talkResult) string {
 	var b strings.Builder
-	b.WriteString("| N | bridge | attach p50 ms | p95 ms | p50 vs flood | flooded/port by attach | by first packets | frames flooded in all | first echo gw / peer ms | first connect gw / peer ms | softnet drops | first packets |\n")
+	b.WriteString("| N | bridge | attach p50 ms | p95 ms | p50 vs flood (median of paired ratios) | flooded/port by attach | by first packets | frames flooded in all | first echo gw / peer ms | first connect gw / peer ms | softnet drops | first packets |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
-	base := map[int]time.Duration{}
+	base := map[int]*talkResult{}
 	for _, r := range rs {
 		if r.variant == "flood" {
-			base[r.n] = statsOf(r.attach, 0).p50
+			base[r.n] = r
 		}
 	}
 	for _, r := range rs {
 		a := statsOf(r.attach, 0)
 		rel := "-"
-		if b := base[r.n]; b > 0 && r.variant != "flood" {
-			rel = strconv.FormatFloat(float64(a.p50)/float64(b), 'f', 3, 64) + "x"
+		if b := base[r.n]; b != nil && r.variant != "flood" {
+			rel = fmt.Sprintf("%.3fx (paired %.3fx)", float64(a.p50)/float64(statsOf(b.attach, 0).p50), pairedRatio(r.attach, b.attach))
 		}
 		status := "all answered"
 		if !r.ok() {
@@ -313,4 +313,21 @@ func talkCSV(rs []*talkResult) string {
 			r.softnetDrops, r.ok(), r.note)
 	}
 	return b.String()
+}
+
+// pairedRatio is the median of a[i]/b[i]: attach i of two labs, made one
+// right after the other, so the machine's load changes little between the
+// two; steadier than the ratio of the two medians on a busy machine.
+func pairedRatio(a, b []time.Duration) float64 {
+	var rs []float64
+	for i := range min(len(a), len(b)) {
+		if b[i] > 0 {
+			rs = append(rs, float64(a[i])/float64(b[i]))
+		}
+	}
+	if len(rs) == 0 {
+		return 0
+	}
+	slices.Sort(rs)
+	return rs[len(rs)/2]
 }
