@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -71,6 +72,7 @@ type talkLab struct {
 }
 
 func runTalk(ctx context.Context, scratch string, c config) error {
+	loadStart := loadAvg()
 	var results []*talkResult
 	for _, n := range c.ns {
 		rs, err := talkAt(ctx, scratch, n)
@@ -92,7 +94,8 @@ func runTalk(ctx context.Context, scratch string, c config) error {
 	if err := os.MkdirAll(c.out, 0o755); err != nil {
 		return err
 	}
-	md := "# Talking on one big network\n\n" + talkIntro + "\n" + talkTable(results)
+	md := "# Talking on one big network\n\n" + talkIntro + "\n" + talkTable(results) +
+		fmt.Sprintf("\nLoad average (1 min) %s at the start, %s at the end, on %d CPUs.\n", loadStart, loadAvg(), runtime.NumCPU())
 	if err := os.WriteFile(filepath.Join(c.out, "talk.md"), []byte(md), 0o644); err != nil {
 		return err
 	}
@@ -292,7 +295,7 @@ func talkTable(rs []*talkResult) string {
 		}
 		status := "all answered"
 		if !r.ok() {
-			status = "**failed**: " + strings.ReplaceAll(r.note, "|", "/")
+			status = "**failed**: " + strings.NewReplacer("|", "/", "\n", "; ").Replace(r.note)
 		}
 		flooded := r.floodAttach.Flooded() + r.floodFirst.Flooded()
 		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %d (%s) | %d (%s) | %d | %s / %s | %s / %s | %d | %s |\n",
@@ -330,4 +333,17 @@ func pairedRatio(a, b []time.Duration) float64 {
 	}
 	slices.Sort(rs)
 	return rs[len(rs)/2]
+}
+
+// loadAvg is the machine's one-minute load average, as /proc/loadavg says.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
 }
