@@ -39,6 +39,11 @@ import (
 //
 // A request for an address sandnet does not know (set by hand inside a
 // sandbox, a macvlan on top of one) is flooded as before, so it resolves.
+// An entry the kernel flushes (the sandbox's interface going down, the
+// bridge losing its last IPv4 address) brings back only the flooding, for
+// that sandbox: Check reports it (doctor's neighbor-proxy), Repair puts it
+// back. On a NoICC network the bridge tells a sandbox a sibling's MAC, as
+// flooding did not, but the isolated ports still carry nothing between them.
 //
 // IPv6 neighbour solicitation between sandboxes stays multicast: the kernel
 // answers it only for neigh_suppress ports, and never for a request that
