@@ -27,7 +27,6 @@ const (
 	ObjGatewayAddr Object = "gateway-address"   // the bridge carries the gateway address(es)
 	ObjSysctl      Object = "sysctl"            // forwarding and route_localnet are on
 	ObjHostVeth    Object = "host-veth"         // the host end exists, is up, on the bridge
-	ObjPortFlag    Object = "port-flag"         // the host end's bridge port flags (hairpin, isolated) are on
 	ObjSandboxIf   Object = "sandbox-interface" // the sandbox's interface exists and is up
 	ObjAddress     Object = "address"           // it carries the endpoint's addresses
 	ObjRoute       Object = "route"             // the default route(s) via the gateway(s)

@@ -35,7 +35,12 @@ type bridgeDriver struct{}
 
 func (bridgeDriver) traits() traits { return traits{ipam: true, nameServer: true} }
 
-func (bridgeDriver) setFields(*Network) string { return "" }
+func (bridgeDriver) setFields(n *Network) string {
+	if n.NoNeighborProxy {
+		return "noNeighborProxy"
+	}
+	return ""
+}
 
 func (bridgeDriver) normalize(n *Network) error {
 	if n.Bridge == "" {
@@ -133,6 +138,9 @@ func (bridgeDriver) createNetwork(ctx context.Context, h *Host, rec *networkReco
 		rec.OwnsBridge = true
 		undo.push(func(ctx context.Context) error { return bridge.Delete(ctx, h.ns, n.Bridge) })
 	}
+	if err := h.ensureQuerier(ctx, rec); err != nil {
+		return nil, errors.Join(err, undo.run(ctx))
+	}
 	if err := ensureNetworkRules(ctx, h, rec); err != nil {
 		return nil, errors.Join(err, undo.run(ctx))
 	}
@@ -159,6 +167,9 @@ func (bridgeDriver) attach(ctx context.Context, tx *attachTx) error {
 	if err := tx.configureSandbox(ctx); err != nil {
 		return err
 	}
+	if err := tx.answerNeighbors(ctx); err != nil {
+		return err
+	}
 	if err := tx.step(ctx, StepDNS, func() error { return h.setupDNS(ctx, tx) }); err != nil {
 		return err
 	}
@@ -179,6 +190,7 @@ func (bridgeDriver) detach(ctx context.Context, h *Host, rec *networkRecord, ep 
 	err := errors.Join(
 		removeEndpointRules(ctx, h, rec, ep),
 		h.teardownDNS(ctx, rec, ep),
+		h.forgetNeighbors(ctx, &rec.Network, ep),
 	)
 	if sandboxGoing(ctx) {
 		// The namespace's deletion removes the pair; a leftover is replaced
@@ -212,6 +224,9 @@ func (bridgeDriver) checkNetwork(ctx context.Context, h *Host, nrec *networkReco
 				rep.add(ObjGatewayAddr, p.String(), "missing from bridge %s", n.Bridge)
 			}
 		}
+	}
+	if err := h.checkQuerier(nrec, rep); err != nil {
+		return err
 	}
 	for _, key := range networkSysctls(n) {
 		if v, err := h.ns.ReadSysctl(key); err == nil && v != "1" {
@@ -249,7 +264,8 @@ func (bridgeDriver) missingRules(ctx context.Context, h *Host, n *Network, eps [
 }
 
 // checkEndpoint verifies the host end of the veth pair (present, up, a port
-// of the bridge) and the endpoint's firewall rules.
+// of the bridge), the endpoint's firewall rules and the entries that let
+// the bridge answer address resolution for it.
 func (d bridgeDriver) checkEndpoint(ctx context.Context, h *Host, n *Network, ep *Endpoint, rep *CheckReport, missing []nat.Rule) (bool, error) {
 	linksOK := true
 	nl, err := h.ns.Netlink()
@@ -285,7 +301,7 @@ func (d bridgeDriver) checkEndpoint(ctx context.Context, h *Host, n *Network, ep
 			rep.add(ObjRule, r.Command(), "missing from %s", h.ns)
 		}
 	}
-	return linksOK, nil
+	return linksOK, h.checkNeighbors(n, ep, rep)
 }
 
 // repairNetwork puts back the bridge, its gateway addresses, the host
@@ -293,6 +309,9 @@ func (d bridgeDriver) checkEndpoint(ctx context.Context, h *Host, n *Network, ep
 func (bridgeDriver) repairNetwork(ctx context.Context, h *Host, nrec *networkRecord) error {
 	n := &nrec.Network
 	if _, _, err := bridge.Ensure(ctx, h.ns, bridge.Config{Name: n.Bridge, MTU: n.MTU, Addrs: gatewayPrefixes(n)}); err != nil {
+		return fmt.Errorf("repairing network %q: %w", n.Name, err)
+	}
+	if err := h.ensureQuerier(ctx, nrec); err != nil {
 		return fmt.Errorf("repairing network %q: %w", n.Name, err)
 	}
 	rec := *nrec // ensureNetworkRules notes host changes; the record stays as it is
@@ -308,8 +327,8 @@ func (bridgeDriver) repairNetwork(ctx context.Context, h *Host, nrec *networkRec
 }
 
 // repairEndpoint puts back the veth pair with what each end needs, then
-// the bridge port flags (on a new pair, or any that is off) and the
-// published-port rules.
+// the bridge port flags (on a new pair, or any that is off), the
+// published-port rules and the entries that answer address resolution.
 func (bridgeDriver) repairEndpoint(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netns.NS, has func(...Object) bool) error {
 	var errs []error
 	relinked := false
@@ -324,6 +343,9 @@ func (bridgeDriver) repairEndpoint(ctx context.Context, h *Host, n *Network, ep 
 	if (relinked || has(ObjRule)) && len(ep.Ports) > 0 {
 		errs = append(errs, h.fw.AddEndpoint(ctx, natNetwork(n), natEndpoint(ep, ep.Ports)))
 	}
+	// A new pair, or a port that left the bridge and came back, has none
+	// of its flags and entries.
+	errs = append(errs, h.repairNeighbors(ctx, n, ep, sb, has, relinked))
 	return errors.Join(errs...)
 }
 
@@ -356,7 +378,7 @@ func repairLinks(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *net
 			}
 		}
 		mac, _ := net.ParseMAC(ep.MAC)
-		if err := createVeth(ctx, h, n, ep, sb, mac); err != nil {
+		if _, _, err := createVeth(ctx, h, n, ep, sb, mac); err != nil {
 			return false, err
 		}
 		if hostLink, err = nl.LinkByName(ep.HostIfName); err != nil {
@@ -581,11 +603,14 @@ func checkPortFlags(h *Host, n *Network, ep *Endpoint, rep *CheckReport) error {
 		return nil
 	}
 	on, err := bridge.PortFlags(h.ns, ep.HostIfName)
+	if errors.Is(err, ErrNotFound) {
+		err = nil // not a port (any more): every flag is off
+	}
 	if err != nil {
 		return err
 	}
 	for _, f := range want {
-		if !on[f] {
+		if !f.In(on) {
 			rep.add(ObjPortFlag, ep.HostIfName+" "+string(f), "is off (bridge link set dev %s %s on)", ep.HostIfName, f)
 		}
 	}

@@ -89,7 +89,7 @@ func TestReconcileRestoresPortFlags(t *testing.T) {
 				t.Errorf("a sandbox reaching its own published port after the bridge came back: %v", err)
 			}
 			for _, ep := range []*Endpoint{epB, epC} {
-				if on, err := bridge.PortFlags(h.ns, ep.HostIfName); err != nil || !on[bridge.Isolated] {
+				if on, err := bridge.PortFlags(h.ns, ep.HostIfName); err != nil || !on.Isolated {
 					t.Errorf("%s after Repair: flags %v, %v; want isolated", ep.HostIfName, on, err)
 				}
 			}

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
+	"github.com/sandnet/sandnet/bridge"
 	"github.com/sandnet/sandnet/netns"
 )
 
@@ -154,67 +154,8 @@ func rcodeName(m *dns.Msg) string {
 	return fmt.Sprint(m.Rcode)
 }
 
-// bridge port states (IFLA_BRPORT_STATE, include/uapi/linux/if_bridge.h).
-var portStates = []string{"disabled", "listening", "learning", "forwarding", "blocking"}
-
 // PortState returns the STP state of bridge port index in ns: disabled,
-// listening, learning, forwarding or blocking. It asks netlink for the
-// link's IFLA_INFO_SLAVE_DATA/IFLA_BRPORT_STATE.
+// listening, learning, forwarding or blocking (see bridge.PortState).
 //
 // Equivalent to: bridge -n NS link show dev PORT
-func PortState(ns *netns.NS, index int) (string, error) {
-	state := -1
-	err := ns.Do(func() error {
-		req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
-		msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
-		msg.Index = int32(index)
-		req.AddData(msg)
-		msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
-		if err != nil {
-			return err
-		}
-		for _, m := range msgs {
-			attrs, err := nl.ParseRouteAttr(m[unix.SizeofIfInfomsg:])
-			if err != nil {
-				return err
-			}
-			for _, a := range attrs {
-				if a.Attr.Type&nlaTypeMask != unix.IFLA_LINKINFO {
-					continue
-				}
-				infos, err := nl.ParseRouteAttr(a.Value)
-				if err != nil {
-					return err
-				}
-				for _, i := range infos {
-					if i.Attr.Type&nlaTypeMask != nl.IFLA_INFO_SLAVE_DATA {
-						continue
-					}
-					data, err := nl.ParseRouteAttr(i.Value)
-					if err != nil {
-						return err
-					}
-					for _, d := range data {
-						if d.Attr.Type&nlaTypeMask == nl.IFLA_BRPORT_STATE && len(d.Value) > 0 {
-							state = int(d.Value[0])
-						}
-					}
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return "", err
-	}
-	if state < 0 {
-		return "", errors.New("not a bridge port")
-	}
-	if state < len(portStates) {
-		return portStates[state], nil
-	}
-	return fmt.Sprint(state), nil
-}
-
-// nlaTypeMask strips NLA_F_NESTED and NLA_F_NET_BYTEORDER from an attribute type.
-const nlaTypeMask = 0x3fff
+func PortState(ns *netns.NS, index int) (string, error) { return bridge.PortState(ns, index) }

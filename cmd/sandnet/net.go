@@ -11,7 +11,7 @@ import (
 
 var (
 	netCreateCmd = command{
-		usage:   "net create NAME [--driver D] [--subnet CIDR] [--subnet6 CIDR] [--gateway IP] [--internal [--dns-forward]] [--no-icc] [--routed] [--parent IF] [--vni N --peer IP...]",
+		usage:   "net create NAME [--driver D] [--subnet CIDR] [--subnet6 CIDR] [--gateway IP] [--internal [--dns-forward]] [--no-icc] [--routed] [--no-neighbor-proxy] [--parent IF] [--vni N --peer IP...]",
 		summary: "Create a network in the host namespace. A bridge network gets a bridge with the gateway address (and, when not internal, NAT).",
 		min:     1, max: 1,
 		examples: `  sandnet --host-ns lab net create n1 --subnet 10.88.0.0/24
@@ -78,10 +78,10 @@ func (a *app) net(ctx context.Context, args []string) error {
 func (a *app) netCreate(ctx context.Context, args []string) error {
 	fs := a.flags(netCreateCmd)
 	var (
-		driver, subnet, subnet6, gateway, parent string
-		internal, dnsForward, noICC, routed      bool
-		vni                                      uint
-		peers                                    strList
+		driver, subnet, subnet6, gateway, parent     string
+		internal, dnsForward, noICC, routed, noProxy bool
+		vni                                          uint
+		peers                                        strList
 	)
 	fs.StringVar(&driver, "driver", "bridge", "`D`: bridge, macvlan, overlay, host or none")
 	fs.StringVar(&subnet, "subnet", "", "IPv4 subnet `CIDR` (default: a free /24 of 10.89.0.0/16 for bridge networks)")
@@ -91,6 +91,7 @@ func (a *app) netCreate(ctx context.Context, args []string) error {
 	fs.BoolVar(&dnsForward, "dns-forward", false, "with --internal: the name server forwards other names upstream (default: NXDOMAIN)")
 	fs.BoolVar(&noICC, "no-icc", false, "forbid traffic between the network's sandboxes")
 	fs.BoolVar(&routed, "routed", false, "no NAT: other hosts may route to the sandboxes' addresses directly")
+	fs.BoolVar(&noProxy, "no-neighbor-proxy", false, "bridge: flood ARP to every port instead of answering it (for sandboxes that move their addresses or MACs themselves)")
 	fs.StringVar(&parent, "parent", "", "macvlan: the host link `IF` to hang off (eth0.50 for VLAN 50)")
 	fs.UintVar(&vni, "vni", 0, "overlay: VXLAN network identifier `N`")
 	fs.Var(&peers, "peer", "overlay: another host's underlay `IP` (repeat)")
@@ -98,7 +99,8 @@ func (a *app) netCreate(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	n := sandnet.Network{Name: pos[0], Driver: sandnet.Driver(driver), Internal: internal, DNSForward: dnsForward, NoICC: noICC, Routed: routed, Parent: parent, VNI: uint32(vni)}
+	n := sandnet.Network{Name: pos[0], Driver: sandnet.Driver(driver), Internal: internal, DNSForward: dnsForward, NoICC: noICC, Routed: routed,
+		NoNeighborProxy: noProxy, Parent: parent, VNI: uint32(vni)}
 	if n.Subnet, err = optPrefix("--subnet", subnet); err != nil {
 		return err
 	}

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/sandnet/sandnet"
+	"github.com/sandnet/sandnet/bridge"
 	"github.com/sandnet/sandnet/diag"
 	"github.com/sandnet/sandnet/dns"
 	"github.com/sandnet/sandnet/examples/internal/guide"
@@ -74,7 +75,7 @@ var faults = []fault{
 	},
 	{
 		what: "eth0 is down", check: diag.CheckLinkUp,
-		why: "an `ip link set eth0 down` inside the container; note that the kernel drops the link's routes with it",
+		why: "an `ip link set eth0 down` inside the container; note that the kernel drops the link's routes and neighbour entries with it",
 		breakIt: func(ctx context.Context, l *lab) error {
 			return guide.Run(ctx, l.web, "ip", "link", "set", "eth0", "down")
 		},
@@ -84,8 +85,11 @@ var faults = []fault{
 			}
 			guide.Say("eth0 is up again, but the checklist is not green yet:")
 			printFailures(diag.Check(ctx, l.web, l.options()))
-			guide.Say("the default route went down with the link and does not come back by itself:")
-			return iface.AddRoute(ctx, l.web, iface.Route{Dst: defaultRoute, Via: l.gw.Addr(), Dev: "eth0"})
+			guide.Say("the default route and the gateway's permanent neighbour entry went down with the link and do not come back by themselves:")
+			if err := iface.AddRoute(ctx, l.web, iface.Route{Dst: defaultRoute, Via: l.gw.Addr(), Dev: "eth0"}); err != nil {
+				return err
+			}
+			return iface.SetNeighbor(ctx, l.web, "eth0", l.gw.Addr(), bridge.StableMAC(l.ep.Bridge))
 		},
 	},
 	{
@@ -102,7 +106,16 @@ var faults = []fault{
 		breakIt: func(ctx context.Context, l *lab) error {
 			return iface.DelAddr(ctx, l.hostNS, l.ep.Bridge, l.gw)
 		},
-		repair: func(ctx context.Context, l *lab) error { return iface.AddAddr(ctx, l.hostNS, l.ep.Bridge, l.gw) },
+		repair: func(ctx context.Context, l *lab) error {
+			if err := iface.AddAddr(ctx, l.hostNS, l.ep.Bridge, l.gw); err != nil {
+				return err
+			}
+			// With its last IPv4 address the bridge also lost its ARP
+			// table, and with it the permanent entries that let it
+			// answer for the sandboxes; sandnet's Repair puts them back.
+			_, err := l.host.Repair(ctx, l.ep)
+			return err
+		},
 	},
 	{
 		what: "resolv.conf points at a server that is not there", check: diag.CheckDNSServers,
