@@ -16,6 +16,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/sandnet/sandnet/internal/probe"
 	"github.com/sandnet/sandnet/internal/testns"
 	"github.com/sandnet/sandnet/netns"
 	"github.com/sandnet/sandnet/overlay"
@@ -85,8 +86,15 @@ func TestOverlayAcrossHosts(t *testing.T) {
 	if err := dialEcho(a, netip.AddrPortFrom(epB.Addr(false), 8080).String()); err != nil {
 		t.Fatalf("TCP from host 1's sandbox to host 2's: %v", err)
 	}
-	if out, err := testns.Try(a, "ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1422", epB.Addr(false).String()); err != nil {
-		t.Fatalf("a 1450-byte packet (the overlay MTU) does not cross: %v\n%s", err, out)
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := probe.PingDF(pctx, a, epB.Addr(false), 1422); err != nil {
+		t.Fatalf("a 1450-byte packet (the overlay MTU) does not cross: %v", err)
+	}
+	tooBig, cancel2 := context.WithTimeout(ctx, time.Second)
+	defer cancel2()
+	if err := probe.PingDF(tooBig, a, epB.Addr(false), 1423); err == nil {
+		t.Fatalf("a 1451-byte unfragmentable packet crosses an overlay whose MTU is 1450: the MTU proof proves nothing")
 	}
 	transfer(t, a, b, netip.AddrPortFrom(epB.Addr(false), 9000), 8<<20)
 

@@ -29,6 +29,9 @@ func newTestHost(t testing.TB) *Host {
 // rules with that backend's own tools.
 func newTestHostFW(t testing.TB, backend string) *Host {
 	t.Helper()
+	if backend == "iptables" {
+		testns.NeedProgram(t, "iptables backend", "iptables", "ip6tables")
+	}
 	hns := testns.New(t, "host")
 	h, err := NewHostNS(hns, HostConfig{StateDir: filepath.Join(t.TempDir(), "state"), FirewallBackend: backend})
 	if err != nil {
