@@ -20,7 +20,9 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/sandnet/sandnet/examples/internal/guide"
 	"github.com/sandnet/sandnet/internal/testns"
+	"github.com/sandnet/sandnet/internal/tools"
 	"github.com/sandnet/sandnet/netns"
 )
 
@@ -33,9 +35,11 @@ const (
 // buildFlags are passed to go build for the examples (race_test.go adds -race).
 var buildFlags []string
 
-// TestExamples builds every example under examples/ and runs it three ways:
+// TestExamples builds every example under examples/ and runs it four ways:
 // to the end (exit 0, nothing left behind), interrupted at its second step
-// (nothing left behind), and with -keep, to replay the commands it printed
+// (nothing left behind), failing at its third step (a failed proof or a
+// panic, by the guide's SANDNET_GUIDE_FAIL hook: nothing left behind,
+// /etc/netns included), and with -keep, to replay the commands it printed
 // in a fresh lab and compare the kernel state with what the program built.
 func TestExamples(t *testing.T) {
 	testns.RequireRoot(t)
@@ -53,7 +57,8 @@ func TestExamples(t *testing.T) {
 		replayed []string
 		ran      int // replay subtests run (fewer than the examples under -run)
 	)
-	for _, d := range dirs {
+	skippedReplay := false
+	for i, d := range dirs {
 		prog := filepath.Join(bin, d)
 		t.Run(d, func(t *testing.T) {
 			t.Run("run", func(t *testing.T) {
@@ -72,11 +77,37 @@ func TestExamples(t *testing.T) {
 				}
 				checkResidue(t, before, snapshot(t))
 			})
+			t.Run("fail", func(t *testing.T) {
+				mode := []string{"error", "panic"}[i%2]
+				before := snapshot(t)
+				cmd := exec.Command(prog)
+				cmd.Env = append(os.Environ(), guide.FailEnv+"="+mode+":3")
+				out, err := cmd.CombinedOutput()
+				want := 1
+				if mode == "panic" {
+					want = 2
+				}
+				var ee *exec.ExitError
+				switch {
+				case !strings.Contains(string(out), "failing on purpose at step 3"):
+					t.Logf("%s has no third step; nothing to fail (%v)", d, err)
+				case !errors.As(err, &ee) || ee.ExitCode() != want:
+					t.Errorf("%s failing (%s) at step 3: %v, want exit status %d\n%s", d, mode, err, want, out)
+				}
+				checkResidue(t, before, snapshot(t))
+			})
 			t.Run("replay", func(t *testing.T) {
 				mu.Lock()
 				ran++
 				mu.Unlock()
 				before := snapshot(t)
+				defer func() {
+					if t.Skipped() {
+						mu.Lock()
+						skippedReplay = true
+						mu.Unlock()
+					}
+				}()
 				cmds := replay(t, prog)
 				mu.Lock()
 				replayed = append(replayed, cmds...)
@@ -86,7 +117,7 @@ func TestExamples(t *testing.T) {
 		})
 	}
 	// The issue asks for at least these steps to be checked by replay.
-	if ran < len(dirs) {
+	if ran < len(dirs) || skippedReplay {
 		return
 	}
 	all := strings.Join(replayed, "\n")
@@ -171,6 +202,15 @@ func replay(t *testing.T, prog string) []string {
 	}
 	if len(names) == 0 {
 		t.Skip("the example does not keep its lab with -keep; nothing to replay")
+	}
+	// Replaying needs every program the commands name (iptables, nft,
+	// conntrack... the ones a new machine lacks).
+	for _, c := range cmds {
+		for _, word := range strings.Fields(c) {
+			if slices.Contains(tools.Optional, word) {
+				testns.NeedProgram(t, "replaying "+c, word)
+			}
+		}
 	}
 	script := strings.Join(cmds, "\n")
 	want := dump(t, names, script)

@@ -62,7 +62,7 @@ func Main(tag string, fn func(ctx context.Context, lab *Lab) error) {
 	stop()
 	lab.close(context.WithoutCancel(ctx))
 	if panicked != nil {
-		fmt.Fprintf(os.Stderr, "%s: panic: %v (the lab was removed)\n%s", tag, panicked, debug.Stack())
+		fmt.Fprintf(os.Stderr, "%s: panic (the lab was removed): %v", tag, panicked)
 		os.Exit(2)
 	}
 	if err != nil {
@@ -81,7 +81,7 @@ func guard(ctx context.Context, lab *Lab, fn func(ctx context.Context, lab *Lab)
 				err = f
 				return
 			}
-			panicked = p
+			panicked = fmt.Sprintf("%v\n%s", p, debug.Stack())
 		}
 	}()
 	return fn(ctx, lab), nil
