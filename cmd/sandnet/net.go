@@ -11,7 +11,7 @@ import (
 
 var (
 	netCreateCmd = command{
-		usage:   "net create NAME [--driver D] [--subnet CIDR] [--subnet6 CIDR] [--gateway IP] [--internal] [--no-icc] [--routed] [--parent IF] [--vni N --peer IP...]",
+		usage:   "net create NAME [--driver D] [--subnet CIDR] [--subnet6 CIDR] [--gateway IP] [--internal] [--no-icc] [--routed] [--parent IF] [--vni N --peer IP... [--underlay IP]]",
 		summary: "Create a network in the host namespace. A bridge network gets a bridge with the gateway address (and, when not internal, NAT).",
 		min:     1, max: 1,
 		examples: `  sandnet --host-ns lab net create n1 --subnet 10.88.0.0/24
@@ -78,7 +78,7 @@ func (a *app) net(ctx context.Context, args []string) error {
 func (a *app) netCreate(ctx context.Context, args []string) error {
 	fs := a.flags(netCreateCmd)
 	var (
-		driver, subnet, subnet6, gateway, parent string
+		driver, subnet, subnet6, gateway, parent, underlay string
 		internal, noICC, routed                  bool
 		vni                                      uint
 		peers                                    strList
@@ -93,6 +93,7 @@ func (a *app) netCreate(ctx context.Context, args []string) error {
 	fs.StringVar(&parent, "parent", "", "macvlan: the host link `IF` to hang off (eth0.50 for VLAN 50)")
 	fs.UintVar(&vni, "vni", 0, "overlay: VXLAN network identifier `N`")
 	fs.Var(&peers, "peer", "overlay: another host's underlay `IP` (repeat)")
+	fs.StringVar(&underlay, "underlay", "", "overlay: this host's underlay `IP` (default: the source address of the route to the first peer, as ip route get PEER shows)")
 	pos, _, err := a.parse(fs, netCreateCmd, args)
 	if err != nil {
 		return err
@@ -113,6 +114,11 @@ func (a *app) netCreate(ctx context.Context, args []string) error {
 			n.Gateway = gw
 		} else {
 			n.Gateway6 = gw
+		}
+	}
+	if underlay != "" {
+		if n.Underlay, err = netip.ParseAddr(underlay); err != nil {
+			return usagef("--underlay %q is not an IP address", underlay)
 		}
 	}
 	for _, p := range peers {
