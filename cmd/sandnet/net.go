@@ -29,9 +29,11 @@ var (
 
 func (a *app) net(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return usagef("net: give create, rm or ls (see sandnet net create --help)")
+		return usagef("net: give create, rm or ls (see sandnet net --help)")
 	}
 	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		return a.groupHelp("net", "Networks of the host namespace (bridge, macvlan, overlay, host, none).", netCreateCmd, netRmCmd, netLsCmd)
 	case "create", "add":
 		return a.netCreate(ctx, args[1:])
 	case "rm", "del", "remove":
@@ -79,9 +81,9 @@ func (a *app) netCreate(ctx context.Context, args []string) error {
 	fs := a.flags(netCreateCmd)
 	var (
 		driver, subnet, subnet6, gateway, parent, underlay string
-		internal, noICC, routed                  bool
-		vni                                      uint
-		peers                                    strList
+		internal, noICC, routed                            bool
+		vni                                                uint
+		peers                                              strList
 	)
 	fs.StringVar(&driver, "driver", "bridge", "`D`: bridge, macvlan, overlay, host or none")
 	fs.StringVar(&subnet, "subnet", "", "IPv4 subnet `CIDR` (default: a free /24 of 10.89.0.0/16 for bridge networks)")
