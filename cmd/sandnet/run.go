@@ -26,8 +26,8 @@ var runCmd = command{
 		"--keep leaves the sandbox attached.",
 	max: 0, dash: true,
 	examples: `  sandnet --host-ns lab run --net n1 -- ip -br addr
-  sandnet --host-ns lab run --net n1 --name api --alias www -p 127.0.0.1:8080:80 -- python3 -m http.server 80
   sandnet --host-ns lab run --net n1 -- getent hosts web     # the network's names resolve inside
+  sandnet --host-ns lab run --net n1 --name api --alias www -p 127.0.0.1:8080:80 -- getent hosts www
 `,
 }
 
