@@ -252,9 +252,16 @@ func testDNSEndToEnd(t *testing.T, mode DNSMode) {
 		t.Errorf("reverse lookup of %s: %q", aAddr, got)
 	}
 	// The system resolver (the C library, reading the sandbox's
-	// resolv.conf through ip netns exec) finds alpha, and alpha answers.
-	if out, err := exec.Command("ip", "netns", "exec", b.Name(), "getent", "hosts", "alpha").CombinedOutput(); err != nil || !strings.HasPrefix(string(out), aAddr+" ") {
-		t.Errorf("getent hosts alpha in b: %v\n%s", err, out)
+	// resolv.conf as NS.Start shows it, like ip netns exec) finds alpha
+	// through the network's name server, and alpha answers.
+	getent := exec.Command("getent", "hosts", "alpha")
+	var out strings.Builder
+	getent.Stdout, getent.Stderr = &out, &out
+	if err := b.Start(getent); err != nil {
+		t.Fatal(err)
+	}
+	if err := getent.Wait(); err != nil || !strings.HasPrefix(out.String(), aAddr+" ") {
+		t.Errorf("getent hosts alpha in b (NS.Start): %v\n%s", err, out.String())
 	}
 	if err := testns.Ping(b, aAddr); err != nil {
 		t.Errorf("ping alpha (%s) from b: %v", aAddr, err)

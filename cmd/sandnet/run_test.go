@@ -129,6 +129,15 @@ func TestRunLeavesNothing(t *testing.T) {
 		t.Errorf("ns exec -- sh -c 'exit 3': exit %d, want 3", code)
 	}
 	c.ok("detach", other.Name(), "--net", "n1")
+	// --keep leaves the sandbox attached, for a look; then it is removed by hand.
+	if _, errOut, code := c.run("run", "--net", "n1", "--name", name, "--keep", "--", "true"); code != 0 || !strings.Contains(errOut, "kept sandbox "+name) {
+		t.Fatalf("run --keep: exit %d, stderr %q", code, errOut)
+	}
+	if _, err := netlinkLinkIn(name); err != nil {
+		t.Errorf("run --keep: the sandbox is not attached: %v", err)
+	}
+	c.ok("detach", name, "--net", "n1")
+	c.ok("ns", "del", name)
 	if after := c.leftovers(name); after != before {
 		t.Errorf("left after the runs:\nbefore:\n%s\nafter:\n%s", before, after)
 	}

@@ -60,6 +60,8 @@ func Main(tag string, fn func(ctx context.Context, lab *Lab) error) {
 	ctx = explain.With(ctx, func(cmd string) { fmt.Println("    $", cmd) })
 	err, panicked := guard(ctx, lab, fn)
 	stop()
+	// A second Ctrl-C must not cut the cleanup short.
+	signal.Ignore(os.Interrupt, syscall.SIGTERM)
 	lab.close(context.WithoutCancel(ctx))
 	if panicked != nil {
 		fmt.Fprintf(os.Stderr, "%s: panic (the lab was removed): %v", tag, panicked)
