@@ -63,19 +63,20 @@ func TestExamples(t *testing.T) {
 		t.Run(d, func(t *testing.T) {
 			t.Run("run", func(t *testing.T) {
 				before := snapshot(t)
-				out, err := exec.Command(prog).CombinedOutput()
+				cmd := exec.Command(prog)
+				out, err := cmd.CombinedOutput()
 				if err != nil {
 					t.Errorf("%s: %v\n%s", d, err, out)
 				}
-				checkResidue(t, before, snapshot(t))
+				checkResidue(t, before, snapshot(t), cmd.Process.Pid)
 			})
 			t.Run("interrupt", func(t *testing.T) {
 				before := snapshot(t)
-				out := interrupt(t, prog)
+				out, pid := interrupt(t, prog)
 				if !strings.Contains(out, "\n== 2.") {
 					t.Logf("%s ended before its second step; nothing to interrupt", d)
 				}
-				checkResidue(t, before, snapshot(t))
+				checkResidue(t, before, snapshot(t), pid)
 			})
 			t.Run("fail", func(t *testing.T) {
 				mode := []string{"error", "panic"}[i%2]
@@ -94,7 +95,7 @@ func TestExamples(t *testing.T) {
 				case !errors.As(err, &ee) || ee.ExitCode() != want:
 					t.Errorf("%s failing (%s) at step 3: %v, want exit status %d\n%s", d, mode, err, want, out)
 				}
-				checkResidue(t, before, snapshot(t))
+				checkResidue(t, before, snapshot(t), cmd.Process.Pid)
 			})
 			t.Run("replay", func(t *testing.T) {
 				mu.Lock()
@@ -108,11 +109,11 @@ func TestExamples(t *testing.T) {
 						mu.Unlock()
 					}
 				}()
-				cmds := replay(t, prog)
+				cmds, pid := replay(t, prog)
 				mu.Lock()
 				replayed = append(replayed, cmds...)
 				mu.Unlock()
-				checkResidue(t, before, snapshot(t))
+				checkResidue(t, before, snapshot(t), pid)
 			})
 		})
 	}
@@ -152,7 +153,7 @@ func discover(t *testing.T) []string {
 
 // interrupt runs prog, sends it SIGINT when it starts its second step, and
 // returns its output once it has exited.
-func interrupt(t *testing.T, prog string) string {
+func interrupt(t *testing.T, prog string) (string, int) {
 	cmd := exec.Command(prog)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -174,15 +175,19 @@ func interrupt(t *testing.T, prog string) string {
 	}
 	err = cmd.Wait()
 	t.Logf("interrupted at step 2: %v", err)
-	return b.String()
+	return b.String(), cmd.Process.Pid
 }
 
 // replay runs prog -keep, dumps the state of the namespaces it kept, deletes
 // them, runs the commands it printed in a shell, dumps again and compares.
 // It returns the commands replayed.
-func replay(t *testing.T, prog string) []string {
-	out, err := exec.Command(prog, "-keep").CombinedOutput()
-	var cmds, names []string
+func replay(t *testing.T, prog string) (cmds []string, pid int) {
+	keep := exec.Command(prog, "-keep")
+	out, err := keep.CombinedOutput()
+	if keep.Process != nil {
+		pid = keep.Process.Pid
+	}
+	var names []string
 	for _, l := range strings.Split(string(out), "\n") {
 		if c, ok := strings.CutPrefix(l, cmdPrefix); ok {
 			cmds = append(cmds, c)
@@ -240,7 +245,7 @@ func replay(t *testing.T, prog string) []string {
 		}
 		os.RemoveAll(filepath.Join(etcNetns, n))
 	}
-	return cmds
+	return cmds, pid
 }
 
 // flushFound reports whether a replayed command failed only because it had
@@ -461,8 +466,22 @@ func snapshot(t *testing.T) state {
 	return s
 }
 
-func checkResidue(t *testing.T, before, after state) {
+// checkResidue compares two snapshots. Namespaces and /etc/netns entries
+// count only when named like the example run's own (TAG-SHORT-PID, pid
+// given): other programs on the machine make and remove theirs meanwhile.
+func checkResidue(t *testing.T, before, after state, pid int) {
 	t.Helper()
+	own := func(names []string) []string {
+		var out []string
+		for _, n := range names {
+			if strings.HasSuffix(n, fmt.Sprintf("-%d", pid)) {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+	before.namespaces, after.namespaces = own(before.namespaces), own(after.namespaces)
+	before.etcNetns, after.etcNetns = own(before.etcNetns), own(after.etcNetns)
 	for _, c := range []struct {
 		what          string
 		before, after []string
