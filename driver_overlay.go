@@ -54,8 +54,10 @@ func (overlayDriver) normalize(n *Network) error {
 	if n.VXLANPort < 1 || n.VXLANPort > 65535 {
 		return invalidf("network %q: VXLAN port %d out of range 1-65535", n.Name, n.VXLANPort)
 	}
-	if !n.Underlay.IsValid() || n.Underlay.IsUnspecified() || n.Underlay.IsMulticast() {
-		return invalidf("network %q: an overlay needs this host's underlay address (Underlay), got %v", n.Name, n.Underlay)
+	// A zero Underlay with peers is the source address of the route to the
+	// first peer, filled in by createNetwork (defaultUnderlay).
+	if (n.Underlay.IsValid() || len(n.Peers) == 0) && (!n.Underlay.IsValid() || n.Underlay.IsUnspecified() || n.Underlay.IsMulticast()) {
+		return invalidf("network %q: an overlay needs this host's underlay address (Underlay), or peers to find it from, got %v", n.Name, n.Underlay)
 	}
 	n.Underlay = n.Underlay.Unmap()
 	peers, err := normPeers(n.Name, n.Underlay, n.Peers)
@@ -90,7 +92,7 @@ func checkPeer(network string, underlay, p netip.Addr) error {
 	switch {
 	case !p.IsValid() || p.IsUnspecified() || p.IsMulticast():
 		return invalidf("network %q: peer %v is not a unicast address", network, p)
-	case p.Is4() != underlay.Is4():
+	case underlay.IsValid() && p.Is4() != underlay.Is4():
 		return invalidf("network %q: peer %s and underlay %s are of different address families", network, p, underlay)
 	case p == underlay:
 		return invalidf("network %q: peer %s is this host's own underlay address", network, p)

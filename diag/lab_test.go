@@ -44,7 +44,9 @@ func newLab(t *testing.T) *lab {
 	if testns.HasCommand("iptables") {
 		backend = "iptables"
 	}
-	h, err := sandnet.NewHostNS(hns, sandnet.HostConfig{StateDir: filepath.Join(t.TempDir(), "state"), FirewallBackend: backend})
+	// The name server runs in this process, so it has stopped when the
+	// Host is closed, before the state dir is removed.
+	h, err := sandnet.NewHostNS(hns, sandnet.HostConfig{StateDir: filepath.Join(t.TempDir(), "state"), FirewallBackend: backend, DNS: sandnet.DNSInProcess})
 	if err != nil {
 		t.Fatal(err)
 	}
