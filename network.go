@@ -242,6 +242,9 @@ func (n Network) sameAs(o Network) bool {
 	if n.MTU == 0 {
 		n.MTU = o.MTU
 	}
+	if !n.Underlay.IsValid() {
+		n.Underlay = o.Underlay // an overlay's underlay defaults to the route's source
+	}
 	n.Peers, o.Peers = nil, nil
 	return fmt.Sprint(n) == fmt.Sprint(o)
 }

@@ -84,7 +84,7 @@ func TestManySandboxesFirstPacket(t *testing.T) {
 	}
 	eps[talkN] = fresh
 	for _, dst := range []netip.Addr{gw, peerAddr} {
-		if _, err := probe.Echo(sbx[talkN], dst, probe.FirstWait); err != nil {
+		if _, err := probe.FirstEcho(sbx[talkN], dst, probe.FirstWait); err != nil {
 			t.Errorf("fresh sandbox: %v", err)
 		}
 		if _, err := probe.Connect(sbx[talkN], netip.AddrPortFrom(dst, 7), probe.FirstWait); err != nil {
@@ -119,7 +119,7 @@ func TestManySandboxesFirstPacket(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fc.Close()
-	if _, err := probe.Echo(sbx[0], netip.MustParseAddr("10.99.8.1"), probe.FirstWait); err != nil {
+	if _, err := probe.FirstEcho(sbx[0], netip.MustParseAddr("10.99.8.1"), probe.FirstWait); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := fc.Read(); got.Broadcast == 0 {

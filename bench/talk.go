@@ -250,9 +250,9 @@ func (tl *talkLab) first(ctx context.Context, n, peer int) {
 	peerAddr := tl.eps[peer].Addr(false)
 	var errs []error
 	var e error
-	r.echoGW, e = probe.Echo(fresh, gw, probe.FirstWait)
+	r.echoGW, e = probe.FirstEcho(fresh, gw, probe.FirstWait)
 	errs = append(errs, e)
-	r.echoPeer, e = probe.Echo(fresh, peerAddr, probe.FirstWait)
+	r.echoPeer, e = probe.FirstEcho(fresh, peerAddr, probe.FirstWait)
 	errs = append(errs, e)
 	r.connGW, e = probe.Connect(fresh, netip.AddrPortFrom(gw, talkPort), probe.FirstWait)
 	errs = append(errs, e)

@@ -2,8 +2,6 @@ package diag
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandnet/sandnet/bridge"
+	"github.com/sandnet/sandnet/internal/probe"
 	"github.com/sandnet/sandnet/netns"
 )
 
@@ -27,64 +26,13 @@ func deadline(ctx context.Context, timeout time.Duration) time.Time {
 }
 
 // Ping sends ICMP echo requests to dst from inside sb (a raw socket opened
-// in sb) and returns nil when one is answered; two tries of timeout each.
+// in sb) and returns nil when one is answered within two times timeout.
 //
 // Equivalent to: ip netns exec SB ping -c 2 -W TIMEOUT DST
 func Ping(ctx context.Context, sb *netns.NS, dst netip.Addr, timeout time.Duration) error {
-	if !dst.Is4() {
-		return fmt.Errorf("ping %s: only IPv4 is supported", dst)
-	}
-	var c net.PacketConn
-	if err := sb.Do(func() (err error) {
-		c, err = net.ListenPacket("ip4:icmp", "0.0.0.0")
-		return err
-	}); err != nil {
-		return fmt.Errorf("opening an ICMP socket in %s: %w", sb, err)
-	}
-	defer c.Close()
-	var idb [2]byte
-	rand.Read(idb[:])
-	id := binary.BigEndian.Uint16(idb[:])
-	to := &net.IPAddr{IP: dst.AsSlice()}
-	buf := make([]byte, 1500)
-	for seq := uint16(1); seq <= 2; seq++ {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if _, err := c.WriteTo(echoRequest(id, seq), to); err != nil {
-			return fmt.Errorf("sending echo to %s: %w", dst, err)
-		}
-		c.SetReadDeadline(deadline(ctx, timeout))
-		for {
-			n, from, err := c.ReadFrom(buf)
-			if err != nil {
-				break // timeout: try again
-			}
-			ip, _ := netip.AddrFromSlice(from.(*net.IPAddr).IP)
-			if ip.Unmap() == dst && n >= 8 && buf[0] == 0 && binary.BigEndian.Uint16(buf[4:]) == id {
-				return nil
-			}
-		}
-	}
-	return errors.New("no echo reply")
-}
-
-// echoRequest builds an ICMP echo request with its checksum.
-func echoRequest(id, seq uint16) []byte {
-	b := make([]byte, 8+16)
-	b[0] = 8 // echo request
-	binary.BigEndian.PutUint16(b[4:], id)
-	binary.BigEndian.PutUint16(b[6:], seq)
-	copy(b[8:], "sandnet doctor!!")
-	var sum uint32
-	for i := 0; i < len(b); i += 2 {
-		sum += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	binary.BigEndian.PutUint16(b[2:], ^uint16(sum))
-	return b
+	ctx, cancel := context.WithDeadline(ctx, deadline(ctx, 2*timeout))
+	defer cancel()
+	return probe.Ping(ctx, sb, dst)
 }
 
 // Query sends one DNS query (UDP, port 53) from inside sb to server and

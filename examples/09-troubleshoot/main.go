@@ -34,6 +34,7 @@ import (
 	"github.com/sandnet/sandnet/dns"
 	"github.com/sandnet/sandnet/examples/internal/guide"
 	"github.com/sandnet/sandnet/iface"
+	"github.com/sandnet/sandnet/internal/tools"
 	"github.com/sandnet/sandnet/nat"
 	"github.com/sandnet/sandnet/netns"
 )
@@ -56,6 +57,7 @@ type lab struct {
 type fault struct {
 	what, why string
 	check     string
+	needs     string // a program breakIt runs, if any
 	breakIt   func(ctx context.Context, l *lab) error
 	repair    func(ctx context.Context, l *lab) error
 }
@@ -141,7 +143,7 @@ var faults = []fault{
 		},
 	},
 	{
-		what: "a firewall rule drops the bridge's traffic", check: diag.CheckFirewall,
+		what: "a firewall rule drops the bridge's traffic", check: diag.CheckFirewall, needs: "iptables",
 		why: "a host firewall inserting its own rules at the top of FORWARD",
 		breakIt: func(ctx context.Context, l *lab) error {
 			return guide.Run(ctx, l.hostNS, "iptables", "-w", "-I", "FORWARD", "-i", l.ep.Bridge, "-j", "DROP")
@@ -151,7 +153,7 @@ var faults = []fault{
 		},
 	},
 	{
-		what: "the masquerade rule is gone", check: diag.CheckNATRules,
+		what: "the masquerade rule is gone", check: diag.CheckNATRules, needs: "iptables",
 		why: "`iptables -t nat -F` on the host, or a firewall reload that does not know sandnet's rules",
 		breakIt: func(ctx context.Context, l *lab) error {
 			r, err := l.masquerade()
@@ -189,9 +191,13 @@ func run(ctx context.Context, gl *guide.Lab) error {
 	if err := os.WriteFile(resolv, nil, 0o644); err != nil {
 		return err
 	}
+	backend := "iptables"
+	if !tools.Installed("iptables") {
+		backend = "" // nftables, through netlink
+	}
 	l.host, err = sandnet.NewHostNS(l.hostNS, sandnet.HostConfig{
 		StateDir: filepath.Join(dir, "state"), ResolvConf: resolv, ResolvedConf: resolv, DNS: sandnet.DNSInProcess,
-		FirewallBackend: "iptables", // the faults below are made with the iptables command
+		FirewallBackend: backend, // two faults below are made with the iptables command
 	})
 	if err != nil {
 		return err
@@ -216,6 +222,10 @@ func run(ctx context.Context, gl *guide.Lab) error {
 	for i, f := range faults {
 		guide.Step(3+i, "fault: %s", f.what)
 		guide.Say("In real life: %s.", f.why)
+		if f.needs != "" && !tools.Installed(f.needs) {
+			guide.Say("(%s: this fault is made with it, so it is skipped here)", tools.NotFound(f.needs))
+			continue
+		}
 		if err := f.breakIt(ctx, &l); err != nil {
 			return err
 		}
