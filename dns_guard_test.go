@@ -47,7 +47,12 @@ func askDNS(ns *netns.NS, network string, server netip.Addr, name string, qtype 
 //   - each network's own sandboxes resolve as before.
 func TestDNSServesItsNetworkOnly(t *testing.T) {
 	for _, backend := range []string{"iptables", "nftables"} {
-		t.Run(backend, func(t *testing.T) { testDNSServesItsNetworkOnly(t, backend) })
+		t.Run(backend, func(t *testing.T) {
+			if backend == "iptables" {
+				testns.NeedProgram(t, "iptables backend", "iptables", "ip6tables")
+			}
+			testDNSServesItsNetworkOnly(t, backend)
+		})
 	}
 }
 

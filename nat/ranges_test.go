@@ -22,6 +22,7 @@ import (
 func TestLargePortRange(t *testing.T) {
 	for _, bk := range backends {
 		t.Run(bk.name, func(t *testing.T) {
+			needBackend(t, bk.name)
 			// The iptables backend removes rules one by one (iptables-restore
 			// -D, quadratic): the whole range takes it about a minute on two
 			// busy cores, so by default it gets 4096 ports.

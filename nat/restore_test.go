@@ -27,9 +27,7 @@ const adminTable = `table inet admin {
 // saved, loads sandnet's table back (every set and map, with elements)
 // along with the admin's own, and the backend finds nothing missing.
 func TestNFTablesRulesetRestores(t *testing.T) {
-	if !testns.HasCommand("nft") {
-		t.Skip("nft not found (apt-get install nftables)")
-	}
+	testns.NeedProgram(t, "nft -f round trip", "nft", "iptables")
 	ctx := context.Background()
 	host := testns.New(t, "host")
 	testns.Run(t, host, "iptables", "-w", "-P", "FORWARD", "DROP") // iptables-nft's chain: compat rules too
