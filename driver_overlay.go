@@ -74,17 +74,23 @@ func (overlayDriver) normalize(n *Network) error {
 func (overlayDriver) hostDefaults(_ *Host, n *Network) error { return needSubnet(n) }
 
 // normPeers checks overlay peers against the host's underlay address and
-// returns them sorted, without duplicates.
+// returns them sorted, without duplicates. Without an underlay they stay
+// in the order given: the first is the one the underlay is found from
+// (defaultUnderlay), and createNetwork sorts them after that.
 func normPeers(network string, underlay netip.Addr, peers []netip.Addr) ([]netip.Addr, error) {
 	var out []netip.Addr
 	for _, p := range peers {
 		if err := checkPeer(network, underlay, p); err != nil {
 			return nil, err
 		}
-		out = append(out, p.Unmap())
+		if p = p.Unmap(); !slices.Contains(out, p) {
+			out = append(out, p)
+		}
 	}
-	slices.SortFunc(out, netip.Addr.Compare)
-	return slices.Compact(out), nil
+	if underlay.IsValid() {
+		slices.SortFunc(out, netip.Addr.Compare)
+	}
+	return out, nil
 }
 
 func checkPeer(network string, underlay, p netip.Addr) error {
@@ -113,6 +119,7 @@ func (overlayDriver) createNetwork(ctx context.Context, h *Host, rec *networkRec
 			return nil, err
 		}
 	}
+	slices.SortFunc(n.Peers, netip.Addr.Compare) // the record keeps them sorted
 	under, err := overlay.UnderlayLink(h.ns, n.Underlay)
 	if err != nil {
 		return nil, err
