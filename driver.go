@@ -12,7 +12,6 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/sandnet/sandnet/explain"
 	"github.com/sandnet/sandnet/iface"
 	"github.com/sandnet/sandnet/internal/ifname"
 	"github.com/sandnet/sandnet/ipam"
@@ -248,8 +247,8 @@ func createVeth(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netn
 
 // configureSandbox brings lo and the interface up inside the sandbox, puts
 // the endpoint's addresses on it and routes via the gateways (none on an
-// internal network, which has no way out).
-func (tx *attachTx) configureSandbox(ctx context.Context) error {
+// internal network, which has no way out). quiet is linkSetup.quiet.
+func (tx *attachTx) configureSandbox(ctx context.Context, quiet bool) error {
 	return tx.step(ctx, StepConfigure, func() error {
 		if err := iface.LoUp(ctx, tx.sb); err != nil {
 			return err
@@ -269,24 +268,33 @@ func (tx *attachTx) configureSandbox(ctx context.Context) error {
 			}
 			tx.ep.Routes = append(tx.ep.Routes, Route{Dst: dst, Via: gw})
 		}
-		return configureLink(ctx, tx.sb, link, tx.ep, true)
+		return configureLink(ctx, link, tx.ep, linkSetup{fresh: true, quiet: quiet})
 	})
 }
 
+// linkSetup says how configureLink treats a sandbox's link.
+type linkSetup struct {
+	// fresh: the link was just made (by Attach, or by a Repair that
+	// replaced it), so nothing is on it yet and its settings are set.
+	fresh bool
+	// quiet: the link sends no IPv6 router solicitations (a bridge that
+	// answers address resolution, where each would reach every port and
+	// nothing answers; the sandbox's routes are sandnet's).
+	quiet bool
+}
+
 // configureLink puts ep's addresses on its sandbox interface link, brings
-// it up and adds ep's routes through it; unless fresh (a link just made),
-// what is there already stays. A fresh link of an endpoint without an IPv6
-// address has IPv6 turned off, as Docker does on IPv4-only networks: no
-// link-local address, and none of the multicast chatter that a bridge
-// floods to every other sandbox. This is the one path for sandbox
-// addresses and routes: Attach and Repair both take it.
+// it up and adds ep's routes through it; unless s.fresh, what is there
+// already stays. A fresh link gets its per-interface settings
+// (sandboxConf). This is the one path for sandbox addresses, routes and
+// settings: Attach and Repair both take it.
 //
 // Equivalent to: ip -n SBX addr add ADDR dev eth0;
 // [ip netns exec SBX sysctl -w net.ipv6.conf.eth0.disable_ipv6=1;]
 // ip -n SBX link set eth0 up; ip -n SBX route add default via GW dev eth0
-func configureLink(ctx context.Context, sb *netns.NS, link *iface.Link, ep *Endpoint, fresh bool) error {
+func configureLink(ctx context.Context, link *iface.Link, ep *Endpoint, s linkSetup) error {
 	var have []netip.Prefix
-	if !fresh {
+	if !s.fresh {
 		var err error
 		if have, err = link.Addrs(); err != nil {
 			return err
@@ -299,18 +307,18 @@ func configureLink(ctx context.Context, sb *netns.NS, link *iface.Link, ep *Endp
 			}
 		}
 	}
-	if fresh && !slices.ContainsFunc(ep.Addresses, func(p netip.Prefix) bool { return p.Addr().Is6() }) {
-		if err := disableIPv6(ctx, sb, ep.IfName); err != nil {
+	if s.fresh {
+		if err := sandboxConf(ctx, link, ep, s.quiet); err != nil {
 			return err
 		}
 	}
-	if fresh || !link.IsUp() {
+	if s.fresh || !link.IsUp() {
 		if err := link.Up(ctx); err != nil {
 			return err
 		}
 	}
 	for _, r := range ep.Routes {
-		if !fresh {
+		if !s.fresh {
 			if ok, err := link.HasRoute(r); err != nil || ok {
 				if err != nil {
 					return err
@@ -325,14 +333,35 @@ func configureLink(ctx context.Context, sb *netns.NS, link *iface.Link, ep *Endp
 	return nil
 }
 
-// disableIPv6 turns IPv6 off on interface ifName inside sb; a kernel
-// without IPv6 has nothing to turn off.
-func disableIPv6(ctx context.Context, sb *netns.NS, ifName string) error {
-	explain.Say(ctx, "%s", sb.Shell("sysctl -w net.ipv6.conf."+strings.ReplaceAll(ifName, ".", "/")+".disable_ipv6=1"))
-	if _, err := sb.Sysctl("net/ipv6/conf/"+ifName+"/disable_ipv6", "1"); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("turning IPv6 off on %s in %s: %w", ifName, sb, err)
+// sandboxConf sets the per-interface settings of a fresh sandbox link. An
+// endpoint without an IPv6 address has IPv6 turned off, as Docker does on
+// IPv4-only networks: no link-local address, and none of the multicast
+// chatter that a bridge floods to every other sandbox (a kernel without
+// IPv6 has nothing to turn off). One with IPv6 on a quiet link sends no
+// router solicitations.
+func sandboxConf(ctx context.Context, link *iface.Link, ep *Endpoint, quiet bool) error {
+	if !ep.hasFamily(true) {
+		if err := link.SetConf(ctx, "ipv6", "disable_ipv6", "1"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("turning IPv6 off: %w", err)
+		}
+		return nil
+	}
+	if quiet {
+		if err := link.SetConf(ctx, "ipv6", "router_solicitations", "0"); err != nil {
+			return fmt.Errorf("turning router solicitations off: %w", err)
+		}
 	}
 	return nil
+}
+
+// hasFamily reports whether the endpoint has an IPv6 (six) or IPv4 address.
+func (ep *Endpoint) hasFamily(six bool) bool {
+	for _, p := range ep.Addresses {
+		if p.Addr().Is6() == six {
+			return true
+		}
+	}
+	return false
 }
 
 // macFor derives Docker's MAC for an IPv4 address: 02:42 and the four bytes.

@@ -164,7 +164,7 @@ func (bridgeDriver) attach(ctx context.Context, tx *attachTx) error {
 	if err := tx.vethStep(ctx); err != nil {
 		return err
 	}
-	if err := tx.configureSandbox(ctx); err != nil {
+	if err := tx.configureSandbox(ctx, neighborProxy(&tx.net.Network)); err != nil {
 		return err
 	}
 	if err := tx.answerNeighbors(ctx); err != nil {
@@ -403,7 +403,7 @@ func repairLinks(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *net
 			return relinked, fmt.Errorf("bringing %s up: %w", ep.HostIfName, err)
 		}
 	}
-	return relinked, configureLink(ctx, sb, sbLink, ep, relinked)
+	return relinked, configureLink(ctx, sbLink, ep, linkSetup{fresh: relinked, quiet: neighborProxy(n)})
 }
 
 func natNetwork(n *Network) nat.Network {

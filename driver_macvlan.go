@@ -151,7 +151,7 @@ func (macvlanDriver) attach(ctx context.Context, tx *attachTx) error {
 	}); err != nil {
 		return err
 	}
-	if err := tx.configureSandbox(ctx); err != nil {
+	if err := tx.configureSandbox(ctx, false); err != nil {
 		return err
 	}
 	return tx.step(ctx, StepDNS, func() error { return h.setupDNS(ctx, tx) })

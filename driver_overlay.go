@@ -195,7 +195,7 @@ func (overlayDriver) attach(ctx context.Context, tx *attachTx) error {
 	if err := tx.vethStep(ctx); err != nil {
 		return err
 	}
-	if err := tx.configureSandbox(ctx); err != nil {
+	if err := tx.configureSandbox(ctx, false); err != nil {
 		return err
 	}
 	return tx.step(ctx, StepDNS, func() error { return tx.h.setupDNS(ctx, tx) })

@@ -5,15 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"net/netip"
-	"strings"
 
 	"github.com/vishvananda/netlink"
 
 	"github.com/sandnet/sandnet/bridge"
-	"github.com/sandnet/sandnet/explain"
 	"github.com/sandnet/sandnet/iface"
 	"github.com/sandnet/sandnet/netns"
 )
@@ -90,15 +87,14 @@ func (tx *attachTx) answerNeighbors(ctx context.Context) error {
 			ep.MAC = l.sandbox.MAC().String()
 		}
 		tx.undo.push(func(ctx context.Context) error { return tx.h.forgetNeighbors(ctx, n, ep) })
-		return tx.h.setNeighbors(ctx, n, ep, tx.sb, l, true)
+		return tx.h.setNeighbors(ctx, n, ep, l)
 	})
 }
 
 // setNeighbors sets the endpoint's entries on links l: the sandbox's for
 // its gateways, the port flag, the FDB entry and the bridge device's for
-// its addresses; fresh (a new endpoint) also turns off the sandbox's
-// router solicitations. Every one replaces what is there.
-func (h *Host) setNeighbors(ctx context.Context, n *Network, ep *Endpoint, sb *netns.NS, l neighLinks, fresh bool) error {
+// its addresses. Every one replaces what is there.
+func (h *Host) setNeighbors(ctx context.Context, n *Network, ep *Endpoint, l neighLinks) error {
 	nl, err := h.ns.Netlink()
 	if err != nil {
 		return err
@@ -109,15 +105,6 @@ func (h *Host) setNeighbors(ctx context.Context, n *Network, ep *Endpoint, sb *n
 			if err := l.sandbox.SetNeighbor(ctx, gw, l.bridge.Attrs().HardwareAddr); err != nil {
 				return err
 			}
-		}
-	}
-	if fresh && ep.hasFamily(true) {
-		// No router solicitations: the sandbox's routes are sandnet's, and
-		// each would reach every port.
-		explain.Say(ctx, "%s", sb.Shell("sysctl -w net.ipv6.conf."+ep.IfName+".router_solicitations=0"))
-		key := "net/ipv6/conf/" + strings.ReplaceAll(ep.IfName, ".", "/") + "/router_solicitations"
-		if _, err := sb.Sysctl(key, "0"); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("turning router solicitations off on %s in %s: %w", ep.IfName, sb, err)
 		}
 	}
 	if err := bridge.SetPortFlagLink(ctx, h.ns, nl, l.port, bridge.ProxyARPWiFi, true); err != nil {
@@ -253,7 +240,7 @@ func (h *Host) repairNeighbors(ctx context.Context, n *Network, ep *Endpoint, sb
 	if err != nil {
 		return err
 	}
-	return h.setNeighbors(ctx, n, ep, sb, l, false)
+	return h.setNeighbors(ctx, n, ep, l)
 }
 
 // The names of the entries in Problems: "10.88.0.2 dev sn-xxx" for the
@@ -262,16 +249,6 @@ func (h *Host) repairNeighbors(ctx context.Context, n *Network, ep *Endpoint, sb
 func bridgeEntry(n *Network, a netip.Addr) string { return a.String() + " dev " + n.Bridge }
 func gatewayEntry(gw netip.Addr) string           { return "gateway " + gw.String() }
 func portFlagName(port string) string             { return port + " proxy_arp_wifi" }
-
-// hasFamily reports whether the endpoint has an IPv6 (six) or IPv4 address.
-func (ep *Endpoint) hasFamily(six bool) bool {
-	for _, p := range ep.Addresses {
-		if p.Addr().Is6() == six {
-			return true
-		}
-	}
-	return false
-}
 
 // wantsQuerier reports whether sandnet makes the network's bridge the
 // multicast querier: IPv6 bridge networks that answer address resolution,

@@ -19,6 +19,7 @@ import (
 	"github.com/sandnet/sandnet/internal/probe"
 	"github.com/sandnet/sandnet/internal/testns"
 	"github.com/sandnet/sandnet/netns"
+	"github.com/sandnet/sandnet/veth"
 )
 
 // talkN is how many sandboxes TestManySandboxesFirstPacket attaches before
@@ -376,4 +377,34 @@ func TestIPv6SolicitationsReachOnlyTheTarget(t *testing.T) {
 	if on, err := bridge.MulticastQuerier(h.ns, nrec.Network.Bridge); err != nil || !on {
 		t.Errorf("querier after Repair = %v, %v", on, err)
 	}
+}
+
+// TestRouterSolicitationsOff: a sandbox on an IPv6 network whose bridge
+// answers address resolution sends no router solicitations, also when its
+// interface's name has a dot (the sysctl path keeps the dot) and after a
+// Repair that made its veth pair anew.
+func TestRouterSolicitationsOff(t *testing.T) {
+	h := newTestHost(t)
+	ctx := context.Background()
+	n := Network{Name: "quiet", Subnet6: netip.MustParsePrefix("fd00:99:7::/64")}
+	sb := testns.New(t, "q")
+	ep, err := h.AttachNS(ctx, sb, n, AttachOptions{IfName: "eth0.50"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := func(when string) {
+		t.Helper()
+		v, err := sb.ReadSysctl("net/ipv6/conf/eth0.50/router_solicitations")
+		if err != nil || v != "0" {
+			t.Errorf("%s: router_solicitations of eth0.50 = %q, %v; want 0", when, v, err)
+		}
+	}
+	rs("after attach")
+	if err := veth.Delete(ctx, sb, ep.IfName); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Repair(ctx, ep); err != nil {
+		t.Fatal(err)
+	}
+	rs("after a repair that made the veth pair anew")
 }
