@@ -169,7 +169,7 @@ func (h *Host) checkEndpoint(ctx context.Context, nrec *networkRecord, rec *endp
 	if err != nil {
 		return err
 	}
-	linksOK, err := drv.checkEndpoint(ctx, h, n, ep, rep, missingRules)
+	linksOK, err := drv.checkEndpoint(ctx, h, nrec, ep, rep, missingRules)
 	if err != nil {
 		return err
 	}

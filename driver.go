@@ -55,12 +55,12 @@ type driver interface {
 	// checkEndpoint adds to rep what is missing of the endpoint's host-side
 	// objects; missing, when not nil, is missingRules for the network. It
 	// reports false when a link is broken (the name server is not probed).
-	checkEndpoint(ctx context.Context, h *Host, n *Network, ep *Endpoint, rep *CheckReport, missing []nat.Rule) (bool, error)
+	checkEndpoint(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint, rep *CheckReport, missing []nat.Rule) (bool, error)
 	// repairNetwork puts back the network's own objects.
 	repairNetwork(ctx context.Context, h *Host, rec *networkRecord) error
 	// repairEndpoint puts back the endpoint's objects that has reports
 	// missing; sb is its sandbox.
-	repairEndpoint(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netns.NS, has func(...Object) bool) error
+	repairEndpoint(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint, sb *netns.NS, has func(...Object) bool) error
 }
 
 // traits are what a driver uses of the package's shared steps.
@@ -123,11 +123,11 @@ func (noParts) checkNetwork(context.Context, *Host, *networkRecord, *CheckReport
 func (noParts) missingRules(context.Context, *Host, *Network, []*Endpoint) ([]nat.Rule, error) {
 	return nil, nil
 }
-func (noParts) checkEndpoint(context.Context, *Host, *Network, *Endpoint, *CheckReport, []nat.Rule) (bool, error) {
+func (noParts) checkEndpoint(context.Context, *Host, *networkRecord, *Endpoint, *CheckReport, []nat.Rule) (bool, error) {
 	return true, nil
 }
 func (noParts) repairNetwork(context.Context, *Host, *networkRecord) error { return nil }
-func (noParts) repairEndpoint(context.Context, *Host, *Network, *Endpoint, *netns.NS, func(...Object) bool) error {
+func (noParts) repairEndpoint(context.Context, *Host, *networkRecord, *Endpoint, *netns.NS, func(...Object) bool) error {
 	return nil
 }
 

@@ -266,7 +266,8 @@ func (bridgeDriver) missingRules(ctx context.Context, h *Host, n *Network, eps [
 // checkEndpoint verifies the host end of the veth pair (present, up, a port
 // of the bridge), the endpoint's firewall rules and the entries that let
 // the bridge answer address resolution for it.
-func (d bridgeDriver) checkEndpoint(ctx context.Context, h *Host, n *Network, ep *Endpoint, rep *CheckReport, missing []nat.Rule) (bool, error) {
+func (d bridgeDriver) checkEndpoint(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint, rep *CheckReport, missing []nat.Rule) (bool, error) {
+	n := &rec.Network
 	linksOK := true
 	nl, err := h.ns.Netlink()
 	if err != nil {
@@ -301,7 +302,7 @@ func (d bridgeDriver) checkEndpoint(ctx context.Context, h *Host, n *Network, ep
 			rep.add(ObjRule, r.Command(), "missing from %s", h.ns)
 		}
 	}
-	return linksOK, h.checkNeighbors(n, ep, rep)
+	return linksOK, h.checkNeighbors(rec, ep, rep)
 }
 
 // repairNetwork puts back the bridge, its gateway addresses, the host
@@ -329,7 +330,8 @@ func (bridgeDriver) repairNetwork(ctx context.Context, h *Host, nrec *networkRec
 // repairEndpoint puts back the veth pair with what each end needs, then
 // the bridge port flags (on a new pair, or any that is off), the
 // published-port rules and the entries that answer address resolution.
-func (bridgeDriver) repairEndpoint(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netns.NS, has func(...Object) bool) error {
+func (bridgeDriver) repairEndpoint(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint, sb *netns.NS, has func(...Object) bool) error {
+	n := &rec.Network
 	var errs []error
 	relinked := false
 	if has(ObjHostVeth, ObjSandboxIf, ObjAddress, ObjRoute) {
@@ -345,7 +347,7 @@ func (bridgeDriver) repairEndpoint(ctx context.Context, h *Host, n *Network, ep 
 	}
 	// A new pair, or a port that left the bridge and came back, has none
 	// of its flags and entries.
-	errs = append(errs, h.repairNeighbors(ctx, n, ep, sb, has, relinked))
+	errs = append(errs, h.repairNeighbors(ctx, rec, ep, sb, has, relinked))
 	return errors.Join(errs...)
 }
 

@@ -25,8 +25,11 @@ import (
 // endpoint (unless Network.NoNeighborProxy):
 //
 //   - in the sandbox, a permanent neighbour entry for each gateway, pointing
-//     to the bridge's MAC (stable: sandnet sets it when it makes the bridge),
-//     so the sandbox never asks for its gateway;
+//     to the bridge's MAC, so the sandbox never asks for its gateway: only
+//     on a bridge sandnet made (Network record's OwnsBridge), whose MAC
+//     sandnet sets and is stable; an adopted bridge's MAC is the kernel's
+//     pick among its ports and changes as they come and go, so there the
+//     sandbox resolves its gateway as usual;
 //   - on the bridge device, a permanent neighbour entry for each of the
 //     endpoint's addresses, so the gateway never asks for a sandbox, and a
 //     static FDB entry for the sandbox's MAC on its port;
@@ -87,24 +90,22 @@ func (tx *attachTx) answerNeighbors(ctx context.Context) error {
 			ep.MAC = l.sandbox.MAC().String()
 		}
 		tx.undo.push(func(ctx context.Context) error { return tx.h.forgetNeighbors(ctx, n, ep) })
-		return tx.h.setNeighbors(ctx, n, ep, l)
+		return tx.h.setNeighbors(ctx, tx.net, ep, l)
 	})
 }
 
 // setNeighbors sets the endpoint's entries on links l: the sandbox's for
-// its gateways, the port flag, the FDB entry and the bridge device's for
-// its addresses. Every one replaces what is there.
-func (h *Host) setNeighbors(ctx context.Context, n *Network, ep *Endpoint, l neighLinks) error {
+// its gateways (see gatewayEntries), the port flag, the FDB entry and the
+// bridge device's for its addresses. Every one replaces what is there.
+func (h *Host) setNeighbors(ctx context.Context, rec *networkRecord, ep *Endpoint, l neighLinks) error {
 	nl, err := h.ns.Netlink()
 	if err != nil {
 		return err
 	}
 	mac := l.sandbox.MAC()
-	for _, gw := range []netip.Addr{n.Gateway, n.Gateway6} {
-		if gw.IsValid() && ep.hasFamily(gw.Is6()) {
-			if err := l.sandbox.SetNeighbor(ctx, gw, l.bridge.Attrs().HardwareAddr); err != nil {
-				return err
-			}
+	for _, gw := range gatewayEntries(rec, ep) {
+		if err := l.sandbox.SetNeighbor(ctx, gw, l.bridge.Attrs().HardwareAddr); err != nil {
+			return err
 		}
 	}
 	if err := bridge.SetPortFlagLink(ctx, h.ns, nl, l.port, bridge.ProxyARPWiFi, true); err != nil {
@@ -120,6 +121,22 @@ func (h *Host) setNeighbors(ctx context.Context, n *Network, ep *Endpoint, l nei
 		}
 	}
 	return nil
+}
+
+// gatewayEntries are the gateways the endpoint's sandbox has a permanent
+// entry for: those of its address families, on a bridge sandnet made (an
+// adopted bridge's MAC follows its ports).
+func gatewayEntries(rec *networkRecord, ep *Endpoint) []netip.Addr {
+	if !rec.OwnsBridge {
+		return nil
+	}
+	var gws []netip.Addr
+	for _, gw := range []netip.Addr{rec.Network.Gateway, rec.Network.Gateway6} {
+		if gw.IsValid() && ep.hasFamily(gw.Is6()) {
+			gws = append(gws, gw)
+		}
+	}
+	return gws
 }
 
 // lookupNeighLinks finds the endpoint's links, for Repair.
@@ -165,7 +182,8 @@ func (h *Host) forgetNeighbors(ctx context.Context, n *Network, ep *Endpoint) er
 // checkNeighbors adds to rep what is missing or wrong of the endpoint's
 // entries. It opens the sandbox; a sandbox, interface or port that is gone
 // is left to the checks that say so.
-func (h *Host) checkNeighbors(n *Network, ep *Endpoint, rep *CheckReport) error {
+func (h *Host) checkNeighbors(rec *networkRecord, ep *Endpoint, rep *CheckReport) error {
+	n := &rec.Network
 	if !neighborProxy(n) {
 		return nil
 	}
@@ -211,10 +229,8 @@ func (h *Host) checkNeighbors(n *Network, ep *Endpoint, rep *CheckReport) error 
 	if err != nil {
 		return err
 	}
-	for _, gw := range []netip.Addr{n.Gateway, n.Gateway6} {
-		if gw.IsValid() && ep.hasFamily(gw.Is6()) {
-			checkEntry(rep, gatewayEntry(gw), inSandbox[gw], br.Attrs().HardwareAddr)
-		}
+	for _, gw := range gatewayEntries(rec, ep) {
+		checkEntry(rep, gatewayEntry(gw), inSandbox[gw], br.Attrs().HardwareAddr)
 	}
 	return nil
 }
@@ -232,7 +248,8 @@ func checkEntry(rep *CheckReport, name string, have iface.Neighbor, want net.Har
 
 // repairNeighbors puts the endpoint's entries back, all of them (each is a
 // replace), when has names one missing or the links were remade.
-func (h *Host) repairNeighbors(ctx context.Context, n *Network, ep *Endpoint, sb *netns.NS, has func(...Object) bool, relinked bool) error {
+func (h *Host) repairNeighbors(ctx context.Context, rec *networkRecord, ep *Endpoint, sb *netns.NS, has func(...Object) bool, relinked bool) error {
+	n := &rec.Network
 	if !neighborProxy(n) || !(relinked || has(ObjNeighbor, ObjFDB, ObjPortFlag, ObjHostVeth)) {
 		return nil
 	}
@@ -240,7 +257,7 @@ func (h *Host) repairNeighbors(ctx context.Context, n *Network, ep *Endpoint, sb
 	if err != nil {
 		return err
 	}
-	return h.setNeighbors(ctx, n, ep, l)
+	return h.setNeighbors(ctx, rec, ep, l)
 }
 
 // The names of the entries in Problems: "10.88.0.2 dev sn-xxx" for the

@@ -205,7 +205,7 @@ func (h *Host) repairEndpoint(ctx context.Context, nrec *networkRecord, rec *end
 	if drv, err := driverFor(n.Driver); err != nil {
 		errs = append(errs, err)
 	} else {
-		errs = append(errs, drv.repairEndpoint(ctx, h, n, ep, sb, has))
+		errs = append(errs, drv.repairEndpoint(ctx, h, nrec, ep, sb, has))
 	}
 	if has(ObjDNS) {
 		errs = append(errs, h.dns.Ensure(ctx, dnsNetwork(n)))

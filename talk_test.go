@@ -408,3 +408,48 @@ func TestRouterSolicitationsOff(t *testing.T) {
 	}
 	rs("after a repair that made the veth pair anew")
 }
+
+// TestAdoptedBridgeNoGatewayEntry: on a bridge sandnet adopted (made by
+// someone else), whose MAC the kernel changes as ports come and go, a
+// sandbox gets no permanent entry for its gateway, Check does not ask for
+// one and Repair does not put one back; the bridge still answers for the
+// sandbox's addresses.
+func TestAdoptedBridgeNoGatewayEntry(t *testing.T) {
+	h := newTestHost(t)
+	ctx := context.Background()
+	testns.Run(t, h.ns, "ip", "link", "add", "h20-adopt", "type", "bridge")
+	t.Cleanup(func() { testns.Try(h.ns, "ip", "link", "del", "h20-adopt") })
+	n := Network{Name: "adopted", Bridge: "h20-adopt", Subnet: netip.MustParsePrefix("10.99.8.0/24"), Subnet6: netip.MustParsePrefix("fd00:99:8::/64")}
+	a := testns.New(t, "a")
+	ep, err := h.AttachNS(ctx, a, n, AttachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	noGateway := func(when string) {
+		t.Helper()
+		inA, err := iface.Neighbors(a, ep.IfName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, gw := range []netip.Addr{ep.Gateway, ep.Gateway6} {
+			if e, ok := inA[gw]; ok && e.Permanent {
+				t.Errorf("%s: permanent entry for gateway %s at %s on an adopted bridge", when, gw, e.MAC)
+			}
+		}
+	}
+	noGateway("after attach")
+	if onBridge, _ := iface.Neighbors(h.ns, n.Bridge); !onBridge[ep.Addr(false)].Permanent {
+		t.Errorf("no permanent bridge entry for %s", ep.Addr(false))
+	}
+	if rep, err := h.Check(ctx, ep); err != nil || !rep.OK() {
+		t.Errorf("Check: %v %v", rep.Problems, err)
+	}
+	if err := veth.Delete(ctx, a, ep.IfName); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Repair(ctx, ep); err != nil {
+		t.Fatal(err)
+	}
+	noGateway("after repair")
+	mustPing(t, a, ep.Gateway)
+}
