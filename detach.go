@@ -106,11 +106,13 @@ func (h *Host) detach(ctx context.Context, network, id string) error {
 	return nil
 }
 
-// teardown removes everything an endpoint owns, then its record; it keeps
-// going past errors and leaves the record in place if anything failed, so a
-// later Detach or GC can finish.
+// teardown removes everything an endpoint owns, then its lease, then its
+// record; if the driver's part fails, the lease and the record stay, so a
+// later Detach or GC can finish, and until then the endpoint's addresses go
+// to no other endpoint (the driver's detach removes what it set up for
+// them by address, e.g. the bridge's neighbour entries, so a retry must
+// not find them handed on).
 func (h *Host) teardown(ctx context.Context, nrec *networkRecord, ep *Endpoint) error {
-	var errs []error
 	if len(ep.Addresses) == 0 && (nrec == nil || traitsOf(nrec.Network.Driver).ipam) {
 		// An attach that died before recording its addresses: the lease has
 		// them, and the firewall backend may need them to find its elements.
@@ -123,13 +125,14 @@ func (h *Host) teardown(ctx context.Context, nrec *networkRecord, ep *Endpoint) 
 		if err == nil {
 			err = drv.detach(ctx, h, nrec, ep)
 		}
-		errs = append(errs, err)
+		if err != nil {
+			return err
+		}
 	}
 	if nrec == nil || traitsOf(nrec.Network.Driver).ipam {
-		errs = append(errs, h.ipam.Release(ctx, leaseKey(ep)))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return err
+		if err := h.ipam.Release(ctx, leaseKey(ep)); err != nil {
+			return err
+		}
 	}
 	return h.st.RemoveEndpoint(ep.Network, ep.ID)
 }

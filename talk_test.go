@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -452,4 +454,56 @@ func TestAdoptedBridgeNoGatewayEntry(t *testing.T) {
 	}
 	noGateway("after repair")
 	mustPing(t, a, ep.Gateway)
+}
+
+// TestRetriedDetachKeepsOthersNeighbors: a Detach that fails half-way
+// keeps the endpoint's lease with its record, so its address goes to no
+// other sandbox until a retried Detach finishes, and that retry deletes no
+// other endpoint's entry on the bridge.
+func TestRetriedDetachKeepsOthersNeighbors(t *testing.T) {
+	h := newTestHost(t)
+	ctx := context.Background()
+	n := Network{Name: "retry", Subnet: netip.MustParsePrefix("10.99.6.0/24")}
+	a, b := testns.New(t, "a"), testns.New(t, "b")
+	epA, err := h.AttachNS(ctx, a, n, AttachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(epA.ResolvConf) == 0 {
+		t.Fatal("no resolv.conf recorded: nothing to make the detach fail with")
+	}
+	// A directory where the resolv.conf was: removing it fails.
+	rc := epA.ResolvConf[0]
+	if err := os.Remove(rc); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(rc, "h20-busy"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(rc) })
+	if err := h.Detach(ctx, epA); err == nil {
+		t.Fatal("detach with a directory for resolv.conf succeeded")
+	}
+	epB, err := h.AttachNS(ctx, b, n, AttachOptions{IP: epA.Addr(false)})
+	if err == nil {
+		t.Logf("b took %s while a's detach was unfinished", epA.Addr(false))
+	} else if epB, err = h.AttachNS(ctx, b, n, AttachOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(rc); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Detach(ctx, epA); err != nil {
+		t.Fatalf("retried detach: %v", err)
+	}
+	onBridge, err := iface.Neighbors(h.ns, epB.Bridge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := onBridge[epB.Addr(false)]; !e.Permanent || e.MAC.String() != epB.MAC {
+		t.Errorf("b's bridge entry for %s after a's retried detach = %+v, want permanent at %s", epB.Addr(false), e, epB.MAC)
+	}
+	if rep, err := h.Check(ctx, epB); err != nil || !rep.OK() {
+		t.Errorf("Check b: %v %v", rep.Problems, err)
+	}
 }
