@@ -34,6 +34,10 @@ type driver interface {
 	// normalize validates n's fields that belong to the driver and fills in
 	// their defaults that do not depend on the host.
 	normalize(n *Network) error
+	// settle copies into the normalised request n the driver's fields of
+	// the recorded network o that the request leaves to the host or that
+	// change at run time, so that sameAs compares the rest.
+	settle(n, o *Network)
 	// hostDefaults fills in the defaults that depend on the host (a free
 	// subnet, the uplink's MTU).
 	hostDefaults(h *Host, n *Network) error
@@ -111,6 +115,7 @@ type noParts struct{}
 
 func (noParts) setFields(*Network) string                                  { return "" }
 func (noParts) normalize(*Network) error                                   { return nil }
+func (noParts) settle(*Network, *Network)                                  {}
 func (noParts) hostDefaults(*Host, *Network) error                         { return nil }
 func (noParts) removeNetwork(context.Context, *Host, *networkRecord) error { return nil }
 func (noParts) createNetwork(context.Context, *Host, *networkRecord) (undoStack, error) {
@@ -128,6 +133,17 @@ func (noParts) checkEndpoint(context.Context, *Host, *networkRecord, *Endpoint, 
 }
 func (noParts) repairNetwork(context.Context, *Host, *networkRecord) error { return nil }
 func (noParts) repairEndpoint(context.Context, *Host, *networkRecord, *Endpoint, *netns.NS, func(...Object) bool) error {
+	return nil
+}
+
+// checkBridgeName validates the name of a network's bridge, if it names one.
+func checkBridgeName(n *Network) error {
+	if n.Bridge == "" {
+		return nil
+	}
+	if err := ifname.Check(n.Bridge); err != nil {
+		return fmt.Errorf("network %q: bridge: %w", n.Name, err)
+	}
 	return nil
 }
 

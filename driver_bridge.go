@@ -46,8 +46,10 @@ func (bridgeDriver) normalize(n *Network) error {
 	if n.Bridge == "" {
 		n.Bridge = ifname.Derive("sn-", n.Name)
 	}
-	return nil
+	return checkBridgeName(n)
 }
+
+func (bridgeDriver) settle(*Network, *Network) {}
 
 // hostDefaults picks the MTU of the host's uplink and, for a network that
 // names no subnet, a free /24 from 10.89.0.0/16, as netavark does; a

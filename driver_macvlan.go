@@ -52,7 +52,7 @@ func (macvlanDriver) normalize(n *Network) error {
 	if err := macvlan.CheckMode(n.MacvlanMode); err != nil {
 		return fmt.Errorf("network %q: %w", n.Name, err)
 	}
-	return nil
+	return checkBridgeName(n)
 }
 
 func (macvlanDriver) hostDefaults(_ *Host, n *Network) error { return needSubnet(n) }

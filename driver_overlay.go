@@ -68,7 +68,16 @@ func (overlayDriver) normalize(n *Network) error {
 	if n.Bridge == "" {
 		n.Bridge = ifname.Derive("sn-", n.Name)
 	}
-	return nil
+	return checkBridgeName(n)
+}
+
+// settle: an underlay left out is the route's source (defaultUnderlay), and
+// the peers change at run time (AddPeer, RemovePeer).
+func (overlayDriver) settle(n, o *Network) {
+	if !n.Underlay.IsValid() {
+		n.Underlay = o.Underlay
+	}
+	n.Peers = o.Peers
 }
 
 func (overlayDriver) hostDefaults(_ *Host, n *Network) error { return needSubnet(n) }

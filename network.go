@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
-
-	"github.com/sandnet/sandnet/internal/ifname"
 )
 
 // Driver names a way of connecting sandboxes, as Docker names them; each
@@ -128,11 +126,6 @@ func (n Network) withDefaults() (Network, error) {
 	if n.Gateway6, err = checkFamily(n.Name, n.Subnet6, n.Gateway6, n.IPRange6, true); err != nil {
 		return n, err
 	}
-	if n.Bridge != "" {
-		if err := ifname.Check(n.Bridge); err != nil {
-			return n, fmt.Errorf("network %q: bridge: %w", n.Name, err)
-		}
-	}
 	return n, nil
 }
 
@@ -234,7 +227,7 @@ func (n Network) isReference() bool {
 
 // sameAs reports whether the normalised request n describes the recorded
 // network o. Fields the request leaves to the host (a chosen subnet, the
-// MTU) match whatever was chosen; peers change at run time and do not count.
+// MTU, and what the driver says: driver.settle) match whatever was chosen.
 func (n Network) sameAs(o Network) bool {
 	if !n.Subnet.IsValid() && !n.Subnet6.IsValid() {
 		n.Subnet, n.Gateway = o.Subnet, o.Gateway
@@ -242,10 +235,9 @@ func (n Network) sameAs(o Network) bool {
 	if n.MTU == 0 {
 		n.MTU = o.MTU
 	}
-	if !n.Underlay.IsValid() {
-		n.Underlay = o.Underlay // an overlay's underlay defaults to the route's source
+	if drv, err := driverFor(n.Driver); err == nil {
+		drv.settle(&n, &o)
 	}
-	n.Peers, o.Peers = nil, nil
 	return fmt.Sprint(n) == fmt.Sprint(o)
 }
 
