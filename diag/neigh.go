@@ -25,7 +25,7 @@ func (c *checker) neighborProxy() (Status, string) {
 	if c.net != nil && c.net.NoNeighborProxy {
 		return Pass, "network " + c.ep.Network + " floods address resolution to every port (NoNeighborProxy)" + c.backlogHint()
 	}
-	rep, err := c.opts.Host.Check(c.ctx, c.ep)
+	rep, err := c.hostCheck(c.opts.Host)
 	if err != nil {
 		return Fail, fmt.Sprintf("checking endpoint %s: %v", c.ep.ID, err)
 	}
