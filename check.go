@@ -12,7 +12,6 @@ import (
 
 	"github.com/sandnet/sandnet/iface"
 	"github.com/sandnet/sandnet/internal/dnsrun"
-	"github.com/sandnet/sandnet/nat"
 	"github.com/sandnet/sandnet/netns"
 )
 
@@ -34,6 +33,8 @@ const (
 	ObjLease       Object = "lease"             // the IPAM lease holds the addresses
 	ObjPort        Object = "port"              // the port table holds the published port
 	ObjDNS         Object = "dns"               // the network's name server answers the endpoint's names
+	ObjNeighbor    Object = "neighbor"          // what answers address resolution: a permanent neighbour entry, a static FDB entry, the multicast querier
+	ObjPortFlag    Object = "port-flag"         // a flag of the endpoint's bridge port (hairpin, isolated, proxy_arp_wifi)
 )
 
 // checkDNSTimeout bounds Check's query of the network's name server.
@@ -130,10 +131,10 @@ func gatewayPrefixes(n *Network) []netip.Prefix {
 	return ps
 }
 
-// checkEndpoint verifies the endpoint's own objects. missingRules, when
-// not nil, is what the firewall backend already reported missing for the
-// network (one check for many endpoints).
-func (h *Host) checkEndpoint(ctx context.Context, nrec *networkRecord, rec *endpointRecord, rep *CheckReport, missingRules []nat.Rule) error {
+// checkEndpoint verifies the endpoint's own objects. view, when not nil,
+// is what the driver read of the network once for many endpoints
+// (driver.networkView).
+func (h *Host) checkEndpoint(ctx context.Context, nrec *networkRecord, rec *endpointRecord, rep *CheckReport, view any) error {
 	n, ep := &nrec.Network, &rec.Endpoint
 	if rec.State != stateAttached {
 		rep.Problems = append(rep.Problems, Problem{Object: ObjRecord, Name: ep.ID, Detail: "the attach did not finish (run GC)"})
@@ -169,16 +170,18 @@ func (h *Host) checkEndpoint(ctx context.Context, nrec *networkRecord, rec *endp
 	if err != nil {
 		return err
 	}
-	linksOK, err := drv.checkEndpoint(ctx, h, nrec, ep, rep, missingRules)
+	sb, sbErr := netns.Open(ep.NetNS)
+	if sbErr == nil {
+		defer sb.Close()
+	}
+	linksOK, err := drv.checkEndpoint(ctx, h, nrec, ep, sb, rep, view)
 	if err != nil {
 		return err
 	}
-	sb, err := netns.Open(ep.NetNS)
-	if err != nil {
-		rep.Problems = append(rep.Problems, Problem{Object: ObjSandbox, Name: ep.NetNS, Detail: err.Error()})
+	if sbErr != nil {
+		rep.Problems = append(rep.Problems, Problem{Object: ObjSandbox, Name: ep.NetNS, Detail: sbErr.Error()})
 		return nil
 	}
-	defer sb.Close()
 	link, err := iface.Open(sb, ep.IfName)
 	if err != nil {
 		rep.add(ObjSandboxIf, ep.IfName, "missing from sandbox %s", sb)

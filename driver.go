@@ -15,7 +15,6 @@ import (
 	"github.com/sandnet/sandnet/iface"
 	"github.com/sandnet/sandnet/internal/ifname"
 	"github.com/sandnet/sandnet/ipam"
-	"github.com/sandnet/sandnet/nat"
 	"github.com/sandnet/sandnet/netns"
 	"github.com/sandnet/sandnet/veth"
 )
@@ -53,13 +52,15 @@ type driver interface {
 	detach(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint) error
 	// checkNetwork adds to rep what is missing of the network's own objects.
 	checkNetwork(ctx context.Context, h *Host, rec *networkRecord, rep *CheckReport) error
-	// missingRules returns the firewall rules of the network and of eps
-	// that are missing (nil if the driver has none).
-	missingRules(ctx context.Context, h *Host, n *Network, eps []*Endpoint) ([]nat.Rule, error)
-	// checkEndpoint adds to rep what is missing of the endpoint's host-side
-	// objects; missing, when not nil, is missingRules for the network. It
-	// reports false when a link is broken (the name server is not probed).
-	checkEndpoint(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint, rep *CheckReport, missing []nat.Rule) (bool, error)
+	// networkView reads, once for all of eps, what checkEndpoint needs of
+	// the network's shared objects (its firewall rules, its bridge's
+	// tables); nil if the driver has nothing to read.
+	networkView(ctx context.Context, h *Host, rec *networkRecord, eps []*Endpoint) (any, error)
+	// checkEndpoint adds to rep what is missing of the endpoint's objects;
+	// sb is its sandbox (nil if it could not be opened) and view, when not
+	// nil, networkView's for a set of endpoints holding ep. It reports
+	// false when a link is broken (the name server is not probed).
+	checkEndpoint(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint, sb *netns.NS, rep *CheckReport, view any) (bool, error)
 	// repairNetwork puts back the network's own objects.
 	repairNetwork(ctx context.Context, h *Host, rec *networkRecord) error
 	// repairEndpoint puts back the endpoint's objects that has reports
@@ -125,10 +126,10 @@ func (noParts) detach(context.Context, *Host, *networkRecord, *Endpoint) error {
 func (noParts) checkNetwork(context.Context, *Host, *networkRecord, *CheckReport) error {
 	return nil
 }
-func (noParts) missingRules(context.Context, *Host, *Network, []*Endpoint) ([]nat.Rule, error) {
+func (noParts) networkView(context.Context, *Host, *networkRecord, []*Endpoint) (any, error) {
 	return nil, nil
 }
-func (noParts) checkEndpoint(context.Context, *Host, *networkRecord, *Endpoint, *CheckReport, []nat.Rule) (bool, error) {
+func (noParts) checkEndpoint(context.Context, *Host, *networkRecord, *Endpoint, *netns.NS, *CheckReport, any) (bool, error) {
 	return true, nil
 }
 func (noParts) repairNetwork(context.Context, *Host, *networkRecord) error { return nil }

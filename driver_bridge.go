@@ -1,6 +1,7 @@
 package sandnet
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -140,7 +141,7 @@ func (bridgeDriver) createNetwork(ctx context.Context, h *Host, rec *networkReco
 		rec.OwnsBridge = true
 		undo.push(func(ctx context.Context) error { return bridge.Delete(ctx, h.ns, n.Bridge) })
 	}
-	if err := h.ensureQuerier(ctx, rec); err != nil {
+	if err := ensureQuerier(ctx, h, rec); err != nil {
 		return nil, errors.Join(err, undo.run(ctx))
 	}
 	if err := ensureNetworkRules(ctx, h, rec); err != nil {
@@ -166,10 +167,10 @@ func (bridgeDriver) attach(ctx context.Context, tx *attachTx) error {
 	if err := tx.vethStep(ctx); err != nil {
 		return err
 	}
-	if err := tx.configureSandbox(ctx, neighborProxy(&tx.net.Network)); err != nil {
+	if err := tx.configureSandbox(ctx, !tx.net.Network.NoNeighborProxy); err != nil {
 		return err
 	}
-	if err := tx.answerNeighbors(ctx); err != nil {
+	if err := answerNeighbors(ctx, tx); err != nil {
 		return err
 	}
 	if err := tx.step(ctx, StepDNS, func() error { return h.setupDNS(ctx, tx) }); err != nil {
@@ -192,7 +193,7 @@ func (bridgeDriver) detach(ctx context.Context, h *Host, rec *networkRecord, ep 
 	err := errors.Join(
 		removeEndpointRules(ctx, h, rec, ep),
 		h.teardownDNS(ctx, rec, ep),
-		h.forgetNeighbors(ctx, &rec.Network, ep),
+		forgetNeighbors(ctx, h, &rec.Network, ep),
 	)
 	if sandboxGoing(ctx) {
 		// The namespace's deletion removes the pair; a leftover is replaced
@@ -227,7 +228,7 @@ func (bridgeDriver) checkNetwork(ctx context.Context, h *Host, nrec *networkReco
 			}
 		}
 	}
-	if err := h.checkQuerier(nrec, rep); err != nil {
+	if err := checkQuerier(h, nrec, rep); err != nil {
 		return err
 	}
 	for _, key := range networkSysctls(n) {
@@ -253,7 +254,17 @@ func (bridgeDriver) checkNetwork(ctx context.Context, h *Host, nrec *networkReco
 	return nil
 }
 
-func (bridgeDriver) missingRules(ctx context.Context, h *Host, n *Network, eps []*Endpoint) ([]nat.Rule, error) {
+// bridgeView is what the bridge driver reads of a network once to check
+// many of its endpoints: the firewall rules missing, the port flags wanted
+// and the bridge's tables (nil if the bridge is gone, or nothing needs them).
+type bridgeView struct {
+	missing []nat.Rule
+	flags   []bridge.PortFlag
+	br      *bridge.View
+}
+
+func (bridgeDriver) networkView(ctx context.Context, h *Host, rec *networkRecord, eps []*Endpoint) (any, error) {
+	n := &rec.Network
 	var nes []nat.Endpoint
 	for _, ep := range eps {
 		nes = append(nes, natEndpoint(ep, ep.Ports))
@@ -262,14 +273,36 @@ func (bridgeDriver) missingRules(ctx context.Context, h *Host, n *Network, eps [
 	if err != nil {
 		return nil, fmt.Errorf("checking firewall rules of network %q: %w", n.Name, err)
 	}
-	return missing, nil
+	v := &bridgeView{missing: missing, flags: portFlags(h, n)}
+	if !n.NoNeighborProxy || len(v.flags) > 0 {
+		nl, err := h.ns.Netlink()
+		if err != nil {
+			return nil, err
+		}
+		v.br, err = bridge.ReadView(h.ns, nl, n.Bridge)
+		if errors.Is(err, ErrNotFound) {
+			v.br, err = nil, nil // checkNetwork says so
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return v, nil
 }
 
 // checkEndpoint verifies the host end of the veth pair (present, up, a port
-// of the bridge), the endpoint's firewall rules and the entries that let
-// the bridge answer address resolution for it.
-func (d bridgeDriver) checkEndpoint(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint, rep *CheckReport, missing []nat.Rule) (bool, error) {
+// of the bridge, with its flags), the endpoint's firewall rules and the
+// entries that let the bridge answer address resolution for it.
+func (d bridgeDriver) checkEndpoint(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint, sb *netns.NS, rep *CheckReport, view any) (bool, error) {
 	n := &rec.Network
+	v, _ := view.(*bridgeView)
+	if v == nil {
+		x, err := d.networkView(ctx, h, rec, []*Endpoint{ep})
+		if err != nil {
+			return false, err
+		}
+		v = x.(*bridgeView)
+	}
 	linksOK := true
 	nl, err := h.ns.Netlink()
 	if err != nil {
@@ -284,27 +317,29 @@ func (d bridgeDriver) checkEndpoint(ctx context.Context, h *Host, rec *networkRe
 			rep.add(ObjHostVeth, ep.HostIfName, "is down")
 			linksOK = false
 		}
-		br, err := nl.LinkByName(n.Bridge)
-		if err != nil || link.Attrs().MasterIndex != br.Attrs().Index {
-			rep.add(ObjHostVeth, ep.HostIfName, "is not a port of bridge %s", n.Bridge)
-			linksOK = false
+		if v.br == nil || link.Attrs().MasterIndex != v.br.Link.Attrs().Index {
+			if br, err := nl.LinkByName(n.Bridge); err != nil || link.Attrs().MasterIndex != br.Attrs().Index {
+				rep.add(ObjHostVeth, ep.HostIfName, "is not a port of bridge %s", n.Bridge)
+				linksOK = false
+			}
 		}
-		if err := checkPortFlags(h, n, ep, rep); err != nil {
-			return false, err
+		var on netlink.Protinfo // not a port (any more): every flag is off
+		if v.br != nil {
+			on, _ = v.br.Flags(ep.HostIfName)
 		}
-	}
-	if missing == nil {
-		if missing, err = d.missingRules(ctx, h, n, []*Endpoint{ep}); err != nil {
-			return false, err
+		for _, f := range v.flags {
+			if !f.In(on) {
+				rep.add(ObjPortFlag, ep.HostIfName+" "+string(f), "is off (bridge link set dev %s %s on)", ep.HostIfName, f)
+			}
 		}
 	}
 	mine := nat.EndpointRules(natNetwork(n), natEndpoint(ep, ep.Ports))
-	for _, r := range missing {
+	for _, r := range v.missing {
 		if slices.ContainsFunc(mine, func(m nat.Rule) bool { return m.Comment == r.Comment && m.Family == r.Family }) {
 			rep.add(ObjRule, r.Command(), "missing from %s", h.ns)
 		}
 	}
-	return linksOK, h.checkNeighbors(rec, ep, rep)
+	return linksOK, checkNeighbors(rec, ep, sb, v.br, rep)
 }
 
 // repairNetwork puts back the bridge, its gateway addresses, the host
@@ -314,7 +349,7 @@ func (bridgeDriver) repairNetwork(ctx context.Context, h *Host, nrec *networkRec
 	if _, _, err := bridge.Ensure(ctx, h.ns, bridge.Config{Name: n.Bridge, MTU: n.MTU, Addrs: gatewayPrefixes(n)}); err != nil {
 		return fmt.Errorf("repairing network %q: %w", n.Name, err)
 	}
-	if err := h.ensureQuerier(ctx, nrec); err != nil {
+	if err := ensureQuerier(ctx, h, nrec); err != nil {
 		return fmt.Errorf("repairing network %q: %w", n.Name, err)
 	}
 	rec := *nrec // ensureNetworkRules notes host changes; the record stays as it is
@@ -349,7 +384,7 @@ func (bridgeDriver) repairEndpoint(ctx context.Context, h *Host, rec *networkRec
 	}
 	// A new pair, or a port that left the bridge and came back, has none
 	// of its flags and entries.
-	errs = append(errs, h.repairNeighbors(ctx, rec, ep, sb, has, relinked))
+	errs = append(errs, repairNeighbors(ctx, h, rec, ep, sb, has, relinked))
 	return errors.Join(errs...)
 }
 
@@ -407,7 +442,7 @@ func repairLinks(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *net
 			return relinked, fmt.Errorf("bringing %s up: %w", ep.HostIfName, err)
 		}
 	}
-	return relinked, configureLink(ctx, sbLink, ep, linkSetup{fresh: relinked, quiet: neighborProxy(n)})
+	return relinked, configureLink(ctx, sbLink, ep, linkSetup{fresh: relinked, quiet: !n.NoNeighborProxy})
 }
 
 func natNetwork(n *Network) nat.Network {
@@ -598,29 +633,6 @@ func setPortFlags(ctx context.Context, h *Host, n *Network, port string) error {
 	return nil
 }
 
-// checkPortFlags reports each flag of portFlags that is off on the
-// endpoint's bridge port (a bridge deleted and made again by hand, or by
-// Repair, drops them all).
-func checkPortFlags(h *Host, n *Network, ep *Endpoint, rep *CheckReport) error {
-	want := portFlags(h, n)
-	if len(want) == 0 {
-		return nil
-	}
-	on, err := bridge.PortFlags(h.ns, ep.HostIfName)
-	if errors.Is(err, ErrNotFound) {
-		err = nil // not a port (any more): every flag is off
-	}
-	if err != nil {
-		return err
-	}
-	for _, f := range want {
-		if !f.In(on) {
-			rep.add(ObjPortFlag, ep.HostIfName+" "+string(f), "is off (bridge link set dev %s %s on)", ep.HostIfName, f)
-		}
-	}
-	return nil
-}
-
 // checkHostAddrs refuses a bridge network whose subnet holds an address
 // the host namespace already has on another link (its gateway, or a
 // sandbox, would take the host's own address, e.g. its LAN address), and
@@ -684,6 +696,187 @@ func checkHostAddrs(h *Host, n *Network) error {
 					"network", n.Name, "subnet", p, "route", rp, "dev", names[r.LinkIndex])
 			}
 		}
+	}
+	return nil
+}
+
+// A bridge network answers the address resolution it can answer itself,
+// instead of flooding it to every port (unless Network.NoNeighborProxy): a
+// thousand copies of each ARP request fill a CPU's backlog and the answer
+// is lost. Per endpoint: a permanent entry in the sandbox for each gateway
+// (only on a bridge sandnet made, whose MAC it sets; an adopted bridge's
+// MAC follows its ports), and bridge.Answer's port flag, FDB entry and
+// bridge-device entries for its addresses; and no router solicitations
+// from its sandbox (configureLink). On an IPv6 network whose bridge sandnet
+// made, the bridge is the multicast querier, so neighbour solicitations go
+// only where they are asked for (bridge.SetMulticastQuerier). An entry the
+// kernel flushes brings back only the flooding, for that sandbox: Check
+// reports it, Repair puts it back. README.md's "A thousand sandboxes"
+// explains it at length.
+
+// answerNeighbors is the attach step after the sandbox's interface is
+// configured: the entries, on the links attach made, undone on failure.
+func answerNeighbors(ctx context.Context, tx *attachTx) error {
+	n, ep := &tx.net.Network, tx.ep
+	if n.NoNeighborProxy {
+		return nil
+	}
+	return tx.step(ctx, StepConfigure, func() error {
+		if ep.MAC == "" { // no MAC of sandnet's (IPv6 only): the kernel's
+			ep.MAC = tx.links.sandbox.MAC().String()
+		}
+		tx.undo.push(func(ctx context.Context) error { return forgetNeighbors(ctx, tx.h, n, ep) })
+		return setNeighbors(ctx, tx.h, tx.net, ep, tx.links)
+	})
+}
+
+// setNeighbors sets the endpoint's entries on links l; each replaces what
+// is there.
+func setNeighbors(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint, l txLinks) error {
+	for _, gw := range gatewayEntries(rec, ep) {
+		if err := l.sandbox.SetNeighbor(ctx, gw, l.bridge.Attrs().HardwareAddr); err != nil {
+			return err
+		}
+	}
+	nl, err := h.ns.Netlink()
+	if err != nil {
+		return err
+	}
+	var addrs []netip.Addr
+	for _, p := range ep.Addresses {
+		addrs = append(addrs, p.Addr())
+	}
+	return bridge.Answer(ctx, h.ns, nl, l.bridge, l.port, l.sandbox.MAC(), addrs)
+}
+
+// gatewayEntries are the gateways the endpoint's sandbox has a permanent
+// entry for: those of its address families, on a bridge sandnet made.
+func gatewayEntries(rec *networkRecord, ep *Endpoint) []netip.Addr {
+	var gws []netip.Addr
+	for _, gw := range []netip.Addr{rec.Network.Gateway, rec.Network.Gateway6} {
+		if rec.OwnsBridge && gw.IsValid() && ep.hasFamily(gw.Is6()) {
+			gws = append(gws, gw)
+		}
+	}
+	return gws
+}
+
+// forgetNeighbors removes the endpoint's entries from the bridge device
+// (the rest goes with its veth). It runs while the endpoint holds its
+// addresses' lease (teardown releases it after), so the entries are its own.
+func forgetNeighbors(ctx context.Context, h *Host, n *Network, ep *Endpoint) error {
+	if n.NoNeighborProxy {
+		return nil
+	}
+	var addrs []netip.Addr
+	for _, p := range ep.Addresses {
+		addrs = append(addrs, p.Addr())
+	}
+	return bridge.Forget(ctx, h.ns, n.Bridge, addrs)
+}
+
+// checkNeighbors adds to rep what is missing or wrong of the endpoint's
+// entries, against br (the bridge's view; nil: the bridge is gone, which
+// checkNetwork reports) and sb (nil: the sandbox is, which Check reports).
+func checkNeighbors(rec *networkRecord, ep *Endpoint, sb *netns.NS, br *bridge.View, rep *CheckReport) error {
+	if rec.Network.NoNeighborProxy || br == nil {
+		return nil
+	}
+	mac, _ := net.ParseMAC(ep.MAC)
+	for _, p := range ep.Addresses {
+		checkEntry(rep, p.Addr().String()+" dev "+rec.Network.Bridge, br.Neighbors[p.Addr()], mac)
+	}
+	if flags, ok := br.Flags(ep.HostIfName); ok {
+		if !flags.ProxyArpWiFi {
+			rep.add(ObjPortFlag, ep.HostIfName+" proxy_arp_wifi", "is off")
+		}
+		if mac != nil && !br.HasStaticFDB(ep.HostIfName, mac) {
+			rep.add(ObjNeighbor, ep.HostIfName, "no static FDB entry for %s", mac)
+		}
+	}
+	gws := gatewayEntries(rec, ep)
+	if sb == nil || len(gws) == 0 {
+		return nil
+	}
+	inSandbox, err := iface.Neighbors(sb, ep.IfName)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, gw := range gws {
+		checkEntry(rep, "gateway "+gw.String(), inSandbox[gw], br.Link.Attrs().HardwareAddr)
+	}
+	return nil
+}
+
+func checkEntry(rep *CheckReport, name string, have iface.Neighbor, want net.HardwareAddr) {
+	switch {
+	case !have.Addr.IsValid():
+		rep.add(ObjNeighbor, name, "missing")
+	case !have.Permanent:
+		rep.add(ObjNeighbor, name, "is a learned entry (%s), not a permanent one", have.MAC)
+	case want != nil && !bytes.Equal(have.MAC, want):
+		rep.add(ObjNeighbor, name, "points to %s, want %s", have.MAC, want)
+	}
+}
+
+// repairNeighbors puts the endpoint's entries back, all of them (each is a
+// replace), when has names one missing or the links were remade.
+func repairNeighbors(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint, sb *netns.NS, has func(...Object) bool, relinked bool) error {
+	n := &rec.Network
+	if n.NoNeighborProxy || !(relinked || has(ObjNeighbor, ObjPortFlag, ObjHostVeth)) {
+		return nil
+	}
+	nl, err := h.ns.Netlink()
+	if err != nil {
+		return err
+	}
+	var l txLinks
+	if l.bridge, err = nl.LinkByName(n.Bridge); err != nil {
+		return fmt.Errorf("finding bridge %s in %s: %w", n.Bridge, h.ns, err)
+	}
+	if l.port, err = nl.LinkByName(ep.HostIfName); err != nil {
+		return fmt.Errorf("finding bridge port %s in %s: %w", ep.HostIfName, h.ns, err)
+	}
+	if l.sandbox, err = iface.Open(sb, ep.IfName); err != nil {
+		return err
+	}
+	return setNeighbors(ctx, h, rec, ep, l)
+}
+
+// wantsQuerier reports whether sandnet makes the network's bridge the
+// multicast querier: IPv6 networks that answer address resolution, on a
+// bridge sandnet made (an adopted bridge's settings are its owner's).
+func wantsQuerier(rec *networkRecord) bool {
+	n := &rec.Network
+	return !n.NoNeighborProxy && n.Subnet6.IsValid() && rec.OwnsBridge
+}
+
+// ensureQuerier makes the network's bridge its link's multicast querier,
+// if it should be.
+func ensureQuerier(ctx context.Context, h *Host, rec *networkRecord) error {
+	if !wantsQuerier(rec) {
+		return nil
+	}
+	return bridge.SetMulticastQuerier(ctx, h.ns, rec.Network.Bridge, true)
+}
+
+// checkQuerier adds to rep a bridge that should be the querier and is not.
+func checkQuerier(h *Host, rec *networkRecord, rep *CheckReport) error {
+	if !wantsQuerier(rec) {
+		return nil
+	}
+	on, err := bridge.MulticastQuerier(h.ns, rec.Network.Bridge)
+	if errors.Is(err, ErrNotFound) {
+		return nil // ObjBridge says so
+	}
+	if err != nil {
+		return err
+	}
+	if !on {
+		rep.add(ObjNeighbor, rec.Network.Bridge, "is not its link's multicast querier (or does not snoop): IPv6 neighbour solicitations reach every sandbox")
 	}
 	return nil
 }

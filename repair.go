@@ -8,7 +8,6 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/sandnet/sandnet/nat"
 	"github.com/sandnet/sandnet/netns"
 )
 
@@ -128,7 +127,7 @@ func (h *Host) reconcileEndpoints(ctx context.Context, nrec *networkRecord, rep 
 		}
 		live = append(live, r)
 	}
-	missing := []nat.Rule{}
+	var view any
 	if len(live) > 0 {
 		drv, err := driverFor(nrec.Network.Driver)
 		if err != nil {
@@ -138,15 +137,13 @@ func (h *Host) reconcileEndpoints(ctx context.Context, nrec *networkRecord, rep 
 		for _, r := range live {
 			liveEps = append(liveEps, &r.Endpoint)
 		}
-		m, err := drv.missingRules(ctx, h, &nrec.Network, liveEps)
-		if err != nil {
+		if view, err = drv.networkView(ctx, h, nrec, liveEps); err != nil {
 			return errors.Join(append(errs, err)...)
 		}
-		missing = append(missing, m...)
 	}
 	for _, r := range live {
 		er := CheckReport{Network: name, Endpoint: r.Endpoint.ID, Sandbox: r.Endpoint.SandboxID}
-		if err := h.checkEndpoint(ctx, nrec, r, &er, missing); err != nil {
+		if err := h.checkEndpoint(ctx, nrec, r, &er, view); err != nil {
 			errs = append(errs, err)
 			continue
 		}

@@ -201,7 +201,7 @@ func TestCheckRepairNeighbors(t *testing.T) {
 		}},
 		{ObjNeighbor, "gateway " + epA.Gateway.String(), func() error { return iface.DelNeighbor(ctx, a, epA.IfName, epA.Gateway, nil) }},
 		{ObjNeighbor, "gateway " + epA.Gateway6.String(), func() error { return iface.DelNeighbor(ctx, a, epA.IfName, epA.Gateway6, nil) }},
-		{ObjFDB, epA.HostIfName, func() error { return bridge.DelFDB(ctx, h.ns, epA.HostIfName, mac) }},
+		{ObjNeighbor, epA.HostIfName, func() error { return bridge.DelFDB(ctx, h.ns, epA.HostIfName, mac) }},
 		{ObjPortFlag, epA.HostIfName + " proxy_arp_wifi", func() error {
 			port, err := brLink.LinkByName(epA.HostIfName)
 			if err != nil {
@@ -370,7 +370,7 @@ func TestIPv6SolicitationsReachOnlyTheTarget(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep, err := h.Check(ctx, eps[0])
-	if err != nil || !slices.ContainsFunc(rep.Problems, func(p Problem) bool { return p.Object == ObjQuerier }) {
+	if err != nil || !slices.ContainsFunc(rep.Problems, func(p Problem) bool { return p.Object == ObjNeighbor && p.Name == nrec.Network.Bridge }) {
 		t.Fatalf("Check with the querier off: %v, %v", rep.Problems, err)
 	}
 	if _, err := h.Repair(ctx, eps[0]); err != nil {

@@ -31,7 +31,7 @@ func (c *checker) neighborProxy() (Status, string) {
 	}
 	var missing []string
 	for _, p := range rep.Problems {
-		if slices.Contains([]sandnet.Object{sandnet.ObjNeighbor, sandnet.ObjFDB, sandnet.ObjPortFlag, sandnet.ObjQuerier}, p.Object) {
+		if slices.Contains([]sandnet.Object{sandnet.ObjNeighbor, sandnet.ObjPortFlag}, p.Object) {
 			missing = append(missing, p.String())
 		}
 	}
