@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"slices"
 
 	"github.com/vishvananda/netlink"
@@ -16,7 +15,6 @@ import (
 	"github.com/sandnet/sandnet/explain"
 	"github.com/sandnet/sandnet/iface"
 	"github.com/sandnet/sandnet/internal/ifname"
-	"github.com/sandnet/sandnet/internal/nlwrap"
 	"github.com/sandnet/sandnet/nat"
 	"github.com/sandnet/sandnet/netns"
 	"github.com/sandnet/sandnet/veth"
@@ -57,7 +55,7 @@ func (bridgeDriver) settle(*Network, *Network) {}
 // subnet given is checked against the host's addresses and routes.
 func (bridgeDriver) hostDefaults(h *Host, n *Network) error {
 	if n.MTU == 0 {
-		n.MTU = uplinkMTU(h)
+		n.MTU = iface.UplinkMTU(h.ns)
 	}
 	if n.Subnet.IsValid() || n.Subnet6.IsValid() {
 		return checkHostAddrs(h, n)
@@ -88,46 +86,11 @@ func usedPrefixes(h *Host) ([]netip.Prefix, error) {
 	for _, r := range recs {
 		used = append(used, r.Network.Subnet)
 	}
-	nl, err := h.ns.Netlink()
-	if err != nil {
-		return nil, err
-	}
-	routes, err := nlwrap.Retry(func() ([]netlink.Route, error) { return nl.RouteList(nil, netlink.FAMILY_V4) })
-	if err != nil {
-		return nil, fmt.Errorf("listing host routes: %w", err)
-	}
+	routes, err := iface.AllRoutes(h.ns, netlink.FAMILY_V4)
 	for _, r := range routes {
-		if r.Dst == nil {
-			continue
-		}
-		if a, ok := netip.AddrFromSlice(r.Dst.IP); ok {
-			ones, _ := r.Dst.Mask.Size()
-			if ones > 0 {
-				used = append(used, netip.PrefixFrom(a.Unmap(), ones))
-			}
-		}
+		used = append(used, r.Prefix)
 	}
-	return used, nil
-}
-
-// uplinkMTU is the MTU of the host namespace's default-route link, else 1500.
-func uplinkMTU(h *Host) int {
-	nl, err := h.ns.Netlink()
-	if err != nil {
-		return 1500
-	}
-	routes, err := nlwrap.Retry(func() ([]netlink.Route, error) { return nl.RouteList(nil, netlink.FAMILY_V4) })
-	if err != nil {
-		return 1500
-	}
-	for _, r := range routes {
-		if r.Dst == nil || r.Dst.IP.IsUnspecified() {
-			if l, err := nl.LinkByIndex(r.LinkIndex); err == nil && l.Attrs().MTU >= 68 {
-				return l.Attrs().MTU
-			}
-		}
-	}
-	return 1500
+	return used, err
 }
 
 func (bridgeDriver) createNetwork(ctx context.Context, h *Host, rec *networkRecord) (undoStack, error) {
@@ -236,12 +199,12 @@ func (bridgeDriver) checkNetwork(ctx context.Context, h *Host, nrec *networkReco
 			rep.add(ObjSysctl, key, "is %s, want 1", v)
 		}
 	}
-	if v, err := h.ns.ReadSysctl(localnetKey(n)); err == nil {
+	if v, err := h.ns.ReadSysctl(bridge.LocalnetKey(n.Bridge)); err == nil {
 		switch want := localnetWanted(h, n, "", nil); {
 		case want && v != "1":
-			rep.add(ObjSysctl, localnetKey(n), "is %s, want 1 (a port is published on 127.0.0.1)", v)
+			rep.add(ObjSysctl, bridge.LocalnetKey(n.Bridge), "is %s, want 1 (a port is published on 127.0.0.1)", v)
 		case !want && v != "0":
-			rep.add(ObjSysctl, localnetKey(n), "is %s, want 0 (no port published on 127.0.0.1 needs it)", v)
+			rep.add(ObjSysctl, bridge.LocalnetKey(n.Bridge), "is %s, want 0 (no port published on 127.0.0.1 needs it)", v)
 		}
 	}
 	missing, err := h.fw.Check(ctx, natNetwork(n), nil)
@@ -273,7 +236,7 @@ func (bridgeDriver) networkView(ctx context.Context, h *Host, rec *networkRecord
 	if err != nil {
 		return nil, fmt.Errorf("checking firewall rules of network %q: %w", n.Name, err)
 	}
-	v := &bridgeView{missing: missing, flags: portFlags(h, n)}
+	v := &bridgeView{missing: missing, flags: bridge.WantedFlags(h.ns, n.NoICC)}
 	if !n.NoNeighborProxy || len(v.flags) > 0 {
 		nl, err := h.ns.Netlink()
 		if err != nil {
@@ -377,7 +340,7 @@ func (bridgeDriver) repairEndpoint(ctx context.Context, h *Host, rec *networkRec
 		errs = append(errs, err)
 	}
 	if relinked || has(ObjPortFlag) {
-		errs = append(errs, setPortFlags(ctx, h, n, ep.HostIfName))
+		errs = append(errs, bridge.SetPortFlags(ctx, h.ns, ep.HostIfName, bridge.WantedFlags(h.ns, n.NoICC)))
 	}
 	if (relinked || has(ObjRule)) && len(ep.Ports) > 0 {
 		errs = append(errs, h.fw.AddEndpoint(ctx, natNetwork(n), natEndpoint(ep, ep.Ports)))
@@ -468,52 +431,26 @@ func networkSysctls(n *Network) []string {
 	return keys
 }
 
-// localnetKey is the route_localnet setting of the network's bridge. It is
-// on only while some endpoint of the network publishes a port that answers
-// on 127.0.0.1 (published there, or on every IPv4 address): the host's
-// packets to 127.0.0.1 are DNATed out of the bridge then, which the kernel
-// allows only with it. It lets 127.0.0.0/8 cross the bridge both ways, so
-// while it is on, the input chain's localnet guard drops what the
-// sandboxes send to 127.0.0.0/8; off, a flushed firewall (nft flush
-// ruleset, iptables -F) leaves the host's 127.0.0.1 services out of their
-// reach all the same.
-func localnetKey(n *Network) string { return "net/ipv4/conf/" + n.Bridge + "/route_localnet" }
-
-// needsLocalnet reports whether one of ports answers on 127.0.0.1.
-func needsLocalnet(ports []PortMapping) bool {
-	return slices.ContainsFunc(ports, func(p PortMapping) bool {
-		ip := p.HostIP
-		return !ip.IsValid() || (ip.Is4() && (ip.IsUnspecified() || ip.IsLoopback()))
-	})
-}
-
 // localnetWanted reports whether an endpoint of network n other than skip
-// (and, if extra is set, the endpoint being attached) needs route_localnet.
+// (and, if extra is set, the endpoint being attached) publishes a port that
+// answers on 127.0.0.1 (nat.NeedsLocalnet): route_localnet is on only
+// while one does (bridge.LocalnetKey), and while it is on, the input
+// chain's localnet guard drops what the sandboxes send to 127.0.0.0/8;
+// off, a flushed firewall leaves the host's 127.0.0.1 services out of
+// their reach all the same.
 func localnetWanted(h *Host, n *Network, skip string, extra []PortMapping) bool {
 	if !n.Subnet.IsValid() {
 		return false
 	}
-	return needsLocalnet(extra) || h.st.AnyEndpoint(n.Name, func(e *endpointRecord) bool {
-		return e.Endpoint.ID != skip && needsLocalnet(e.Endpoint.Ports)
+	return nat.NeedsLocalnet(extra) || h.st.AnyEndpoint(n.Name, func(e *endpointRecord) bool {
+		return e.Endpoint.ID != skip && nat.NeedsLocalnet(e.Endpoint.Ports)
 	})
 }
 
-// setLocalnet turns the bridge's route_localnet on or off, if it differs.
-// A bridge that is gone has nothing to turn off.
+// setLocalnet turns the network's bridge's route_localnet on or off.
 func setLocalnet(ctx context.Context, h *Host, n *Network, on bool) error {
-	v := "0"
-	if on {
-		v = "1"
-	}
-	changed, err := h.ns.Sysctl(localnetKey(n), v)
-	if changed {
-		explain.Say(ctx, "%s", h.ns.Shell("sysctl -w "+localnetKey(n)+"="+v))
-	}
-	if err != nil && !on && errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("setting %s for network %q: %w", localnetKey(n), n.Name, err)
+	if err := bridge.SetLocalnet(ctx, h.ns, n.Bridge, on); err != nil {
+		return fmt.Errorf("network %q: %w", n.Name, err)
 	}
 	return nil
 }
@@ -548,7 +485,7 @@ func ensureNetworkRules(ctx context.Context, h *Host, rec *networkRecord) error 
 // left behind.
 func addEndpointRules(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint, ports []PortMapping) error {
 	n := &rec.Network
-	if err := setPortFlags(ctx, h, n, ep.HostIfName); err != nil {
+	if err := bridge.SetPortFlags(ctx, h.ns, ep.HostIfName, bridge.WantedFlags(h.ns, n.NoICC)); err != nil {
 		return err
 	}
 	if len(ports) == 0 {
@@ -561,7 +498,7 @@ func addEndpointRules(ctx context.Context, h *Host, rec *networkRecord, ep *Endp
 		return err
 	}
 	err = nil
-	if needsLocalnet(claimed) {
+	if nat.NeedsLocalnet(claimed) {
 		err = setLocalnet(ctx, h, n, true)
 	}
 	if err == nil {
@@ -588,7 +525,7 @@ func removeEndpointRules(ctx context.Context, h *Host, rec *networkRecord, ep *E
 	if err := h.fw.RemoveEndpoint(ctx, natNetwork(&rec.Network), natEndpoint(ep, ep.Ports)); err != nil {
 		return err
 	}
-	if needsLocalnet(ep.Ports) && !localnetWanted(h, &rec.Network, ep.ID, nil) {
+	if nat.NeedsLocalnet(ep.Ports) && !localnetWanted(h, &rec.Network, ep.ID, nil) {
 		// The last port answering on 127.0.0.1 goes: so does route_localnet.
 		if err := setLocalnet(ctx, h, &rec.Network, false); err != nil {
 			return err
@@ -597,60 +534,12 @@ func removeEndpointRules(ctx context.Context, h *Host, rec *networkRecord, ep *E
 	return h.st.ReleasePorts(ctx, holderOf(ep), ep.Ports)
 }
 
-// portFlags are the flags the endpoint's bridge port must have. Where
-// bridged traffic goes through netfilter (br_netfilter loaded and
-// net.bridge.bridge-nf-call-iptables / -ip6tables = 1, which sandnet never
-// changes), a sandbox reaching its own published port is DNATed back out
-// of the port it came in by, so the port needs hairpin mode, and the
-// FORWARD rules enforce ICC. Where a family's bridged frames bypass
-// netfilter, a NoICC network isolates its ports at L2; that holds for every
-// family at once, so it is needed unless both settings are on (with only
-// the IPv4 one on, IPv6 went from sandbox to sandbox). Isolation also stops
-// a sandbox's hairpin traffic (an isolated port does not deliver to
-// itself), so with it a NoICC network's sandboxes do not reach their own
-// published ports through a host address.
-//
-// Check and Repair check and set each flag of this list.
-func portFlags(h *Host, n *Network) []bridge.PortFlag {
-	nf := func(key string) bool { v, err := h.ns.ReadSysctl(key); return err == nil && v == "1" }
-	nf4, nf6 := nf("net.bridge.bridge-nf-call-iptables"), nf("net.bridge.bridge-nf-call-ip6tables")
-	var fs []bridge.PortFlag
-	if n.NoICC && !(nf4 && nf6) {
-		fs = append(fs, bridge.Isolated)
-	} else if nf4 || nf6 {
-		fs = append(fs, bridge.Hairpin)
-	}
-	return fs
-}
-
-// setPortFlags sets every flag of portFlags on the endpoint's bridge port.
-func setPortFlags(ctx context.Context, h *Host, n *Network, port string) error {
-	for _, f := range portFlags(h, n) {
-		if err := bridge.SetPortFlag(ctx, h.ns, port, f); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // checkHostAddrs refuses a bridge network whose subnet holds an address
 // the host namespace already has on another link (its gateway, or a
 // sandbox, would take the host's own address, e.g. its LAN address), and
 // warns when the subnet overlaps a route of the host's: its sandboxes then
 // shadow part of what that route reaches.
 func checkHostAddrs(h *Host, n *Network) error {
-	nl, err := h.ns.Netlink()
-	if err != nil {
-		return err
-	}
-	links, err := nlwrap.Retry(nl.LinkList)
-	if err != nil {
-		return fmt.Errorf("network %q: listing host links: %w", n.Name, err)
-	}
-	names := map[int]string{}
-	for _, l := range links {
-		names[l.Attrs().Index] = l.Attrs().Name
-	}
 	// Other networks' bridges are checkOverlap's (a conflict, ErrExists).
 	ours := map[string]bool{n.Bridge: true}
 	recs, err := h.st.Networks()
@@ -660,40 +549,29 @@ func checkHostAddrs(h *Host, n *Network) error {
 	for _, r := range recs {
 		ours[r.Network.Bridge] = true
 	}
-	addrs, err := nlwrap.Retry(func() ([]netlink.Addr, error) { return nl.AddrList(nil, netlink.FAMILY_ALL) })
+	addrs, err := iface.AllAddrs(h.ns)
 	if err != nil {
-		return fmt.Errorf("network %q: listing host addresses: %w", n.Name, err)
+		return fmt.Errorf("network %q: %w", n.Name, err)
 	}
 	for _, a := range addrs {
-		ip, ok := netip.AddrFromSlice(a.IP)
-		if !ok || ours[names[a.LinkIndex]] {
+		if ours[a.Link] {
 			continue
 		}
-		ip = ip.Unmap()
 		for _, p := range []netip.Prefix{n.Subnet, n.Subnet6} {
-			if p.IsValid() && p.Contains(ip) {
-				return invalidf("network %q: subnet %s holds %s, an address the host already has on %s (the gateway or a sandbox would take the host's own address)", n.Name, p, ip, names[a.LinkIndex])
+			if ip := a.Prefix.Addr(); p.IsValid() && p.Contains(ip) {
+				return invalidf("network %q: subnet %s holds %s, an address the host already has on %s (the gateway or a sandbox would take the host's own address)", n.Name, p, ip, a.Link)
 			}
 		}
 	}
-	routes, err := nlwrap.Retry(func() ([]netlink.Route, error) { return nl.RouteList(nil, netlink.FAMILY_ALL) })
+	routes, err := iface.AllRoutes(h.ns, netlink.FAMILY_ALL)
 	if err != nil {
-		return fmt.Errorf("network %q: listing host routes: %w", n.Name, err)
+		return fmt.Errorf("network %q: %w", n.Name, err)
 	}
 	for _, r := range routes {
-		if r.Dst == nil || ours[names[r.LinkIndex]] {
-			continue
-		}
-		dst, ok := netip.AddrFromSlice(r.Dst.IP)
-		ones, _ := r.Dst.Mask.Size()
-		if !ok || ones == 0 {
-			continue
-		}
-		rp := netip.PrefixFrom(dst.Unmap(), ones)
 		for _, p := range []netip.Prefix{n.Subnet, n.Subnet6} {
-			if p.IsValid() && overlaps(p, rp) {
+			if !ours[r.Link] && p.IsValid() && overlaps(p, r.Prefix) {
 				h.log.Warn("the network's subnet overlaps a route of the host's: its sandboxes shadow part of what that route reaches",
-					"network", n.Name, "subnet", p, "route", rp, "dev", names[r.LinkIndex])
+					"network", n.Name, "subnet", p, "route", r.Prefix, "dev", r.Link)
 			}
 		}
 	}
