@@ -20,8 +20,7 @@ type Object string
 
 // The kinds of object Check verifies.
 const (
-	ObjRecord      Object = "record"            // the endpoint's record says the attach finished
-	ObjSandbox     Object = "sandbox"           // the sandbox namespace is alive
+	ObjSandbox     Object = "sandbox"           // the sandbox namespace is alive, and the attach finished (else: GC's work)
 	ObjBridge      Object = "bridge"            // the network's bridge exists and is up
 	ObjGatewayAddr Object = "gateway-address"   // the bridge carries the gateway address(es)
 	ObjSysctl      Object = "sysctl"            // forwarding and route_localnet are on
@@ -137,7 +136,7 @@ func gatewayPrefixes(n *Network) []netip.Prefix {
 func (h *Host) checkEndpoint(ctx context.Context, nrec *networkRecord, rec *endpointRecord, rep *CheckReport, view any) error {
 	n, ep := &nrec.Network, &rec.Endpoint
 	if rec.State != stateAttached {
-		rep.Problems = append(rep.Problems, Problem{Object: ObjRecord, Name: ep.ID, Detail: "the attach did not finish (run GC)"})
+		rep.Problems = append(rep.Problems, Problem{Object: ObjSandbox, Name: ep.ID, Detail: "the attach did not finish (run GC)"})
 		return nil
 	}
 	if !netns.Alive(ep.NetNS, ep.NetNSInode) {

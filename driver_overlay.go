@@ -305,10 +305,10 @@ func (h *Host) changePeer(ctx context.Context, network string, peer netip.Addr, 
 	return nil
 }
 
-// ErrNoRouteToPeer is the error of an overlay network left without an
+// errNoRouteToPeer is the error of an overlay network left without an
 // Underlay when the host namespace has no route to its first peer, from
 // which the underlay address would be taken. It is also ErrInvalid.
-var ErrNoRouteToPeer = errors.New("no route to the overlay peer")
+var errNoRouteToPeer = errors.New("no route to the overlay peer")
 
 // defaultUnderlay sets n.Underlay to the source address of the host
 // namespace's route to the first peer, as the kernel would pick it for
@@ -332,7 +332,7 @@ func (h *Host) defaultUnderlay(ctx context.Context, n *Network) error {
 			err = errors.New("the route has no source address")
 		}
 		return fmt.Errorf("network %q: finding this host's underlay address (ip route get %s in %s): %w: %w (%v); give it explicitly (Network.Underlay, sandnet net create --underlay IP)",
-			n.Name, peer, h.ns, ErrInvalid, ErrNoRouteToPeer, err)
+			n.Name, peer, h.ns, ErrInvalid, errNoRouteToPeer, err)
 	}
 	n.Underlay = src.Unmap()
 	for _, p := range n.Peers {

@@ -320,8 +320,8 @@ func TestOverlayUnderlayDefault(t *testing.T) {
 	lone := newTestHost(t)
 	bad := Network{Name: "ov2", Driver: DriverOverlay, VNI: 7, Subnet: pfx("10.43.0.0/24"), Peers: []netip.Addr{netip.MustParseAddr("198.51.100.9")}}
 	_, err := lone.CreateNetwork(ctx, bad)
-	if !errors.Is(err, ErrNoRouteToPeer) || !errors.Is(err, ErrInvalid) {
-		t.Fatalf("overlay with no route to its peer: %v, want ErrNoRouteToPeer and ErrInvalid", err)
+	if !errors.Is(err, errNoRouteToPeer) || !errors.Is(err, ErrInvalid) {
+		t.Fatalf("overlay with no route to its peer: %v, want errNoRouteToPeer and ErrInvalid", err)
 	}
 	if nets, _ := lone.Networks(); len(nets) != 0 {
 		t.Errorf("networks after the failed create: %v", nets)

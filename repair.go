@@ -172,7 +172,7 @@ func (h *Host) repairEndpoint(ctx context.Context, nrec *networkRecord, rec *end
 	has := func(objs ...Object) bool {
 		return slices.ContainsFunc(problems, func(p Problem) bool { return p.Repairable && slices.Contains(objs, p.Object) })
 	}
-	if slices.ContainsFunc(problems, func(p Problem) bool { return !p.Repairable && (p.Object == ObjSandbox || p.Object == ObjRecord) }) {
+	if slices.ContainsFunc(problems, func(p Problem) bool { return !p.Repairable && p.Object == ObjSandbox }) {
 		return fmt.Errorf("repairing sandbox %q on network %q: %w (run GC)", ep.SandboxID, n.Name, ErrNotFound)
 	}
 	var errs []error
