@@ -8,8 +8,7 @@ import (
 	"slices"
 	"time"
 
-	mdns "github.com/miekg/dns"
-
+	"github.com/sandnet/sandnet/dns"
 	"github.com/sandnet/sandnet/iface"
 	"github.com/sandnet/sandnet/internal/dnsrun"
 	"github.com/sandnet/sandnet/netns"
@@ -230,41 +229,5 @@ func routeString(r Route) string { return fmt.Sprintf("%s via %s", r.Dst, r.Via)
 // queryA asks the name server at server, from inside sb, for name's IPv4
 // addresses.
 func queryA(ctx context.Context, sb *netns.NS, server netip.AddrPort, name string) ([]netip.Addr, error) {
-	ctx, cancel := context.WithTimeout(ctx, checkDNSTimeout)
-	defer cancel()
-	c, err := dnsrun.Dial(sb)(ctx, "udp", server.String())
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	if d, ok := ctx.Deadline(); ok {
-		c.SetDeadline(d)
-	}
-	m := new(mdns.Msg)
-	m.SetQuestion(mdns.Fqdn(name), mdns.TypeA)
-	co := &mdns.Conn{Conn: c}
-	if err := co.WriteMsg(m); err != nil {
-		return nil, err
-	}
-	for {
-		r, err := co.ReadMsg()
-		if err != nil {
-			return nil, err
-		}
-		if r.Id != m.Id {
-			continue
-		}
-		if r.Rcode != mdns.RcodeSuccess {
-			return nil, fmt.Errorf("%s", mdns.RcodeToString[r.Rcode])
-		}
-		var out []netip.Addr
-		for _, rr := range r.Answer {
-			if a, ok := rr.(*mdns.A); ok {
-				if ip, ok := netip.AddrFromSlice(a.A); ok {
-					out = append(out, ip.Unmap())
-				}
-			}
-		}
-		return out, nil
-	}
+	return dns.QueryA(ctx, dnsrun.Dial(sb), server, name, checkDNSTimeout)
 }
