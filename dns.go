@@ -50,24 +50,6 @@ func checkDNSConfig(c HostConfig) error {
 	return nil
 }
 
-// checkDNSName validates a hostname or alias (RFC 1123 labels).
-func checkDNSName(name string) error {
-	if len(name) > 253 {
-		return invalidf("DNS name %q is longer than 253 bytes", name)
-	}
-	for _, label := range strings.Split(strings.TrimSuffix(name, "."), ".") {
-		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return invalidf("DNS name %q: label %q must be 1-63 letters, digits or '-', not starting or ending with '-'", name, label)
-		}
-		for _, r := range label {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-				return invalidf("DNS name %q contains %q", name, r)
-			}
-		}
-	}
-	return nil
-}
-
 // dnsNames are the names an endpoint answers to: its hostname, its aliases
 // and its sandbox ID (as Docker answers to the container name) when that is
 // a valid DNS name.
@@ -78,7 +60,7 @@ func dnsNames(ep *Endpoint) []string {
 			names = append(names, n)
 		}
 	}
-	if ep.SandboxID != "" && !slices.Contains(names, ep.SandboxID) && checkDNSName(ep.SandboxID) == nil {
+	if ep.SandboxID != "" && !slices.Contains(names, ep.SandboxID) && dns.CheckName(ep.SandboxID) == nil {
 		names = append(names, ep.SandboxID)
 	}
 	return names
