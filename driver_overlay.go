@@ -8,7 +8,7 @@ import (
 	"slices"
 
 	"github.com/sandnet/sandnet/bridge"
-	"github.com/sandnet/sandnet/explain"
+	"github.com/sandnet/sandnet/iface"
 	"github.com/sandnet/sandnet/internal/ifname"
 	"github.com/sandnet/sandnet/overlay"
 	"github.com/sandnet/sandnet/veth"
@@ -124,7 +124,7 @@ func (overlayDriver) createNetwork(ctx context.Context, h *Host, rec *networkRec
 		return nil, err
 	}
 	if !n.Underlay.IsValid() {
-		if err := h.defaultUnderlay(ctx, n); err != nil {
+		if err := defaultUnderlay(ctx, h, n); err != nil {
 			return nil, err
 		}
 	}
@@ -313,28 +313,14 @@ var errNoRouteToPeer = errors.New("no route to the overlay peer")
 // defaultUnderlay sets n.Underlay to the source address of the host
 // namespace's route to the first peer, as the kernel would pick it for
 // VXLAN packets to that peer.
-//
-// Equivalent to: ip route get PEER  (the "src" it shows)
-func (h *Host) defaultUnderlay(ctx context.Context, n *Network) error {
+func defaultUnderlay(ctx context.Context, h *Host, n *Network) error {
 	peer := n.Peers[0]
-	explain.Say(ctx, "%s", h.ns.Shell("ip route get "+peer.String()+"   # this host's underlay address is the src"))
-	nl, err := h.ns.Netlink()
+	src, err := iface.SourceTo(ctx, h.ns, peer)
 	if err != nil {
-		return err
-	}
-	routes, err := nl.RouteGet(peer.AsSlice())
-	var src netip.Addr
-	if err == nil && len(routes) > 0 {
-		src, _ = netip.AddrFromSlice(routes[0].Src)
-	}
-	if !src.IsValid() {
-		if err == nil {
-			err = errors.New("the route has no source address")
-		}
 		return fmt.Errorf("network %q: finding this host's underlay address (ip route get %s in %s): %w: %w (%v); give it explicitly (Network.Underlay, sandnet net create --underlay IP)",
 			n.Name, peer, h.ns, ErrInvalid, errNoRouteToPeer, err)
 	}
-	n.Underlay = src.Unmap()
+	n.Underlay = src
 	for _, p := range n.Peers {
 		if err := checkPeer(n.Name, n.Underlay, p); err != nil {
 			return err

@@ -1,11 +1,14 @@
 package iface
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/sandnet/sandnet/explain"
 	"github.com/sandnet/sandnet/internal/nlwrap"
 	"github.com/sandnet/sandnet/netns"
 )
@@ -101,4 +104,27 @@ func linkNames(ns *netns.NS) (*netlink.Handle, map[int]string, error) {
 		names[l.Attrs().Index] = l.Attrs().Name
 	}
 	return h, names, nil
+}
+
+// SourceTo is the source address the kernel of ns picks for packets to
+// dst: the "src" of the route it would take. No route, or one without a
+// source address, is an error.
+//
+// Equivalent to: ip route get DST
+func SourceTo(ctx context.Context, ns *netns.NS, dst netip.Addr) (netip.Addr, error) {
+	explain.Say(ctx, "%s", ns.Shell("ip route get "+dst.String()+"   # the src it shows"))
+	h, err := ns.Netlink()
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	routes, err := h.RouteGet(dst.AsSlice())
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	if len(routes) > 0 {
+		if src, ok := netip.AddrFromSlice(routes[0].Src); ok {
+			return src.Unmap(), nil
+		}
+	}
+	return netip.Addr{}, errors.New("the route has no source address")
 }
