@@ -9,6 +9,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/sandnet/sandnet/dns"
 	"github.com/sandnet/sandnet/internal/dnsrun"
@@ -264,19 +267,58 @@ func (s recordSource) Networks() []dnsrun.Network {
 	return out
 }
 
-// Names reads the network's names from its endpoint records.
 func (s recordSource) Names(network string) dns.Source {
-	return dnsrun.DirSource(s.st.EndpointDir(network), func() []dns.Record {
-		recs, _ := s.st.Endpoints(network)
-		var rs []dns.Record
-		for _, r := range recs {
-			ep := &r.Endpoint
-			var addrs []netip.Addr
-			for _, p := range ep.Addresses {
-				addrs = append(addrs, p.Addr())
-			}
-			rs = append(rs, dns.Record{Names: dnsNames(ep), Addrs: addrs})
+	return &stateSource{st: s.st, network: network}
+}
+
+// stateSource is a network's names, read from its endpoint records in the
+// state dir (the source of truth, shared by every process), reloaded when
+// the directory changes.
+type stateSource struct {
+	st      *stateStore
+	network string
+	mu      sync.Mutex
+	snap    atomic.Pointer[sourceSnap]
+}
+
+type sourceSnap struct {
+	t      *dns.Table
+	mtime  time.Time
+	loaded time.Time
+}
+
+// mtimeSlack covers the coarse clock behind directory mtimes (one tick):
+// a change within it of the last reload might not move the mtime, so the
+// table is reloaded until the mtime is that much older than the reload.
+const mtimeSlack = 50 * time.Millisecond
+
+// Table costs one stat(2) when nothing changed.
+func (s *stateSource) Table() *dns.Table {
+	fi, err := os.Stat(s.st.EndpointDir(s.network))
+	if err != nil {
+		return dns.NewTable(nil)
+	}
+	mt := fi.ModTime()
+	if c := s.snap.Load(); c != nil && c.mtime.Equal(mt) && c.loaded.Sub(mt) > mtimeSlack {
+		return c.t
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.snap.Load(); c != nil && c.mtime.Equal(mt) && c.loaded.Sub(mt) > mtimeSlack {
+		return c.t
+	}
+	now := time.Now()
+	recs, _ := s.st.Endpoints(s.network)
+	var rs []dns.Record
+	for _, r := range recs {
+		ep := &r.Endpoint
+		var addrs []netip.Addr
+		for _, p := range ep.Addresses {
+			addrs = append(addrs, p.Addr())
 		}
-		return rs
-	})
+		rs = append(rs, dns.Record{Names: dnsNames(ep), Addrs: addrs})
+	}
+	t := dns.NewTable(rs)
+	s.snap.Store(&sourceSnap{t: t, mtime: mt, loaded: now})
+	return t
 }

@@ -38,12 +38,12 @@ func BenchmarkDNSServer100Names(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	srv, err = dns.Listen(h.ns, netip.MustParseAddr("127.0.0.1"), 53, dns.Config{Names: recordSource{h.st}.Names("bench")})
+	srv, err = dns.Listen(h.ns, netip.MustParseAddr("127.0.0.1"), 53, dns.Config{Names: &stateSource{st: h.st, network: "bench"}})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer srv.Close()
-	time.Sleep(100 * time.Millisecond) // let the records' mtime settle, as it has in steady state
+	time.Sleep(2 * mtimeSlack) // let the records' mtime settle, as it has in steady state
 	var n atomic.Int64
 	b.ResetTimer()
 	start := time.Now()
