@@ -20,7 +20,7 @@ import (
 func (h *Host) Firewall() nat.Backend { return h.fw }
 
 func natNetwork(n *Network) nat.Network {
-	return nat.Network{Name: n.Name, Bridge: n.Bridge, Subnet: n.Subnet, Subnet6: n.Subnet6, Internal: n.Internal, NoICC: n.NoICC, Routed: n.Routed}
+	return nat.Network{Name: n.Name, Bridge: n.Bridge, Subnet: n.Subnet, Subnet6: n.Subnet6, Internal: n.Internal, NoICC: n.NoICC, Routed: n.Routed, ClusterCIDR: n.ClusterCIDR}
 }
 
 func natEndpoint(ep *Endpoint, ports []PortMapping) nat.Endpoint {

@@ -149,14 +149,24 @@ func (b *rb) oif(name string, eq bool) { b.iface(expr.MetaKeyOIFNAME, "oifname",
 // addr matches the source or destination address against a prefix (the
 // family's nfproto first, as nft does in an inet table).
 func (b *rb) addr(dst bool, p netip.Prefix, eq bool) {
-	f, off, word := IPv4, uint32(12), "ip"
 	if p.Addr().Is6() {
-		f, off, word = IPv6, 8, "ip6"
+		b.nfproto(IPv6)
+	} else {
+		b.nfproto(IPv4)
+	}
+	b.addrMatch(dst, p, eq)
+}
+
+// addrMatch is addr without the nfproto test, for a second address match
+// in a rule whose family is tested already.
+func (b *rb) addrMatch(dst bool, p netip.Prefix, eq bool) {
+	off, word := uint32(12), "ip"
+	if p.Addr().Is6() {
+		off, word = 8, "ip6"
 	}
 	if dst {
 		off += uint32(p.Addr().BitLen() / 8)
 	}
-	b.nfproto(f)
 	bits := p.Bits()
 	full := p.Addr().AsSlice()
 	n := uint32((bits + 7) / 8)
@@ -302,7 +312,9 @@ func nftNetworkRules(n Network) []nftRule {
 			build(&b)
 			rs = append(rs, b.rule(f, chain, c(tag)))
 		}
-		if !n.Internal && !n.Routed {
+		if cl := n.cluster(f); cl.IsValid() && !n.Internal {
+			add(nftPostrouting, "masquerade", func(b *rb) { b.addr(false, s, true); b.addrMatch(true, cl, false); b.oif(br, false); b.masquerade() })
+		} else if !n.Internal && !n.Routed {
 			add(nftPostrouting, "masquerade", func(b *rb) { b.addr(false, s, true); b.oif(br, false); b.masquerade() })
 		}
 		add(nftPostrouting, "hairpin", func(b *rb) { b.addr(false, s, true); b.oif(br, true); b.ctDNAT(true); b.masquerade() })
