@@ -57,9 +57,11 @@ type netConf struct {
 	StateDir string `json:"stateDir,omitempty"`
 	// Firewall is the backend: "nftables", "iptables" or "" (auto).
 	Firewall string `json:"firewall,omitempty"`
-	// DNS is the embedded name server: on (default) or off; an object in
-	// the spec's DNS shape also adds its servers, search domains and
-	// options to what the sandbox gets.
+	// DNS is the spec's DNS object (nameservers, domain, search, options,
+	// added to what the sandbox gets) with one more member, "enabled":
+	// false turns the embedded name server off (default on). A bare false
+	// means the same to sandnet, but runtimes built on libcni reject it,
+	// as "dns" must be an object for them.
 	DNS dnsSetting `json:"dns"`
 	// Bandwidth limits every sandbox of the network, as the bandwidth
 	// plugin's keys; runtimeConfig.bandwidth overrides it per sandbox.
@@ -72,7 +74,7 @@ type runtimeConfig struct {
 	IPs          []string            `json:"ips,omitempty"`
 	MAC          string              `json:"mac,omitempty"`
 	Aliases      map[string][]string `json:"aliases,omitempty"`
-	DNS          *types.DNS          `json:"dns,omitempty"`
+	DNS          *dnsCapability      `json:"dns,omitempty"`
 	Bandwidth    *bandwidth          `json:"bandwidth,omitempty"`
 }
 
@@ -93,10 +95,17 @@ type bandwidth struct {
 	EgressBurst  uint64 `json:"egressBurst,omitempty"`
 }
 
-// dnsSetting is the "dns" key: a boolean, or the spec's DNS object.
+// dnsSetting is the "dns" key: the spec's DNS object with "enabled", or a
+// boolean.
 type dnsSetting struct {
 	Off  bool
 	Conf types.DNS
+}
+
+// dnsObject is the object form of the "dns" key.
+type dnsObject struct {
+	types.DNS
+	Enabled *bool `json:"enabled,omitempty"`
 }
 
 func (d *dnsSetting) UnmarshalJSON(b []byte) error {
@@ -109,9 +118,11 @@ func (d *dnsSetting) UnmarshalJSON(b []byte) error {
 		d.Off = !on
 		return nil
 	}
-	if err := json.Unmarshal(b, &d.Conf); err != nil {
-		return fmt.Errorf("dns: want true, false or {nameservers, search, options}: %w", err)
+	var o dnsObject
+	if err := json.Unmarshal(b, &o); err != nil {
+		return fmt.Errorf("dns: want {enabled, nameservers, domain, search, options}: %w", err)
 	}
+	d.Conf, d.Off = o.DNS, o.Enabled != nil && !*o.Enabled
 	return nil
 }
 
@@ -221,8 +232,8 @@ func (c *netConf) attachOptions(containerID, ifName string, args podArgs) (sandn
 	}
 	dns := c.DNS.Conf
 	if rc.DNS != nil {
-		dns.Nameservers = append(dns.Nameservers, rc.DNS.Nameservers...)
-		dns.Search = append(dns.Search, rc.DNS.Search...)
+		dns.Nameservers = append(dns.Nameservers, rc.DNS.Servers...)
+		dns.Search = append(dns.Search, rc.DNS.Searches...)
 		dns.Options = append(dns.Options, rc.DNS.Options...)
 	}
 	for _, s := range dns.Nameservers {
@@ -307,4 +318,12 @@ func sandboxID(containerID string) string {
 		keep = keep[:40]
 	}
 	return "c" + keep + "-" + hex.EncodeToString(sum[:8])
+}
+
+// dnsCapability is the dns capability's shape: the runtime's resolver
+// settings for the sandbox.
+type dnsCapability struct {
+	Servers  []string `json:"servers,omitempty"`
+	Searches []string `json:"searches,omitempty"`
+	Options  []string `json:"options,omitempty"`
 }

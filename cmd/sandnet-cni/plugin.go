@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
@@ -53,14 +52,14 @@ func cmdAdd(args *skel.CmdArgs) error {
 	}
 	n := c.network()
 	if c.delegated() {
-		r, err := invoke.DelegateAdd(ctx, c.IPAM.Type, args.StdinData, nil)
+		r, err := c.delegate(ctx, "ADD", args.StdinData)
 		if err != nil {
 			return err
 		}
 		ok := false
 		defer func() {
 			if !ok {
-				invoke.DelegateDel(context.WithoutCancel(ctx), c.IPAM.Type, args.StdinData, nil)
+				c.delegate(context.WithoutCancel(ctx), "DEL", args.StdinData)
 			}
 		}()
 		if err := useIPAMResult(r, &n, &opts); err != nil {
@@ -161,7 +160,8 @@ func cmdDel(args *skel.CmdArgs) error {
 		return cniError("DEL", err)
 	}
 	if c.delegated() {
-		return invoke.DelegateDel(ctx, c.IPAM.Type, args.StdinData, nil)
+		_, err := c.delegate(ctx, "DEL", args.StdinData)
+		return err
 	}
 	return nil
 }
@@ -209,7 +209,8 @@ func cmdCheck(args *skel.CmdArgs) error {
 			Details: strings.Join(problems, "; ")}
 	}
 	if c.delegated() {
-		return invoke.DelegateCheck(ctx, c.IPAM.Type, args.StdinData, nil)
+		_, err := c.delegate(ctx, "CHECK", args.StdinData)
+		return err
 	}
 	return nil
 }
@@ -288,7 +289,8 @@ func cmdGC(args *skel.CmdArgs) error {
 	}
 	// Without the key nothing is freed: the runtime did not say what is valid.
 	if c.delegated() {
-		return invoke.DelegateGC(ctx, c.IPAM.Type, args.StdinData, nil)
+		_, err := c.delegate(ctx, "GC", args.StdinData)
+		return err
 	}
 	return nil
 }
@@ -308,7 +310,8 @@ func cmdStatus(args *skel.CmdArgs) error {
 		return &types.Error{Code: errNotAvailable, Msg: "STATUS: sandnet cannot attach", Details: err.Error()}
 	}
 	if c.delegated() {
-		return invoke.DelegateStatus(ctx, c.IPAM.Type, args.StdinData, nil)
+		_, err := c.delegate(ctx, "STATUS", args.StdinData)
+		return err
 	}
 	return nil
 }
