@@ -202,3 +202,13 @@ func (n *node) leases(network string) int {
 	}
 	return len(ls)
 }
+
+// sandboxNS opens a sandbox namespace by path for the rest of the test.
+func (n *node) sandboxNS(path string) (*netns.NS, error) {
+	ns, err := netns.Open(path)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	n.t.Cleanup(func() { ns.Close() })
+	return ns, nil
+}
