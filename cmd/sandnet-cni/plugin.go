@@ -18,7 +18,7 @@ import (
 // openHost opens the sandnet Host over the plugin's own namespace (the
 // node's, where the runtime runs it) and the configured state dir.
 func openHost(ctx context.Context, c *netConf) (*sandnet.Host, error) {
-	cfg := sandnet.HostConfig{StateDir: c.StateDir, FirewallBackend: c.Firewall}
+	cfg := sandnet.HostConfig{StateDir: c.StateDir, FirewallBackend: c.firewallBackend()}
 	if c.DNS.Off {
 		cfg.DNS = sandnet.DNSOff
 	}
@@ -30,6 +30,7 @@ func openHost(ctx context.Context, c *netConf) (*sandnet.Host, error) {
 		}
 		return nil, &types.Error{Code: code, Msg: "opening sandnet's host state", Details: err.Error()}
 	}
+	c.keepFirewallChoice(h)
 	return h, nil
 }
 
