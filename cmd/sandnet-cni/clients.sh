@@ -144,18 +144,18 @@ cgroup_manager = "cgroupfs"
 events_logger = "file"
 EOF
 	export CONTAINERS_CONF=$run/containers.conf
-	pm() { podman --root "$run/root" --runroot "$run/runroot" --tmpdir "$run/tmp" --storage-driver vfs --network-config-dir "$run/net.d" "$@"; }
+	pm() { podman --runtime runc --root "$run/root" --runroot /run/snc-podman --tmpdir /run/snc-libpod --storage-driver vfs --network-config-dir "$run/net.d" "$@"; }
 	trap 'pm rm -af -t 0 >/dev/null 2>&1 || true; endhelper' EXIT
 	r=$(rootfs)
 	tar -C "$r" -cf "$run/rootfs.tar" .
 	pm import -q "$run/rootfs.tar" localhost/snc-busybox:latest >/dev/null
-	pm run -d --name web --network snc -p 8080:80 localhost/snc-busybox httpd -f -p 80 -h /www >/dev/null &&
+	pm run -d --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --name web --network snc -p 8080:80 localhost/snc-busybox httpd -f -p 80 -h /www >/dev/null &&
 		pass "podman run -p 8080:80 on network snc ($(pm inspect web --format '{{.NetworkSettings.Networks.snc.IPAddress}}'))" || fail "podman run"
 	reach() {
 		local got
 		got=$(ip netns exec snc-out timeout 5 busybox wget -qO- http://192.168.55.1:8080/ || true)
 		[ "$got" = "hello from sandnet" ] && pass "$1: reached from another namespace" || fail "$1: from another namespace: '$got'"
-		got=$(pm run --rm --network snc localhost/snc-timeout 5 busybox wget -qO- http://192.168.55.1:8080/ 2>&1 || true)
+		got=$(pm run --rm --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --network snc localhost/snc-busybox timeout 5 wget -qO- http://192.168.55.1:8080/ 2>&1 || true)
 		[ "$got" = "hello from sandnet" ] && pass "$1: reached from a second container" || fail "$1: from a second container: '$got'"
 	}
 	reach "podman run"
@@ -189,7 +189,7 @@ EOF
 	for _ in $(seq 50); do [ -S "$c/sock" ] && break; sleep 0.1; done
 	r=$(rootfs)
 	tar -C "$r" -cf "$run/rootfs.tar" .
-	pm() { podman --root "$run/root" --runroot "$run/runroot" --tmpdir "$run/tmp" --storage-driver vfs "$@"; }
+	pm() { podman --root "$run/root" --runroot /run/snc-podman --tmpdir /run/snc-libpod --storage-driver vfs "$@"; }
 	pm import -q "$run/rootfs.tar" localhost/snc-busybox:latest >/dev/null
 	pm save -q -o "$run/image.tar" localhost/snc-busybox:latest
 	cctl images import --snapshotter native "$run/image.tar" >/dev/null
