@@ -54,6 +54,7 @@ ip link set lo up
 # endhelper ends sandnet's DNS helper (it would stop by itself once no endpoint needs it; a
 # failed run may leave endpoints behind) and anything still running in the sandbox snc-a.
 endhelper() {
+	set +e # a trap: every step runs, whatever failed before
 	local p; p=$(cat /run/sandnet/dns/helper.pid 2>/dev/null || true)
 	[ -n "$p" ] && kill "$p" 2>/dev/null || true
 	for p in $(ip netns pids snc-a 2>/dev/null || true); do kill "$p"; done
@@ -145,7 +146,7 @@ events_logger = "file"
 EOF
 	export CONTAINERS_CONF=$run/containers.conf
 	pm() { podman --runtime runc --root "$run/root" --runroot /run/snc-podman --tmpdir /run/snc-libpod --storage-driver vfs --network-config-dir "$run/net.d" "$@"; }
-	trap 'pm rm -af -t 0 >/dev/null 2>&1 || true; endhelper' EXIT
+	trap 'set +e; pm rm -af -t 0 >/dev/null 2>&1; endhelper' EXIT
 	r=$(rootfs)
 	tar -C "$r" -cf "$run/rootfs.tar" .
 	pm import -q "$run/rootfs.tar" localhost/snc-busybox:latest >/dev/null
@@ -185,7 +186,7 @@ EOF
 	containerd --config "$c/config.toml" >"$c/log" 2>&1 &
 	cpid=$!
 	cctl() { ctr --address "$c/sock" -n snc "$@"; }
-	trap 'cctl t rm -f web >/dev/null 2>&1; cctl c rm web >/dev/null 2>&1; kill $cpid; wait $cpid; endhelper' EXIT
+	trap 'set +e; cctl t rm -f web >/dev/null 2>&1; cctl c rm web >/dev/null 2>&1; kill $cpid; wait $cpid; endhelper' EXIT
 	for _ in $(seq 50); do [ -S "$c/sock" ] && break; sleep 0.1; done
 	r=$(rootfs)
 	tar -C "$r" -cf "$run/rootfs.tar" .

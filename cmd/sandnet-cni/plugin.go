@@ -207,7 +207,7 @@ func cmdCheck(args *skel.CmdArgs) error {
 	if len(problems) > 0 {
 		return &types.Error{Code: types.ErrInternal,
 			Msg:     fmt.Sprintf("CHECK: sandbox %q on network %q: %s", ep.SandboxID, ep.Network, problems[0]),
-			Details: strings.Join(problems, "; ")}
+			Details: strings.Join(problems[1:], "; ")}
 	}
 	if c.delegated() {
 		_, err := c.delegate(ctx, "CHECK", args.StdinData)
