@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -403,4 +402,4 @@ func needPlugins(t *testing.T, names ...string) {
 	}
 }
 
-var _ = netip.Addr{}
+
