@@ -63,4 +63,3 @@ func lookupA(t *testing.T, ns *netns.NS, server, name string) string {
 	t.Fatalf("no answer for %s from %s: %v", name, server, last)
 	return ""
 }
-

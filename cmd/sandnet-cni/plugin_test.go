@@ -401,5 +401,3 @@ func needPlugins(t *testing.T, names ...string) {
 		}
 	}
 }
-
-
