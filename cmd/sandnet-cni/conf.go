@@ -33,25 +33,14 @@ type netConf struct {
 	Valid         []types.GCAttachment `json:"cni.dev/valid-attachments,omitempty"`
 	Attachments   []types.GCAttachment `json:"cni.dev/attachments,omitempty"`
 
-	Driver      sandnet.Driver `json:"driver,omitempty"`
-	Subnet      netip.Prefix   `json:"subnet,omitzero"`
-	Subnet6     netip.Prefix   `json:"subnet6,omitzero"`
-	Gateway     netip.Addr     `json:"gateway,omitzero"`
-	Gateway6    netip.Addr     `json:"gateway6,omitzero"`
-	IPRange     netip.Prefix   `json:"ipRange,omitzero"`
-	IPRange6    netip.Prefix   `json:"ipRange6,omitzero"`
-	Bridge      string         `json:"bridge,omitempty"`
-	MTU         int            `json:"mtu,omitempty"`
-	Internal    bool           `json:"internal,omitempty"`
-	ICC         *bool          `json:"icc,omitempty"`
-	Routed      bool           `json:"routed,omitempty"`
-	ClusterCIDR netip.Prefix   `json:"clusterCIDR,omitzero"`
-	Parent      string         `json:"parent,omitempty"`
-	MacvlanMode string         `json:"macvlanMode,omitempty"`
-	VNI         uint32         `json:"vni,omitempty"`
-	VXLANPort   int            `json:"vxlanPort,omitempty"`
-	Underlay    netip.Addr     `json:"underlay,omitzero"`
-	Peers       []netip.Addr   `json:"peers,omitempty"`
+	// The network: sandnet.Network's keys ("driver", "subnet", "gateway",
+	// "ipRange", "subnet6", "bridge", "mtu", "internal", "routed",
+	// "clusterCIDR", "parent", "vni", "peers", "underlay"...); "name" is the
+	// configuration's.
+	sandnet.Network
+	// ICC is "icc": false forbids traffic between the network's sandboxes
+	// (sandnet.Network.NoICC).
+	ICC *bool `json:"icc,omitempty"`
 
 	// StateDir is shared with the library and the CLI; default /run/sandnet.
 	StateDir string `json:"stateDir,omitempty"`
@@ -144,15 +133,12 @@ func invalidConf(format string, args ...any) *types.Error {
 
 // network is the sandnet network the configuration describes.
 func (c *netConf) network() sandnet.Network {
-	return sandnet.Network{
-		Name: c.Name, Driver: c.Driver,
-		Subnet: c.Subnet, Gateway: c.Gateway, IPRange: c.IPRange,
-		Subnet6: c.Subnet6, Gateway6: c.Gateway6, IPRange6: c.IPRange6,
-		MTU: c.MTU, Internal: c.Internal, NoICC: c.ICC != nil && !*c.ICC,
-		Routed: c.Routed, ClusterCIDR: c.ClusterCIDR, Bridge: c.Bridge,
-		Parent: c.Parent, MacvlanMode: c.MacvlanMode,
-		VNI: c.VNI, VXLANPort: c.VXLANPort, Underlay: c.Underlay, Peers: c.Peers,
+	n := c.Network
+	n.Name = c.Name
+	if c.ICC != nil {
+		n.NoICC = !*c.ICC
 	}
+	return n
 }
 
 // prevResult parses the prevResult in the configuration's version; nil

@@ -139,7 +139,9 @@ func useIPAMResult(r types.Result, n *sandnet.Network, o *sandnet.AttachOptions)
 	return nil
 }
 
-func cmdDel(args *skel.CmdArgs) error {
+// withHost parses the configuration, opens the Host, runs fn and, when an
+// IPAM plugin is configured and fn succeeded, forwards verb to it.
+func withHost(args *skel.CmdArgs, verb string, fn func(ctx context.Context, c *netConf, h *sandnet.Host) error) error {
 	ctx := context.Background()
 	c, err := parseConf(args.StdinData)
 	if err != nil {
@@ -149,71 +151,62 @@ func cmdDel(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	defer h.Close()
-	// The record names everything to remove; CNI_NETNS (empty when the
-	// runtime lost it) and prevResult are not needed. A container never
-	// added, or deleted already, has no record: success.
-	err = h.DetachWith(ctx, &sandnet.Endpoint{Network: c.Name, SandboxID: sandboxID(args.ContainerID), IfName: args.IfName}, sandnet.DetachOptions{})
-	if errors.Is(err, sandnet.ErrInvalid) && !isStep(err, "tearing down") {
-		err = nil // a network name sandnet refuses: never added
-	}
-	if err != nil {
-		return cniError("DEL", err)
-	}
-	if c.delegated() {
-		_, err := c.delegate(ctx, "DEL", args.StdinData)
+	err = fn(ctx, c, h)
+	h.Close()
+	if err != nil || !c.delegated() {
 		return err
 	}
-	return nil
+	_, err = c.delegate(ctx, verb, args.StdinData)
+	return err
+}
+
+func cmdDel(args *skel.CmdArgs) error {
+	return withHost(args, "DEL", func(ctx context.Context, c *netConf, h *sandnet.Host) error {
+		// The record names everything to remove; CNI_NETNS (empty when the
+		// runtime lost it) and prevResult are not needed. A container never
+		// added, or deleted already, has no record: success.
+		err := h.DetachWith(ctx, &sandnet.Endpoint{Network: c.Name, SandboxID: sandboxID(args.ContainerID), IfName: args.IfName}, sandnet.DetachOptions{})
+		if errors.Is(err, sandnet.ErrInvalid) && !isStep(err, "tearing down") {
+			return nil // a network name sandnet refuses: never added
+		}
+		return cniError("DEL", err)
+	})
 }
 
 func cmdCheck(args *skel.CmdArgs) error {
-	ctx := context.Background()
-	c, err := parseConf(args.StdinData)
-	if err != nil {
-		return err
-	}
-	prev, err := c.prevResult()
-	if err != nil {
-		return err
-	}
-	if prev == nil {
-		return invalidConf("CHECK: no prevResult to check against")
-	}
-	h, err := openHost(ctx, c)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	ep, err := h.LookupEndpoint(c.Name, sandboxID(args.ContainerID), args.IfName)
-	if errors.Is(err, sandnet.ErrNotFound) {
-		return &types.Error{Code: types.ErrUnknownContainer, Msg: "CHECK: no such attachment", Details: err.Error()}
-	}
-	if err != nil {
-		return cniError("CHECK", err)
-	}
-	var problems []string
-	problems = append(problems, checkPrevResult(prev, ep, args)...)
-	rep, err := h.Check(ctx, ep)
-	if err != nil {
-		return cniError("CHECK", err)
-	}
-	for _, p := range rep.Problems {
-		problems = append(problems, p.String())
-	}
-	if bw := c.bandwidth(); bw != nil && len(problems) == 0 {
-		problems = append(problems, checkBandwidth(h, ep, bw)...)
-	}
-	if len(problems) > 0 {
-		return &types.Error{Code: types.ErrInternal,
-			Msg:     fmt.Sprintf("CHECK: sandbox %q on network %q: %s", ep.SandboxID, ep.Network, problems[0]),
-			Details: strings.Join(problems[1:], "; ")}
-	}
-	if c.delegated() {
-		_, err := c.delegate(ctx, "CHECK", args.StdinData)
-		return err
-	}
-	return nil
+	return withHost(args, "CHECK", func(ctx context.Context, c *netConf, h *sandnet.Host) error {
+		prev, err := c.prevResult()
+		if err != nil {
+			return err
+		}
+		if prev == nil {
+			return invalidConf("CHECK: no prevResult to check against")
+		}
+		ep, err := h.LookupEndpoint(c.Name, sandboxID(args.ContainerID), args.IfName)
+		if errors.Is(err, sandnet.ErrNotFound) {
+			return &types.Error{Code: types.ErrUnknownContainer, Msg: "CHECK: no such attachment", Details: err.Error()}
+		}
+		if err != nil {
+			return cniError("CHECK", err)
+		}
+		problems := checkPrevResult(prev, ep, args)
+		rep, err := h.Check(ctx, ep)
+		if err != nil {
+			return cniError("CHECK", err)
+		}
+		for _, p := range rep.Problems {
+			problems = append(problems, p.String())
+		}
+		if bw := c.bandwidth(); bw != nil && len(problems) == 0 {
+			problems = append(problems, checkBandwidth(h, ep, bw)...)
+		}
+		if len(problems) > 0 {
+			return &types.Error{Code: types.ErrInternal,
+				Msg:     fmt.Sprintf("CHECK: sandbox %q on network %q: %s", ep.SandboxID, ep.Network, problems[0]),
+				Details: strings.Join(problems[1:], "; ")}
+		}
+		return nil
+	})
 }
 
 // checkPrevResult compares the result the runtime kept with the record:
@@ -264,55 +257,28 @@ func checkPrevResult(prev types.Result, ep *sandnet.Endpoint, args *skel.CmdArgs
 }
 
 func cmdGC(args *skel.CmdArgs) error {
-	ctx := context.Background()
-	c, err := parseConf(args.StdinData)
-	if err != nil {
-		return err
-	}
-	valid := c.Valid
-	if valid == nil {
-		valid = c.Attachments // the key's name before spec 1.1.0 settled
-	}
-	if valid != nil {
+	return withHost(args, "GC", func(ctx context.Context, c *netConf, h *sandnet.Host) error {
+		valid := c.Valid
+		if valid == nil {
+			valid = c.Attachments // the key's name before spec 1.1.0 settled
+		}
+		if valid == nil {
+			return nil // without the key nothing is freed: the runtime did not say what is valid
+		}
 		keep := map[string]bool{}
 		for _, a := range valid {
 			keep[sandboxID(a.ContainerID)+"\x00"+a.IfName] = true
 		}
-		h, err := openHost(ctx, c)
-		if err != nil {
-			return err
-		}
-		defer h.Close()
-		_, err = h.GCNetwork(ctx, c.Name, func(ep *sandnet.Endpoint) bool { return keep[ep.SandboxID+"\x00"+ep.IfName] })
-		if err != nil {
-			return cniError("GC", err)
-		}
-	}
-	// Without the key nothing is freed: the runtime did not say what is valid.
-	if c.delegated() {
-		_, err := c.delegate(ctx, "GC", args.StdinData)
-		return err
-	}
-	return nil
+		_, err := h.GCNetwork(ctx, c.Name, func(ep *sandnet.Endpoint) bool { return keep[ep.SandboxID+"\x00"+ep.IfName] })
+		return cniError("GC", err)
+	})
 }
 
 func cmdStatus(args *skel.CmdArgs) error {
-	ctx := context.Background()
-	c, err := parseConf(args.StdinData)
-	if err != nil {
-		return err
-	}
-	h, err := openHost(ctx, c)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	if err := h.Ready(ctx); err != nil {
-		return &types.Error{Code: errNotAvailable, Msg: "STATUS: sandnet cannot attach", Details: err.Error()}
-	}
-	if c.delegated() {
-		_, err := c.delegate(ctx, "STATUS", args.StdinData)
-		return err
-	}
-	return nil
+	return withHost(args, "STATUS", func(ctx context.Context, c *netConf, h *sandnet.Host) error {
+		if err := h.Ready(ctx); err != nil {
+			return &types.Error{Code: errNotAvailable, Msg: "STATUS: sandnet cannot attach", Details: err.Error()}
+		}
+		return nil
+	})
 }
