@@ -42,6 +42,10 @@ type netConf struct {
 	// (sandnet.Network.NoICC).
 	ICC *bool `json:"icc,omitempty"`
 
+	// NodeRoutes are routes to the other nodes' pod subnets (host-gw),
+	// added to the node's namespace on ADD when missing.
+	NodeRoutes []nodeRoute `json:"nodeRoutes,omitempty"`
+
 	// StateDir is shared with the library and the CLI; default /run/sandnet.
 	StateDir string `json:"stateDir,omitempty"`
 	// Firewall is the backend: "nftables", "iptables" or "" (auto).

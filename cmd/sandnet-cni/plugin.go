@@ -82,6 +82,9 @@ func add(ctx context.Context, c *netConf, args *skel.CmdArgs, n sandnet.Network,
 		return err
 	}
 	defer h.Close()
+	if err := ensureNodeRoutes(ctx, h, c.NodeRoutes); err != nil {
+		return cniError("ADD", &sandnet.StepError{Op: "attach", Object: fmt.Sprintf("network %q", n.Name), Step: "adding node routes", Err: err})
+	}
 	ep, err := h.Attach(ctx, args.Netns, n, opts)
 	if err != nil {
 		return cniError("ADD", err)

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"testing"
 
+	"github.com/containernetworking/cni/libcni"
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/sandnet/sandnet/internal/testns"
@@ -32,13 +34,18 @@ func twoNodes(t *testing.T) (n1, n2 *node, outside *testns.Segment) {
 func TestTwoNodesRouted(t *testing.T) {
 	n1, n2, seg := twoNodes(t)
 	outside := seg.Machine(t, "out", netip.MustParsePrefix("192.168.77.9/24"))
-	// host-gw: each node routes the other's pod subnet via that node.
-	testns.Run(t, n1.ns, "ip", "route", "add", "10.244.2.0/24", "via", "192.168.77.2")
+	// host-gw: node1's conflist routes node2's pod subnet via node2
+	// (nodeRoutes); node2's route is the admin's (ip route add).
 	testns.Run(t, n2.ns, "ip", "route", "add", "10.244.1.0/24", "via", "192.168.77.1")
 	pods := map[*node]string{}
+	lists := map[*node]*libcni.NetworkConfigList{}
 	for i, n := range []*node{n1, n2} {
-		l := n.list("pods", "1.0.0", n.conf(map[string]any{
-			"subnet": fmt.Sprintf("10.244.%d.0/24", i+1), "routed": true, "clusterCIDR": "10.244.0.0/16"}))
+		keys := map[string]any{"subnet": fmt.Sprintf("10.244.%d.0/24", i+1), "routed": true, "clusterCIDR": "10.244.0.0/16"}
+		if n == n1 {
+			keys["nodeRoutes"] = []map[string]string{{"dst": "10.244.2.0/24", "via": "192.168.77.2"}}
+		}
+		l := n.list("pods", "1.0.0", n.conf(keys))
+		lists[n] = l
 		sb, rt := n.sandbox(fmt.Sprintf("pod%d", i+1))
 		n.add(l, rt)
 		pods[n] = sb.Path()
@@ -51,6 +58,16 @@ func TestTwoNodesRouted(t *testing.T) {
 	}
 	if got, err := ask(b, "10.244.1.2:8080"); err != nil || got != "10.244.2.2" {
 		t.Errorf("pod2 -> pod1 (other node): seen from %q (%v), want pod2's own 10.244.2.2", got, err)
+	}
+	// A second pod on node1: its route is there already; a conflicting
+	// route to the same subnet is a configuration error.
+	_, rt := n1.sandbox("pod1b")
+	n1.add(lists[n1], rt)
+	bad := n1.list("pods", "1.0.0", n1.conf(map[string]any{"subnet": "10.244.1.0/24", "routed": true, "clusterCIDR": "10.244.0.0/16",
+		"nodeRoutes": []map[string]string{{"dst": "10.244.2.0/24", "via": "192.168.77.9"}}}))
+	_, rt = n1.sandbox("pod1c")
+	if _, err := n1.cni.AddNetworkList(context.Background(), bad, rt); codeOf(err) != 7 {
+		t.Errorf("ADD with a node route that conflicts: %v, want code 7", err)
 	}
 	whoami(t, outside, ":8080")
 	if got, err := ask(a, "192.168.77.9:8080"); err != nil || got != "192.168.77.1" {
