@@ -22,6 +22,7 @@ if [ -z "${SNC_INSIDE:-}" ]; then
 	trap 'rm -rf "$work"' EXIT
 	mkdir -p "$work/bin"
 	(cd "$here/../.." && go build -o "$work/bin/sandnet" ./cmd/sandnet-cni)
+	(cd "$here/../.." && go build -o "$work/bin/sandnet-cli" ./cmd/sandnet)
 	if [ -z "${CNITOOL:-}" ] && ! command -v cnitool >/dev/null; then
 		# cnitool from the same module as the plugin's CNI library (the Go module proxy).
 		(cd "$here/../.." && GOBIN="$work/bin" go install github.com/containernetworking/cni/cnitool@v1.2.3) || true
@@ -120,6 +121,9 @@ cnitool)
 		got=$(ip netns exec snc-out timeout 5 busybox wget -qO- http://192.168.55.1:8080/ || true)
 	[ "$got" = "hello from sandnet" ] && pass "published port reached from another namespace" || fail "published port: got '$got'"
 	"$cnitool" check snc /run/netns/snc-a && pass "cnitool check" || fail "cnitool check"
+	# The CLI shares the state dir: it sees the runtime's attachment.
+	"$bin/sandnet-cli" net ls | grep -q snc && "$bin/sandnet-cli" doctor snc-a >"$run/doctor.txt" 2>&1 &&
+		pass "sandnet net ls and doctor see the attachment" || fail "sandnet CLI: $(cat "$run/doctor.txt")"
 	"$cnitool" status snc /run/netns/snc-a && pass "cnitool status" || fail "cnitool status"
 	ip -n snc-a addr flush dev eth0
 	"$cnitool" check snc /run/netns/snc-a 2>"$run/check.err" && fail "cnitool check after the address was removed passed" ||
