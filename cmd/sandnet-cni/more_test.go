@@ -75,3 +75,24 @@ func TestSandboxID(t *testing.T) {
 		t.Errorf("long IDs: %q and %q", a, b)
 	}
 }
+
+// TestCNIArgsTolerated: CNI_ARGS with keys sandnet does not know, without
+// IgnoreUnknown, and malformed pairs do not fail an ADD; K8S_POD_NAME still
+// names the sandbox.
+func TestCNIArgsTolerated(t *testing.T) {
+	n := newNode(t, "args")
+	_, rt := n.sandbox("args1")
+	stdin := []byte(`{"cniVersion":"1.0.0","name":"args","type":"sandnet","subnet":"10.82.0.0/24","stateDir":"` + n.state + `","dns":{"enabled":false}}`)
+	env := []string{"CNI_CONTAINERID=args1", "CNI_NETNS=" + rt.NetNS, "CNI_IFNAME=eth0",
+		"CNI_ARGS=K8S_POD_INFRA_CONTAINER_ID=abc;FOO=bar;junk;K8S_POD_NAME=api-0;K8S_POD_NAMESPACE=prod"}
+	if _, err := n.raw("ADD", stdin, env...); err != nil {
+		t.Fatalf("ADD: %v", err)
+	}
+	ep, err := n.host().LookupEndpoint("args", "args1", "eth0")
+	if err != nil || ep.Hostname != "api-0" || strings.Join(ep.Aliases, ",") != "api-0.prod" {
+		t.Errorf("endpoint %+v, %v: want hostname api-0, alias api-0.prod", ep, err)
+	}
+	if _, err := n.raw("DEL", stdin, env...); err != nil {
+		t.Errorf("DEL: %v", err)
+	}
+}
