@@ -7,6 +7,7 @@ import (
 
 	"github.com/sandnet/sandnet"
 	"github.com/sandnet/sandnet/nat"
+	"github.com/sandnet/sandnet/netns"
 )
 
 // The plugin is a fresh process per call, so "auto" would probe nf_tables
@@ -23,41 +24,44 @@ func firewallChoice(stateDir string) string {
 }
 
 // firewallBackend is the backend to ask NewHost for: the configured one,
-// else the kept choice, else "" (auto: NewHost probes).
+// else the kept choice, else the answer of a probe, kept.
 func (c *netConf) firewallBackend() string {
 	if c.Firewall != "" {
 		return c.Firewall
 	}
-	b, err := os.ReadFile(firewallChoice(c.StateDir))
+	if b, err := os.ReadFile(firewallChoice(c.StateDir)); err == nil {
+		switch s := strings.TrimSpace(string(b)); s {
+		case nat.BackendNFTables, nat.BackendIPTables:
+			return s
+		}
+	}
+	return c.chooseFirewall()
+}
+
+// chooseFirewall probes the plugin's namespace as NewHost's auto would
+// (nftables where it works, else iptables) and keeps the answer; "" (auto)
+// if the namespace cannot be opened.
+func (c *netConf) chooseFirewall() string {
+	ns, err := netns.Current()
 	if err != nil {
 		return ""
 	}
-	switch s := strings.TrimSpace(string(b)); s {
-	case nat.BackendNFTables, nat.BackendIPTables:
-		return s
+	name := nat.BackendIPTables
+	if nat.NFTablesAvailable(ns) == nil {
+		name = nat.BackendNFTables
 	}
-	return ""
-}
-
-// keepFirewallChoice records what auto chose, once.
-func (c *netConf) keepFirewallChoice(h *sandnet.Host) {
-	if c.Firewall != "" {
-		return
-	}
-	name := nat.Name(h.Firewall())
-	if name == "" {
-		return
-	}
-	path := firewallChoice(h.StateDir())
-	if _, err := os.Stat(path); err == nil {
-		return
+	ns.Close()
+	path := firewallChoice(c.StateDir)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return name
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), ".cni-firewall-*")
 	if err != nil {
-		return
+		return name
 	}
 	_, werr := f.WriteString(name + "\n")
 	if cerr := f.Close(); werr != nil || cerr != nil || os.Rename(f.Name(), path) != nil {
 		os.Remove(f.Name())
 	}
+	return name
 }

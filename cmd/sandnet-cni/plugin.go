@@ -30,7 +30,6 @@ func openHost(ctx context.Context, c *netConf) (*sandnet.Host, error) {
 		}
 		return nil, &types.Error{Code: code, Msg: "opening sandnet's host state", Details: err.Error()}
 	}
-	c.keepFirewallChoice(h)
 	return h, nil
 }
 
