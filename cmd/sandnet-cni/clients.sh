@@ -164,6 +164,10 @@ EOF
 		[ "$got" = "hello from sandnet" ] && pass "$1: reached from a second container" || fail "$1: from a second container: '$got'"
 	}
 	reach "podman run"
+	# By name: Podman passes the container's name in K8S_POD_NAME and its aliases; the
+	# result names sandnet's name server, which Podman puts in the container's resolv.conf.
+	got=$(pm run --rm --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --network snc localhost/snc-busybox timeout 5 wget -qO- http://web/ 2>&1 || true)
+	[ "$got" = "hello from sandnet" ] && pass "a second container reaches web by name" || fail "by name: '$got'"
 	pm stop -t 1 web >/dev/null && pm start web >/dev/null && reach "after stop/start" || fail "podman stop/start"
 	pm rm -f -t 1 web >/dev/null
 	left=$(leftovers snc)
