@@ -23,7 +23,7 @@ func (h *Host) LookupEndpoint(network, sandboxID, ifName string) (*Endpoint, err
 		return nil, err
 	}
 	ep := &Endpoint{Network: network, SandboxID: sandboxID, IfName: ifName}
-	rec, err := h.readEndpoint(network, endpointIDOf(ep))
+	rec, err := h.st.ReadEndpoint(network, endpointIDOf(ep))
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return nil, fmt.Errorf("sandbox %q has no interface %q on network %q: %w", sandboxID, ep.IfName, network, ErrNotFound)

@@ -1,16 +1,13 @@
 package sandnet
 
-// checkClusterCIDR validates Network.ClusterCIDR: an IPv4 prefix without
-// host bits, on a bridge network that goes out (it only changes what is
-// masqueraded), containing the network's own subnet or beside it.
-func (n *Network) checkClusterCIDR() error {
+// checkClusterCIDR validates Network.ClusterCIDR for the drivers that
+// masquerade (bridge): an IPv4 prefix without host bits, on a network that
+// goes out (it only changes what is masqueraded).
+func checkClusterCIDR(n *Network) error {
 	c := n.ClusterCIDR
-	if !c.IsValid() {
-		return nil
-	}
 	switch {
-	case n.Driver != DriverBridge:
-		return invalidf("network %q: clusterCIDR belongs to the bridge driver, not %s", n.Name, n.Driver)
+	case !c.IsValid():
+		return nil
 	case n.Internal:
 		return invalidf("network %q: clusterCIDR on an internal network (nothing is masqueraded there)", n.Name)
 	case !c.Addr().Is4():

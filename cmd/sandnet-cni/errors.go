@@ -51,7 +51,7 @@ func errorCode(err error) uint {
 	return types.ErrInternal
 }
 
-func isStep(err error, step string) bool {
+func isStep(err error, step sandnet.Step) bool {
 	var se *sandnet.StepError
 	return errors.As(err, &se) && se.Step == step
 }

@@ -168,8 +168,9 @@ func cmdDel(args *skel.CmdArgs) error {
 		// runtime lost it) and prevResult are not needed. A container never
 		// added, or deleted already, has no record: success.
 		err := h.DetachWith(ctx, &sandnet.Endpoint{Network: c.Name, SandboxID: sandboxID(args.ContainerID), IfName: args.IfName}, sandnet.DetachOptions{})
-		if errors.Is(err, sandnet.ErrInvalid) && !isStep(err, "tearing down") {
-			return nil // a network name sandnet refuses: never added
+		var se *sandnet.StepError
+		if errors.Is(err, sandnet.ErrInvalid) && !errors.As(err, &se) {
+			return nil // a network name sandnet refuses: never added (a failed teardown is a StepError)
 		}
 		return cniError("DEL", err)
 	})
