@@ -9,13 +9,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
+	"golang.org/x/sys/unix"
 
 	"github.com/sandnet/sandnet"
 	"github.com/sandnet/sandnet/internal/testns"
@@ -106,6 +109,11 @@ func newNode(t testing.TB, tag string) *node {
 	ns := testns.New(t, "cni"+tag)
 	testns.Run(t, ns, "ip", "link", "set", "lo", "up")
 	n := &node{t: t, ns: ns, state: t.TempDir(), exec: nsExec{ns}}
+	// Runs after the DELs (registered later, run earlier) and before the
+	// state dir goes: the name server's helper process, which the first
+	// ADD with DNS on started, stops once nothing needs it; wait for that,
+	// so it does not write into a state dir being removed.
+	t.Cleanup(n.waitHelper)
 	n.cni = libcni.NewCNIConfigWithCacheDir([]string{pluginDir, refPlugins}, t.TempDir(), n.exec)
 	return n
 }
@@ -211,4 +219,26 @@ func (n *node) sandboxNS(path string) (*netns.NS, error) {
 	}
 	n.t.Cleanup(func() { ns.Close() })
 	return ns, nil
+}
+
+// waitHelper waits until the state dir's DNS helper process (if one was
+// started) has exited, and ends it if it is still there after 10 s.
+func (n *node) waitHelper() {
+	b, err := os.ReadFile(filepath.Join(n.state, "dns", "helper.pid"))
+	if err != nil {
+		return
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for unix.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			n.t.Errorf("the DNS helper (pid %d) did not stop after the last DEL; ending it", pid)
+			unix.Kill(pid, unix.SIGTERM)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
