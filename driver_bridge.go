@@ -35,8 +35,13 @@ type bridgeDriver struct{}
 func (bridgeDriver) traits() traits { return traits{ipam: true, nameServer: true} }
 
 func (bridgeDriver) setFields(n *Network) string {
-	if n.ClusterCIDR.IsValid() {
+	switch {
+	case n.ClusterCIDR.IsValid() && n.NoNeighborProxy:
+		return "clusterCIDR and noNeighborProxy"
+	case n.ClusterCIDR.IsValid():
 		return "clusterCIDR"
+	case n.NoNeighborProxy:
+		return "noNeighborProxy"
 	}
 	return ""
 }
@@ -136,6 +141,9 @@ func (bridgeDriver) createNetwork(ctx context.Context, h *Host, rec *networkReco
 		rec.OwnsBridge = true
 		undo.push(func(ctx context.Context) error { return bridge.Delete(ctx, h.ns, n.Bridge) })
 	}
+	if err := h.ensureQuerier(ctx, rec); err != nil {
+		return nil, errors.Join(err, undo.run(ctx))
+	}
 	if err := ensureNetworkRules(ctx, h, rec); err != nil {
 		return nil, errors.Join(err, undo.run(ctx))
 	}
@@ -162,6 +170,9 @@ func (bridgeDriver) attach(ctx context.Context, tx *attachTx) error {
 	if err := tx.configureSandbox(ctx); err != nil {
 		return err
 	}
+	if err := tx.answerNeighbors(ctx); err != nil {
+		return err
+	}
 	if err := tx.step(ctx, StepDNS, func() error { return h.setupDNS(ctx, tx) }); err != nil {
 		return err
 	}
@@ -182,6 +193,7 @@ func (bridgeDriver) detach(ctx context.Context, h *Host, rec *networkRecord, ep 
 	err := errors.Join(
 		removeEndpointRules(ctx, h, rec, ep),
 		h.teardownDNS(ctx, rec, ep),
+		h.forgetNeighbors(ctx, &rec.Network, ep),
 	)
 	if sandboxGoing(ctx) {
 		// The namespace's deletion removes the pair; a leftover is replaced
@@ -216,6 +228,9 @@ func (bridgeDriver) checkNetwork(ctx context.Context, h *Host, nrec *networkReco
 			}
 		}
 	}
+	if err := h.checkQuerier(nrec, rep); err != nil {
+		return err
+	}
 	for _, key := range networkSysctls(n) {
 		if v, err := h.ns.ReadSysctl(key); err == nil && v != "1" {
 			rep.add(ObjSysctl, key, "is %s, want 1", v)
@@ -244,7 +259,8 @@ func (bridgeDriver) missingRules(ctx context.Context, h *Host, n *Network, eps [
 }
 
 // checkEndpoint verifies the host end of the veth pair (present, up, a port
-// of the bridge) and the endpoint's firewall rules.
+// of the bridge), the endpoint's firewall rules and the entries that let
+// the bridge answer address resolution for it.
 func (d bridgeDriver) checkEndpoint(ctx context.Context, h *Host, n *Network, ep *Endpoint, rep *CheckReport, missing []nat.Rule) (bool, error) {
 	linksOK := true
 	nl, err := h.ns.Netlink()
@@ -277,7 +293,7 @@ func (d bridgeDriver) checkEndpoint(ctx context.Context, h *Host, n *Network, ep
 			rep.add(ObjRule, r.Command(), "missing from %s", h.ns)
 		}
 	}
-	return linksOK, nil
+	return linksOK, h.checkNeighbors(n, ep, rep)
 }
 
 // repairNetwork puts back the bridge, its gateway addresses, the host
@@ -285,6 +301,9 @@ func (d bridgeDriver) checkEndpoint(ctx context.Context, h *Host, n *Network, ep
 func (bridgeDriver) repairNetwork(ctx context.Context, h *Host, nrec *networkRecord) error {
 	n := &nrec.Network
 	if _, _, err := bridge.Ensure(ctx, h.ns, bridge.Config{Name: n.Bridge, MTU: n.MTU, Addrs: gatewayPrefixes(n)}); err != nil {
+		return fmt.Errorf("repairing network %q: %w", n.Name, err)
+	}
+	if err := h.ensureQuerier(ctx, nrec); err != nil {
 		return fmt.Errorf("repairing network %q: %w", n.Name, err)
 	}
 	rec := *nrec // ensureNetworkRules notes host changes; the record stays as it is
@@ -295,7 +314,8 @@ func (bridgeDriver) repairNetwork(ctx context.Context, h *Host, nrec *networkRec
 }
 
 // repairEndpoint puts back the veth pair with what each end needs, then
-// the bridge port flags (on a new pair) and the published-port rules.
+// the bridge port flags (on a new pair), the published-port rules and the
+// entries that answer address resolution.
 func (bridgeDriver) repairEndpoint(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netns.NS, has func(...Object) bool) error {
 	var errs []error
 	relinked := false
@@ -310,6 +330,9 @@ func (bridgeDriver) repairEndpoint(ctx context.Context, h *Host, n *Network, ep 
 	if (relinked || has(ObjRule)) && len(ep.Ports) > 0 {
 		errs = append(errs, h.fw.AddEndpoint(ctx, natNetwork(n), natEndpoint(ep, ep.Ports)))
 	}
+	// A new pair, or a port that left the bridge and came back, has none
+	// of its flags and entries.
+	errs = append(errs, h.repairNeighbors(ctx, n, ep, sb, has, relinked))
 	return errors.Join(errs...)
 }
 
@@ -342,7 +365,7 @@ func repairLinks(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *net
 			}
 		}
 		mac, _ := net.ParseMAC(ep.MAC)
-		if err := createVeth(ctx, h, n, ep, sb, mac); err != nil {
+		if _, _, err := createVeth(ctx, h, n, ep, sb, mac); err != nil {
 			return false, err
 		}
 		if hostLink, err = nl.LinkByName(ep.HostIfName); err != nil {

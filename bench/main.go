@@ -5,6 +5,7 @@
 //
 //	go run ./bench              # N = 10, 100, 1000; 0 and 1 published port; every tool installed
 //	go run ./bench -quick       # N = 10, 100, for development
+//	go run ./bench -talk        # one big network: a fresh sandbox's first packets, flooding vs answering (talk.md)
 //
 // Everything happens in private namespaces: each tool and run gets its own
 // lab namespace playing the host and N sandbox namespaces, made beforehand
@@ -144,6 +145,9 @@ func run() error {
 		tools = append(tools, t)
 	}
 	fmt.Printf("state and scratch dirs on %s (%s); kernel %s; %d CPUs\n", scratch, rep.stateFS, rep.kernel, runtime.NumCPU())
+	if *talkMode {
+		return runTalk(ctx, scratch, c)
+	}
 
 	for _, ports := range c.ports {
 		for _, n := range c.ns {

@@ -343,9 +343,7 @@ func TestDelegatedIPAM(t *testing.T) {
 // for the bridge plugin would chain it.
 func TestChainedPortmap(t *testing.T) {
 	needPlugins(t, "portmap")
-	if !testns.HasCommand("iptables") {
-		t.Skip("iptables not found (apt-get install iptables): the portmap plugin execs it")
-	}
+	testns.NeedProgram(t, "the portmap plugin execs it", "iptables")
 	n := newNode(t, "pm")
 	l := n.list("pm", "1.0.0",
 		n.conf(map[string]any{"subnet": "10.78.0.0/24", "firewall": "iptables"}),
@@ -393,11 +391,20 @@ func TestBandwidth(t *testing.T) {
 	}
 }
 
+// needPlugins skips the test unless the reference plugins are installed,
+// with one line as testns.NeedProgram writes it (and logs it for CI).
 func needPlugins(t *testing.T, names ...string) {
 	t.Helper()
 	for _, p := range names {
 		if _, err := os.Stat(filepath.Join(refPlugins, p)); err != nil {
-			t.Skipf("CNI plugin %s not found in %s (apt-get install containernetworking-plugins)", p, refPlugins)
+			msg := fmt.Sprintf("CNI plugin %s not found in %s (apt-get install containernetworking-plugins) %s", p, refPlugins, testns.MissingMarker)
+			if log := os.Getenv(testns.MissingLogEnv); log != "" {
+				if f, err := os.OpenFile(log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o666); err == nil {
+					fmt.Fprintf(f, "%s: %s\n", t.Name(), msg)
+					f.Close()
+				}
+			}
+			t.Skip(msg)
 		}
 	}
 }
