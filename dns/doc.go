@@ -15,4 +15,8 @@
 //     given (root, CAP_SYS_ADMIN to enter it) and serves them from ordinary
 //     goroutines; the calling thread's namespace does not matter. A Server is
 //     safe for concurrent use; Close is idempotent.
+//   - A Server answers only the clients it is told to (Config.Clients, and
+//     Config.Interface for the arrival interface): everything else is
+//     dropped unanswered. One without Upstreams forwards nothing (NXDOMAIN
+//     for names that are not its network's).
 package dns

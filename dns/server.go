@@ -46,9 +46,18 @@ type Config struct {
 	// them are answered here, NXDOMAIN when unknown; other reverse lookups are
 	// forwarded.
 	Subnets []netip.Prefix
+	// Clients are the source addresses served (the network's subnets);
+	// queries from anywhere else are dropped unanswered. Empty: any source.
+	Clients []netip.Prefix
+	// Interface, when set, is the interface (the network's bridge) whose
+	// UDP queries are served, besides the host's own over loopback; a query
+	// arriving on any other interface is dropped unanswered. See
+	// clients.go for why TCP needs only the source check.
+	Interface string
 	// Upstreams returns the servers to forward other names to, tried in
-	// order; nil or an empty list means no forwarding (SERVFAIL), as on an
-	// internal network.
+	// order. Nil means the server does not forward (an internal network's):
+	// names that are not the network's get NXDOMAIN. An empty list means
+	// forwarding is wanted but no server is known: SERVFAIL.
 	Upstreams func() []netip.AddrPort
 	// Dial opens connections to the upstream servers; the server's caller
 	// chooses the namespace they come from. Default: a net.Dialer.
@@ -130,9 +139,16 @@ func Listen(ns *netns.NS, addr netip.Addr, port int, cfg Config) (*Server, error
 		}
 		return nil, fmt.Errorf("listening for DNS on %s in %s: %w", ap, ns, err)
 	}
+	policy := &clientPolicy{ns: ns, clients: cfg.Clients, iface: cfg.Interface}
+	fpc, err := newFilteredPacketConn(pc, policy)
+	if err != nil {
+		pc.Close()
+		ln.Close()
+		return nil, fmt.Errorf("listening for DNS on %s in %s: %w", ap, ns, err)
+	}
 	s := &Server{cfg: cfg, addr: ap, domain: "." + strings.ToLower(strings.Trim(cfg.Domain, ".")) + "."}
-	s.udp = &mdns.Server{PacketConn: pc, Handler: s}
-	s.tcp = &mdns.Server{Listener: ln, Handler: s, ReadTimeout: 5 * time.Second}
+	s.udp = &mdns.Server{PacketConn: fpc, Handler: s}
+	s.tcp = &mdns.Server{Listener: &filteredListener{Listener: ln, p: policy}, Handler: s, ReadTimeout: 5 * time.Second}
 	var started sync.WaitGroup
 	for _, srv := range []*mdns.Server{s.udp, s.tcp} {
 		started.Add(1)
@@ -269,14 +285,18 @@ func (s *Server) hdr(name string, t uint16) mdns.RR_Header {
 	return mdns.RR_Header{Name: name, Rrtype: t, Class: mdns.ClassINET, Ttl: s.cfg.TTL}
 }
 
-// forward asks the upstream servers in turn, over UDP (and again over TCP
-// when the answer is truncated and the client came over TCP), and returns
-// the first answer; SERVFAIL when none answers within ForwardTimeout.
+// forward answers NXDOMAIN when the server does not forward (Upstreams
+// nil); else it asks the upstream servers in turn, over UDP (and again
+// over TCP when the answer is truncated and the client came over TCP), and
+// returns the first answer; SERVFAIL when none answers within
+// ForwardTimeout.
 func (s *Server) forward(w mdns.ResponseWriter, req *mdns.Msg) *mdns.Msg {
-	var ups []netip.AddrPort
-	if s.cfg.Upstreams != nil {
-		ups = s.cfg.Upstreams()
+	if s.cfg.Upstreams == nil {
+		m := new(mdns.Msg)
+		m.SetRcode(req, mdns.RcodeNameError)
+		return m
 	}
+	ups := s.cfg.Upstreams()
 	network := "udp"
 	if _, tcp := w.RemoteAddr().(*net.TCPAddr); tcp {
 		network = "tcp"

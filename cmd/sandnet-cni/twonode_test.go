@@ -32,6 +32,17 @@ func twoNodes(t *testing.T) (n1, n2 *node, outside *testns.Segment) {
 // is seen there with its own address (the cluster CIDR is never
 // masqueraded), while what leaves the cluster is masqueraded to the node.
 func TestTwoNodesRouted(t *testing.T) {
+	for _, fw := range []string{"nftables", "iptables"} {
+		t.Run(fw, func(t *testing.T) {
+			if fw == "iptables" {
+				testns.NeedProgram(t, "the iptables backend", "iptables")
+			}
+			twoNodesRouted(t, fw)
+		})
+	}
+}
+
+func twoNodesRouted(t *testing.T, fw string) {
 	n1, n2, seg := twoNodes(t)
 	outside := seg.Machine(t, "out", netip.MustParsePrefix("192.168.77.9/24"))
 	// host-gw: node1's conflist routes node2's pod subnet via node2
@@ -40,7 +51,7 @@ func TestTwoNodesRouted(t *testing.T) {
 	pods := map[*node]string{}
 	lists := map[*node]*libcni.NetworkConfigList{}
 	for i, n := range []*node{n1, n2} {
-		keys := map[string]any{"subnet": fmt.Sprintf("10.244.%d.0/24", i+1), "routed": true, "clusterCIDR": "10.244.0.0/16"}
+		keys := map[string]any{"subnet": fmt.Sprintf("10.244.%d.0/24", i+1), "routed": true, "clusterCIDR": "10.244.0.0/16", "firewall": fw}
 		if n == n1 {
 			keys["nodeRoutes"] = []map[string]string{{"dst": "10.244.2.0/24", "via": "192.168.77.2"}}
 		}
@@ -63,7 +74,7 @@ func TestTwoNodesRouted(t *testing.T) {
 	// route to the same subnet is a configuration error.
 	_, rt := n1.sandbox("pod1b")
 	n1.add(lists[n1], rt)
-	bad := n1.list("pods", "1.0.0", n1.conf(map[string]any{"subnet": "10.244.1.0/24", "routed": true, "clusterCIDR": "10.244.0.0/16",
+	bad := n1.list("pods", "1.0.0", n1.conf(map[string]any{"subnet": "10.244.1.0/24", "routed": true, "clusterCIDR": "10.244.0.0/16", "firewall": fw,
 		"nodeRoutes": []map[string]string{{"dst": "10.244.2.0/24", "via": "192.168.77.9"}}}))
 	_, rt = n1.sandbox("pod1c")
 	if _, err := n1.cni.AddNetworkList(context.Background(), bad, rt); codeOf(err) != 7 {

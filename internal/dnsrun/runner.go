@@ -29,8 +29,11 @@ type Network struct {
 	Name              string
 	Subnet, Subnet6   netip.Prefix
 	Gateway, Gateway6 netip.Addr
-	// Internal networks' servers never forward.
-	Internal bool
+	// Bridge is the interface the network's queries arrive on: the server
+	// answers only those (source in the subnets) and the host's own.
+	Bridge string
+	// Internal networks' servers do not forward, unless Forward asks them to.
+	Internal, Forward bool
 }
 
 // Source tells the runner what to serve.
@@ -168,11 +171,15 @@ func (r *runner) start(n Network) (*netServer, error) {
 	cfg := dns.Config{
 		Names:   r.src.Names(n.Name),
 		Subnets: []netip.Prefix{n.Subnet, n.Subnet6},
-		Dial:    Dial(r.cfg.NS), // upstream queries leave from the host namespace: its routes and its loopback stub apply
-		ID:      ID(r.cfg.Dir, n.Name),
-		Logger:  r.cfg.Logger,
+		// The network's sandboxes only: the source in its subnets, arriving
+		// on its bridge (or the host's own queries, on lo).
+		Clients:   []netip.Prefix{n.Subnet, n.Subnet6},
+		Interface: n.Bridge,
+		Dial:      Dial(r.cfg.NS), // upstream queries leave from the host namespace: its routes and its loopback stub apply
+		ID:        ID(r.cfg.Dir, n.Name),
+		Logger:    r.cfg.Logger,
 	}
-	if !n.Internal {
+	if !n.Internal || n.Forward {
 		cfg.Upstreams = func() []netip.AddrPort { return *r.ups.Load() }
 	}
 	s := &netServer{def: n}
