@@ -23,11 +23,7 @@ func TestLookupAndGCNetworkKeepSet(t *testing.T) {
 	}
 	mustAttach(t, h, testns.New(t, "keep"), other, AttachOptions{SandboxID: "z"})
 
-	h2, err := NewHostNS(h.NS(), HostConfig{StateDir: h.StateDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h2.Close()
+	h2 := openTestHost(t, h.NS(), HostConfig{StateDir: h.StateDir()})
 	ep, err := h2.LookupEndpoint("keep", "b", "")
 	if err != nil || ep.SandboxID != "b" || ep.IfName != "eth0" || !ep.Addr(false).IsValid() {
 		t.Fatalf("LookupEndpoint(keep, b): %+v, %v", ep, err)
