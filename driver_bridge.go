@@ -35,7 +35,12 @@ type bridgeDriver struct{}
 func (bridgeDriver) traits() traits { return traits{ipam: true, nameServer: true} }
 
 func (bridgeDriver) setFields(n *Network) string {
-	if n.NoNeighborProxy {
+	switch {
+	case n.ClusterCIDR.IsValid() && n.NoNeighborProxy:
+		return "clusterCIDR and noNeighborProxy"
+	case n.ClusterCIDR.IsValid():
+		return "clusterCIDR"
+	case n.NoNeighborProxy:
 		return "noNeighborProxy"
 	}
 	return ""
@@ -45,7 +50,10 @@ func (bridgeDriver) normalize(n *Network) error {
 	if n.Bridge == "" {
 		n.Bridge = ifname.Derive("sn-", n.Name)
 	}
-	return checkBridgeName(n)
+	if err := checkBridgeName(n); err != nil {
+		return err
+	}
+	return checkClusterCIDR(n)
 }
 
 func (bridgeDriver) settle(*Network, *Network) {}
@@ -410,7 +418,7 @@ func repairLinks(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *net
 
 func natNetwork(n *Network) nat.Network {
 	return nat.Network{Name: n.Name, Bridge: n.Bridge, Subnet: n.Subnet, Subnet6: n.Subnet6, Gateway: n.Gateway, Gateway6: n.Gateway6,
-		Internal: n.Internal, NoICC: n.NoICC, Routed: n.Routed}
+		Internal: n.Internal, NoICC: n.NoICC, Routed: n.Routed, ClusterCIDR: n.ClusterCIDR}
 }
 
 func natEndpoint(ep *Endpoint, ports []PortMapping) nat.Endpoint {

@@ -17,9 +17,9 @@ import (
 	"github.com/sandnet/sandnet/netns"
 )
 
-// defaultStateDir is where a Host over the caller's own namespace keeps its
+// DefaultStateDir is where a Host over the caller's own namespace keeps its
 // state. It is on tmpfs, so leases vanish with the namespaces at reboot.
-const defaultStateDir = "/run/sandnet"
+const DefaultStateDir = "/run/sandnet"
 
 // HostConfig says which namespace plays the host and where state lives.
 type HostConfig struct {
@@ -114,9 +114,9 @@ func NewHostNS(ns *netns.NS, c HostConfig) (*Host, error) {
 func newHost(ns *netns.NS, c HostConfig) (*Host, error) {
 	dir := c.StateDir
 	if dir == "" {
-		dir = defaultStateDir
+		dir = DefaultStateDir
 		if ns.Name() != "" {
-			dir = filepath.Join(defaultStateDir, "netns", ns.Name())
+			dir = filepath.Join(DefaultStateDir, "netns", ns.Name())
 		}
 	}
 	log := c.Logger
