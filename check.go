@@ -19,20 +19,17 @@ type Object string
 
 // The kinds of object Check verifies.
 const (
-	ObjSandbox     Object = "sandbox"           // the sandbox namespace is alive, and the attach finished (else: GC's work)
-	ObjBridge      Object = "bridge"            // the network's bridge exists and is up
-	ObjGatewayAddr Object = "gateway-address"   // the bridge carries the gateway address(es)
-	ObjSysctl      Object = "sysctl"            // forwarding and route_localnet are on
-	ObjHostVeth    Object = "host-veth"         // the host end exists, is up, on the bridge
-	ObjSandboxIf   Object = "sandbox-interface" // the sandbox's interface exists and is up
-	ObjAddress     Object = "address"           // it carries the endpoint's addresses
-	ObjRoute       Object = "route"             // the default route(s) via the gateway(s)
-	ObjRule        Object = "rule"              // a firewall rule (network's or endpoint's)
-	ObjLease       Object = "lease"             // the IPAM lease holds the addresses
-	ObjPort        Object = "port"              // the port table holds the published port
-	ObjDNS         Object = "dns"               // the network's name server answers the endpoint's names
-	ObjNeighbor    Object = "neighbor"          // what answers address resolution: a permanent neighbour entry, a static FDB entry, the multicast querier
-	ObjPortFlag    Object = "port-flag"         // a flag of the endpoint's bridge port (hairpin, isolated, proxy_arp_wifi)
+	ObjSandbox   Object = "sandbox"           // the sandbox namespace is alive, and the attach finished (else: GC's work)
+	ObjBridge    Object = "bridge"            // the network's bridge exists, is up, carries the gateway address(es), and has the host settings it needs (forwarding, route_localnet)
+	ObjHostVeth  Object = "host-veth"         // the host end exists, is up, is a port of the bridge with the flags it needs (hairpin or isolated)
+	ObjSandboxIf Object = "sandbox-interface" // the sandbox's interface exists and is up
+	ObjAddress   Object = "address"           // it carries the endpoint's addresses
+	ObjRoute     Object = "route"             // the default route(s) via the gateway(s)
+	ObjRule      Object = "rule"              // a firewall rule (network's or endpoint's)
+	ObjLease     Object = "lease"             // the IPAM lease holds the addresses
+	ObjPort      Object = "port"              // the port table holds the published port
+	ObjDNS       Object = "dns"               // the network's name server answers the endpoint's names
+	ObjNeighbor  Object = "neighbor"          // what answers address resolution: a permanent neighbour entry, a static FDB entry, proxy_arp_wifi on the port, the multicast querier
 )
 
 // checkDNSTimeout bounds Check's query of the network's name server.

@@ -11,9 +11,18 @@ import (
 
 // Detach undoes an Attach: published ports, DNS name, interfaces, lease and
 // record, in reverse order, best effort. It is idempotent and works when the
-// sandbox namespace is already gone.
-func (h *Host) Detach(ctx context.Context, ep *Endpoint) error {
-	return h.DetachWith(ctx, ep, DetachOptions{})
+// sandbox namespace is already gone. opts (at most one) say how.
+func (h *Host) Detach(ctx context.Context, ep *Endpoint, opts ...DetachOptions) error {
+	if ep == nil {
+		return invalidf("detach: nil endpoint")
+	}
+	if len(opts) > 1 {
+		return invalidf("detach: %d sets of options, want at most one", len(opts))
+	}
+	if len(opts) == 1 && opts[0].SandboxGoing {
+		ctx = context.WithValue(ctx, sandboxGoingKey{}, true)
+	}
+	return h.detach(ctx, ep.Network, endpointIDOf(ep))
 }
 
 // DetachOptions says how to detach. Zero values mean defaults.
@@ -26,17 +35,6 @@ type DetachOptions struct {
 	// veth stays until the namespace goes, or until an Attach of the same
 	// sandbox and interface replaces it.
 	SandboxGoing bool
-}
-
-// DetachWith is Detach with options.
-func (h *Host) DetachWith(ctx context.Context, ep *Endpoint, opts DetachOptions) error {
-	if ep == nil {
-		return invalidf("detach: nil endpoint")
-	}
-	if opts.SandboxGoing {
-		ctx = context.WithValue(ctx, sandboxGoingKey{}, true)
-	}
-	return h.detach(ctx, ep.Network, endpointIDOf(ep))
 }
 
 // sandboxGoingKey marks a detach context whose sandbox namespace is about to

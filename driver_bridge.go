@@ -195,7 +195,7 @@ func (bridgeDriver) checkNetwork(ctx context.Context, h *Host, nrec *networkReco
 		}
 		for _, p := range gatewayPrefixes(n) {
 			if !slices.Contains(have, p) {
-				rep.add(ObjGatewayAddr, p.String(), "missing from bridge %s", n.Bridge)
+				rep.add(ObjBridge, p.String(), "missing from bridge %s", n.Bridge)
 			}
 		}
 	}
@@ -204,15 +204,15 @@ func (bridgeDriver) checkNetwork(ctx context.Context, h *Host, nrec *networkReco
 	}
 	for _, key := range networkSysctls(n) {
 		if v, err := h.ns.ReadSysctl(key); err == nil && v != "1" {
-			rep.add(ObjSysctl, key, "is %s, want 1", v)
+			rep.add(ObjBridge, key, "is %s, want 1", v)
 		}
 	}
 	if v, err := h.ns.ReadSysctl(bridge.LocalnetKey(n.Bridge)); err == nil {
 		switch want := localnetWanted(h, n, "", nil); {
 		case want && v != "1":
-			rep.add(ObjSysctl, bridge.LocalnetKey(n.Bridge), "is %s, want 1 (a port is published on 127.0.0.1)", v)
+			rep.add(ObjBridge, bridge.LocalnetKey(n.Bridge), "is %s, want 1 (a port is published on 127.0.0.1)", v)
 		case !want && v != "0":
-			rep.add(ObjSysctl, bridge.LocalnetKey(n.Bridge), "is %s, want 0 (no port published on 127.0.0.1 needs it)", v)
+			rep.add(ObjBridge, bridge.LocalnetKey(n.Bridge), "is %s, want 0 (no port published on 127.0.0.1 needs it)", v)
 		}
 	}
 	missing, err := h.fw.Check(ctx, natNetwork(n), nil)
@@ -300,7 +300,7 @@ func (d bridgeDriver) checkEndpoint(ctx context.Context, h *Host, rec *networkRe
 		}
 		for _, f := range v.flags {
 			if !f.In(on) {
-				rep.add(ObjPortFlag, ep.HostIfName+" "+string(f), "is off (bridge link set dev %s %s on)", ep.HostIfName, f)
+				rep.add(ObjHostVeth, ep.HostIfName+" "+string(f), "is off (bridge link set dev %s %s on)", ep.HostIfName, f)
 			}
 		}
 	}
@@ -347,7 +347,7 @@ func (bridgeDriver) repairEndpoint(ctx context.Context, h *Host, rec *networkRec
 		relinked, err = repairLinks(ctx, h, n, ep, sb)
 		errs = append(errs, err)
 	}
-	if relinked || has(ObjPortFlag) {
+	if relinked || has(ObjHostVeth) {
 		errs = append(errs, bridge.SetPortFlags(ctx, h.ns, ep.HostIfName, bridge.WantedFlags(h.ns, n.NoICC)))
 	}
 	if (relinked || has(ObjRule)) && len(ep.Ports) > 0 {
@@ -674,7 +674,7 @@ func checkNeighbors(rec *networkRecord, ep *Endpoint, sb *netns.NS, br *bridge.V
 	}
 	if flags, ok := br.Flags(ep.HostIfName); ok {
 		if !flags.ProxyArpWiFi {
-			rep.add(ObjPortFlag, ep.HostIfName+" proxy_arp_wifi", "is off")
+			rep.add(ObjNeighbor, ep.HostIfName+" proxy_arp_wifi", "is off")
 		}
 		if mac != nil && !br.HasStaticFDB(ep.HostIfName, mac) {
 			rep.add(ObjNeighbor, ep.HostIfName, "no static FDB entry for %s", mac)
@@ -712,7 +712,7 @@ func checkEntry(rep *CheckReport, name string, have iface.Neighbor, want net.Har
 // replace), when has names one missing or the links were remade.
 func repairNeighbors(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint, sb *netns.NS, has func(...Object) bool, relinked bool) error {
 	n := &rec.Network
-	if n.NoNeighborProxy || !(relinked || has(ObjNeighbor, ObjPortFlag, ObjHostVeth)) {
+	if n.NoNeighborProxy || !(relinked || has(ObjNeighbor, ObjHostVeth)) {
 		return nil
 	}
 	nl, err := h.ns.Netlink()

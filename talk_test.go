@@ -202,7 +202,7 @@ func TestCheckRepairNeighbors(t *testing.T) {
 		{ObjNeighbor, "gateway " + epA.Gateway.String(), func() error { return iface.DelNeighbor(ctx, a, epA.IfName, epA.Gateway, nil) }},
 		{ObjNeighbor, "gateway " + epA.Gateway6.String(), func() error { return iface.DelNeighbor(ctx, a, epA.IfName, epA.Gateway6, nil) }},
 		{ObjNeighbor, epA.HostIfName, func() error { return bridge.DelFDB(ctx, h.ns, epA.HostIfName, mac) }},
-		{ObjPortFlag, epA.HostIfName + " proxy_arp_wifi", func() error {
+		{ObjNeighbor, epA.HostIfName + " proxy_arp_wifi", func() error {
 			port, err := brLink.LinkByName(epA.HostIfName)
 			if err != nil {
 				return err

@@ -2,7 +2,6 @@ package diag
 
 import (
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -31,7 +30,7 @@ func (c *checker) neighborProxy() (Status, string) {
 	}
 	var missing []string
 	for _, p := range rep.Problems {
-		if slices.Contains([]sandnet.Object{sandnet.ObjNeighbor, sandnet.ObjPortFlag}, p.Object) {
+		if p.Object == sandnet.ObjNeighbor {
 			missing = append(missing, p.String())
 		}
 	}
