@@ -202,7 +202,7 @@ func (bridgeDriver) checkNetwork(ctx context.Context, h *Host, nrec *networkReco
 	if err := checkQuerier(h, nrec, rep); err != nil {
 		return err
 	}
-	for _, key := range networkSysctls(n) {
+	for _, key := range nat.ForwardingKeys(natNetwork(n)) {
 		if v, err := h.ns.ReadSysctl(key); err == nil && v != "1" {
 			rep.add(ObjBridge, key, "is %s, want 1", v)
 		}
@@ -425,20 +425,6 @@ func natEndpoint(ep *Endpoint, ports []PortMapping) nat.Endpoint {
 	return nat.Endpoint{ID: ep.ID, Sandbox: ep.SandboxID, Addr: ep.Addr(false), Addr6: ep.Addr(true), Ports: ports}
 }
 
-// networkSysctls are the host-wide settings a bridge network needs:
-// forwarding, only for networks that go out. (route_localnet, per bridge,
-// follows the network's published ports: see localnetKey.)
-func networkSysctls(n *Network) []string {
-	var keys []string
-	if !n.Internal && n.Subnet.IsValid() {
-		keys = append(keys, "net.ipv4.ip_forward")
-	}
-	if !n.Internal && n.Subnet6.IsValid() {
-		keys = append(keys, "net.ipv6.conf.all.forwarding")
-	}
-	return keys
-}
-
 // localnetWanted reports whether an endpoint of network n other than skip
 // (and, if extra is set, the endpoint being attached) publishes a port that
 // answers on 127.0.0.1 (nat.NeedsLocalnet): route_localnet is on only
@@ -463,23 +449,18 @@ func setLocalnet(ctx context.Context, h *Host, n *Network, on bool) error {
 	return nil
 }
 
-// ensureNetworkRules prepares the host for a bridge network and installs
-// its rules. The settings of networkSysctls are turned on where off; a
-// host-wide one changed is recorded in rec.HostChanges, never reverted.
+// ensureNetworkRules prepares the host for a bridge network (forwarding:
+// nat.EnableForwarding) and installs its rules. A host-wide setting
+// changed is recorded in rec.HostChanges, never reverted.
 func ensureNetworkRules(ctx context.Context, h *Host, rec *networkRecord) error {
 	n := &rec.Network
-	for _, key := range networkSysctls(n) {
-		changed, err := h.ns.Sysctl(key, "1")
-		if changed {
-			explain.Say(ctx, "%s", h.ns.Shell("sysctl -w "+key+"=1"))
-		}
-		if err != nil {
-			return fmt.Errorf("enabling %s for network %q: %w", key, n.Name, err)
-		}
-		if changed && (!rec.OwnsBridge || key[:4] != "net/") {
-			rec.HostChanges = append(rec.HostChanges, key+"=1")
-			h.log.Info("changed a host setting", "setting", key+"=1", "network", n.Name)
-		}
+	changed, err := nat.EnableForwarding(ctx, h.ns, natNetwork(n))
+	for _, key := range changed {
+		rec.HostChanges = append(rec.HostChanges, key+"=1")
+		h.log.Info("changed a host setting", "setting", key+"=1", "network", n.Name)
+	}
+	if err != nil {
+		return err
 	}
 	if err := h.fw.EnsureNetwork(ctx, natNetwork(n)); err != nil {
 		return errors.Join(err, h.fw.RemoveNetwork(context.WithoutCancel(ctx), natNetwork(n)))
