@@ -401,16 +401,9 @@ func repairLinks(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *net
 			return true, err
 		}
 	}
-	if hostLink.Attrs().MasterIndex != br.Attrs().Index {
-		explain.Say(ctx, "%s", h.ns.Shell("ip link set "+ep.HostIfName+" master "+n.Bridge))
-		if err := nl.LinkSetMasterByIndex(hostLink, br.Attrs().Index); err != nil {
-			return relinked, fmt.Errorf("attaching %s to bridge %s: %w", ep.HostIfName, n.Bridge, err)
-		}
-	}
-	if hostLink.Attrs().Flags&net.FlagUp == 0 {
-		explain.Say(ctx, "%s", h.ns.Shell("ip link set "+ep.HostIfName+" up"))
-		if err := nl.LinkSetUp(hostLink); err != nil {
-			return relinked, fmt.Errorf("bringing %s up: %w", ep.HostIfName, err)
+	if hostLink.Attrs().MasterIndex != br.Attrs().Index || hostLink.Attrs().Flags&net.FlagUp == 0 {
+		if err := bridge.AddPort(ctx, h.ns, n.Bridge, ep.HostIfName); err != nil {
+			return relinked, err
 		}
 	}
 	return relinked, configureLink(ctx, sbLink, ep, linkSetup{fresh: relinked, quiet: !n.NoNeighborProxy})
