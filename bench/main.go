@@ -3,8 +3,10 @@
 // and with netavark, side by side, in one run, and next to the kernel's own
 // floor (a bare veth creation and deletion). Run as root:
 //
-//	go run ./bench              # N = 10, 100, 1000; 0 and 1 published port; every tool installed
-//	go run ./bench -quick       # N = 10, 100, for development
+//	go run ./bench              # N = 10, 100, 1000; 0 and 1 published port; every tool installed; then -parallel
+//	go run ./bench -quick       # N = 10, 100, for development (-parallel at N = 200)
+//	go run ./bench -parallel    # only the concurrent attach/detach table (parallel.md)
+//	go run ./bench -dns         # the name servers instead: sandnet, aardvark-dns, dnsmasq (dns.md)
 //
 // Everything happens in private namespaces: each tool and run gets its own
 // lab namespace playing the host and N sandbox namespaces, made beforehand
@@ -14,7 +16,9 @@
 // network options on stdin), forked from a thread inside the lab namespace.
 //
 // It prints one table with each tool's p50 as a multiple of sandnet's, and
-// writes bench.csv, bench.svg (p50 vs N per tool) and bench.md under -out.
+// writes bench.csv, bench.svg (p50 vs N per tool) and bench.md under -out;
+// then the -parallel table (parallel.md, parallel.csv) unless
+// -with-parallel=false. -dns writes dns.md and dns.csv.
 package main
 
 import (
@@ -53,13 +57,15 @@ type config struct {
 	settle time.Duration
 }
 
+// quickFlag (-quick) shortens every mode so a run fits in minutes.
+var quickFlag = flag.Bool("quick", false, "a shorter run, for development: N = 10,100 (-parallel: N = 200; -dns: shorter loads)")
+
 func parseFlags() (config, error) {
 	var (
 		c     config
 		nFlag = flag.String("n", "10,100,1000", "numbers of sandboxes, comma-separated")
 		pFlag = flag.String("ports", "0,1", "published ports per sandbox (0 and/or 1), comma-separated")
 		tFlag = flag.String("tools", "sandnet,cni,netavark", "tools to measure: sandnet, cni, netavark (the kernel floor is always measured)")
-		quick = flag.Bool("quick", false, "N = 10,100 only (development)")
 	)
 	flag.StringVar(&c.out, "out", "docs/bench", "directory for bench.csv, bench.svg and bench.md")
 	flag.StringVar(&c.state, "state", "", "parent of the scratch dirs (state, leases); default: /dev/shm if it is tmpfs (as /run/sandnet should be), else $TMPDIR")
@@ -68,7 +74,7 @@ func parseFlags() (config, error) {
 	flag.StringVar(&cniDir, "cni-path", cniDir, "directory of the CNI plugins")
 	flag.StringVar(&profileDir, "cpuprofile", "", "write a CPU profile of sandnet's attach and of its detach loop per run to this directory (go tool pprof)")
 	flag.Parse()
-	if *quick {
+	if *quickFlag {
 		*nFlag = "10,100"
 	}
 	var err error
@@ -143,6 +149,12 @@ func run() error {
 		tools = append(tools, t)
 	}
 	fmt.Printf("state and scratch dirs on %s (%s); kernel %s; %d CPUs\n", scratch, rep.stateFS, rep.kernel, runtime.NumCPU())
+	switch {
+	case *parallelMode:
+		return runParallel(ctx, scratch, c)
+	case *dnsMode:
+		return runDNS(ctx, scratch, c)
+	}
 
 	for _, ports := range c.ports {
 		for _, n := range c.ns {
@@ -171,6 +183,10 @@ func run() error {
 		return err
 	}
 	fmt.Printf("\nwrote %s, %s and %s\n", filepath.Join(c.out, "bench.md"), filepath.Join(c.out, "bench.csv"), filepath.Join(c.out, "bench.svg"))
+	if *withParallel && slices.Contains(c.tools, "sandnet") {
+		fmt.Println()
+		return runParallel(ctx, scratch, c)
+	}
 	return nil
 }
 
