@@ -192,7 +192,59 @@ func (l *dnsLab) peerBridge() error {
 	if lo, err := cnl.LinkByIndex(1); err == nil {
 		cnl.LinkSetUp(lo)
 	}
-	return linkAddrUp(cnl, "eth0", dnsClient)
+	if err := linkAddrUp(cnl, "eth0", dnsClient); err != nil {
+		return err
+	}
+	return l.pinNeighbours(dnsClient.Addr())
+}
+
+// pinNeighbours makes the client's and the gateway's neighbour entries
+// permanent: this measures the name server, and with a thousand ports on
+// one bridge a broadcast ARP request is easily lost (issue 19), which would
+// stall the client for a second now and then.
+func (l *dnsLab) pinNeighbours(client netip.Addr) error {
+	hnl, err := l.host.Netlink()
+	if err != nil {
+		return err
+	}
+	cnl, err := l.client().Netlink()
+	if err != nil {
+		return err
+	}
+	gw, err := linkWithAddr(hnl, dnsGateway)
+	if err != nil {
+		return err
+	}
+	eth0, err := linkWithAddr(cnl, client)
+	if err != nil {
+		return err
+	}
+	for _, n := range []struct {
+		nl   *netlink.Handle
+		link netlink.Link
+		ip   netip.Addr
+		mac  net.HardwareAddr
+	}{{cnl, eth0, dnsGateway, gw.Attrs().HardwareAddr}, {hnl, gw, client, eth0.Attrs().HardwareAddr}} {
+		if err := n.nl.NeighSet(&netlink.Neigh{LinkIndex: n.link.Attrs().Index, Family: netlink.FAMILY_V4, State: netlink.NUD_PERMANENT,
+			IP: n.ip.AsSlice(), HardwareAddr: n.mac}); err != nil {
+			return fmt.Errorf("pinning the neighbour entry of %s: %w", n.ip, err)
+		}
+	}
+	return nil
+}
+
+// linkWithAddr finds the link that has address a.
+func linkWithAddr(nl *netlink.Handle, a netip.Addr) (netlink.Link, error) {
+	addrs, err := nl.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, err
+	}
+	for _, ad := range addrs {
+		if ip, ok := netip.AddrFromSlice(ad.IP); ok && ip.Unmap() == a {
+			return nl.LinkByIndex(ad.LinkIndex)
+		}
+	}
+	return nil, fmt.Errorf("no link has address %s", a)
 }
 
 func linkAddrUp(nl *netlink.Handle, name string, p netip.Prefix) error {
@@ -227,6 +279,7 @@ func startSandnetDNS(ctx context.Context, l *dnsLab) (nameServer, error) {
 		ResolvConf:   rc,
 		ResolvedConf: filepath.Join(l.dir, "none"),
 		DNSUpstreams: []netip.AddrPort{netip.AddrPortFrom(upAddr.Addr(), 53)},
+		DNS:          sandnetDNSMode(),
 	})
 	if err != nil {
 		return nil, err
@@ -238,7 +291,27 @@ func startSandnetDNS(ctx context.Context, l *dnsLab) (nameServer, error) {
 		s.close(ctx)
 		return nil, err
 	}
+	if err := l.pinNeighbours(s.cl.Addresses[0].Addr()); err != nil {
+		s.close(ctx)
+		return nil, err
+	}
 	return s, nil
+}
+
+// sandnetDNSMode is how sandnet's server runs: in its helper process, as by
+// default, or in this process under -cpuprofile, so the profile has it.
+func sandnetDNSMode() sandnet.DNSMode {
+	if profileDir != "" {
+		return sandnet.DNSInProcess
+	}
+	return sandnet.DNSHelper
+}
+
+func (s *sandnetDNS) pid() int {
+	if profileDir != "" {
+		return os.Getpid()
+	}
+	return s.h.DNSHelperPID()
 }
 
 func (s *sandnetDNS) setNames(ctx context.Context, n int) error {
@@ -265,8 +338,6 @@ func (s *sandnetDNS) churn(ctx context.Context, i int, on bool) error {
 	s.churned[i] = nil
 	return err
 }
-
-func (s *sandnetDNS) pid() int { return s.h.DNSHelperPID() }
 
 func (s *sandnetDNS) close(ctx context.Context) error {
 	var errs []error

@@ -133,7 +133,9 @@ func measureDNS(ctx context.Context, scratch string, k dnsServerKind, counts []i
 			if during != nil {
 				go func() { defer close(done); changes, errs = during(stop) }()
 			}
+			stopProfile := startProfile(k.name, "dns-"+strings.NewReplacer(" ", "_", ",", "", "/", "-").Replace(measure), n, 0)
 			ld, err := dnsperf(ctx, l, file, secs)
+			stopProfile()
 			if during != nil {
 				close(stop)
 				<-done

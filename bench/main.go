@@ -72,7 +72,7 @@ func parseFlags() (config, error) {
 	flag.DurationVar(&c.settle, "settle", 2*time.Second, "pause per 1000 deleted namespaces before the next run, so the kernel's cleanup does not weigh on it")
 	flag.BoolVar(&cniMasq, "cni-ipmasq", false, "turn on the CNI bridge plugin's per-sandbox masquerade (iptables execs per sandbox)")
 	flag.StringVar(&cniDir, "cni-path", cniDir, "directory of the CNI plugins")
-	flag.StringVar(&profileDir, "cpuprofile", "", "write a CPU profile of sandnet's attach and of its detach loop per run to this directory (go tool pprof)")
+	flag.StringVar(&profileDir, "cpuprofile", "", "write a CPU profile of sandnet's attach and of its detach loop per run to this directory (go tool pprof); with -dns, of each load on sandnet's name server (then run in the bench process)")
 	flag.Parse()
 	if *quickFlag {
 		*nFlag = "10,100"

@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +17,8 @@ import (
 	"time"
 
 	mdns "github.com/miekg/dns"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 
 	"github.com/sandnet/sandnet/netns"
 )
@@ -65,13 +69,31 @@ type Config struct {
 }
 
 // Server is a running name server on one address (UDP and TCP).
+//
+// UDP is served by one reader per CPU on the one socket, each taking a
+// batch of queries per system call (recvmmsg) and sending the batch's
+// answers in one (sendmmsg); the common query (A or AAAA of a sandbox) is
+// answered from its wire form without unpacking it, forwarded queries go
+// through the forwarder (a pool of upstream sockets, no goroutine per
+// query). TCP is served by miekg/dns.
 type Server struct {
-	cfg    Config
-	addr   netip.AddrPort
-	udp    *mdns.Server
-	tcp    *mdns.Server
-	domain string // lower-case, with leading and trailing dots: ".sandnet.internal."
-	close  sync.Once
+	cfg     Config
+	addr    netip.AddrPort
+	udp     *net.UDPConn
+	batch   batchConn
+	tcp     *mdns.Server
+	fwd     *forwarder
+	domain  string // lower-case, with leading and trailing dots: ".sandnet.internal."
+	suffix  string // the domain in key form, with a leading dot: ".sandnet.internal"
+	readers sync.WaitGroup
+	close   sync.Once
+}
+
+// batchConn reads and writes batches of datagrams (ipv4 and ipv6
+// PacketConn both do).
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
 }
 
 // Listen binds UDP and TCP on addr:port inside namespace ns (the sockets
@@ -130,16 +152,24 @@ func Listen(ns *netns.NS, addr netip.Addr, port int, cfg Config) (*Server, error
 		}
 		return nil, fmt.Errorf("listening for DNS on %s in %s: %w", ap, ns, err)
 	}
-	s := &Server{cfg: cfg, addr: ap, domain: "." + strings.ToLower(strings.Trim(cfg.Domain, ".")) + "."}
-	s.udp = &mdns.Server{PacketConn: pc, Handler: s}
-	s.tcp = &mdns.Server{Listener: ln, Handler: s, ReadTimeout: 5 * time.Second}
-	var started sync.WaitGroup
-	for _, srv := range []*mdns.Server{s.udp, s.tcp} {
-		started.Add(1)
-		srv.NotifyStartedFunc = started.Done
-		go srv.ActivateAndServe()
+	dom := strings.ToLower(strings.Trim(cfg.Domain, "."))
+	s := &Server{cfg: cfg, addr: ap, domain: "." + dom + ".", suffix: "." + dom}
+	s.fwd = newForwarder(&s.cfg)
+	s.udp = pc.(*net.UDPConn)
+	if ap.Addr().Is4() {
+		s.batch = ipv4.NewPacketConn(s.udp)
+	} else {
+		s.batch = ipv6.NewPacketConn(s.udp)
 	}
-	started.Wait()
+	for range max(2, runtime.NumCPU()) {
+		s.readers.Add(1)
+		go s.serveUDP()
+	}
+	s.tcp = &mdns.Server{Listener: ln, Handler: s, ReadTimeout: 5 * time.Second}
+	started := make(chan struct{})
+	s.tcp.NotifyStartedFunc = func() { close(started) }
+	go s.tcp.ActivateAndServe()
+	<-started
 	return s, nil
 }
 
@@ -152,49 +182,178 @@ func (s *Server) Close() error {
 	s.close.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		err = errors.Join(s.udp.ShutdownContext(ctx), s.tcp.ShutdownContext(ctx))
+		err = errors.Join(s.udp.Close(), s.tcp.ShutdownContext(ctx))
+		s.readers.Wait()
+		s.fwd.close()
 	})
 	return err
 }
 
-// ServeDNS answers one query: a sandbox name from Names, NXDOMAIN for an
-// unknown name of the network (a single label, or under Domain, or a reverse
-// name in Subnets), else the upstream servers' answer.
+// ServeDNS answers one query that came over TCP (UDP has its own loop, the
+// same answers): a sandbox name from Names, NXDOMAIN for an unknown name of
+// the network (a single label, or under Domain, or a reverse name in
+// Subnets), else the upstream servers' answer.
 func (s *Server) ServeDNS(w mdns.ResponseWriter, req *mdns.Msg) {
-	resp := s.answer(w, req)
-	if resp == nil {
-		return
+	resp, fwd := s.answer(req)
+	if fwd {
+		resp = s.forwardSync(req, "tcp")
 	}
-	if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
-		size := mdns.MinMsgSize
-		if o := req.IsEdns0(); o != nil {
-			size = int(o.UDPSize())
-		}
-		resp.Truncate(size)
+	if resp != nil {
+		w.WriteMsg(resp)
 	}
-	w.WriteMsg(resp)
 }
 
-func (s *Server) answer(w mdns.ResponseWriter, req *mdns.Msg) *mdns.Msg {
+// serveUDP is one UDP reader: a batch of queries in, their answers out.
+func (s *Server) serveUDP() {
+	defer s.readers.Done()
+	const batch = 16
+	in := make([]ipv4.Message, batch)
+	out := make([]ipv4.Message, batch)
+	bufs := make([][]byte, batch)
+	replies := make([][]byte, batch)
+	for i := range in {
+		bufs[i] = make([]byte, 4096)
+		in[i].Buffers = [][]byte{bufs[i]}
+		out[i].Buffers = make([][]byte, 1)
+		replies[i] = make([]byte, 0, mdns.MinMsgSize)
+	}
+	nameBuf := make([]byte, 0, 256)
+	for {
+		n, err := s.batch.ReadBatch(in, 0)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue // e.g. an ICMP error queued on the socket
+		}
+		k := 0
+		for i := range n {
+			resp := s.handleUDP(bufs[i][:in[i].N], in[i].Addr, replies[i][:0], nameBuf)
+			if resp == nil {
+				continue
+			}
+			replies[i] = resp[:0]
+			out[k].Buffers[0] = resp
+			out[k].Addr = in[i].Addr
+			k++
+		}
+		for sent := 0; sent < k; {
+			m, err := s.batch.WriteBatch(out[sent:k], 0)
+			if err != nil {
+				break // the client's problem (or closed): answers are best-effort, as UDP is
+			}
+			sent += m
+		}
+	}
+}
+
+// handleUDP answers one UDP query into out, or returns nil when there is no
+// answer to send now (a forwarded query is answered when upstream answers).
+func (s *Server) handleUDP(req []byte, from net.Addr, out, nameBuf []byte) []byte {
+	var q wireQuery
+	if parseQuery(req, nameBuf, &q) {
+		// The decisions of answer, on the wire form.
+		t := s.cfg.Names.Table()
+		if key, local := s.localKey(t, q.name); local {
+			if q.qtype == mdns.TypeA || q.qtype == mdns.TypeAAAA {
+				addrs, known := t.lookupBytes(key)
+				rcode := mdns.RcodeSuccess // the name exists, perhaps not with this type
+				if !known {
+					rcode = mdns.RcodeNameError
+				}
+				if resp := appendReply(out, req, &q, rcode, addrs, s.cfg.TTL); resp != nil {
+					return resp
+				}
+			}
+		} else if !isReverse(q.name) {
+			s.forwardUDP(req, from)
+			return nil
+		}
+	}
+	if len(req) >= 3 && req[2]&0x80 != 0 {
+		return nil // a response: never answer one
+	}
+	m := new(mdns.Msg)
+	if m.Unpack(req) != nil {
+		return nil
+	}
+	resp, fwd := s.answer(m)
+	if fwd {
+		s.forwardUDP(req, from)
+		return nil
+	}
+	if resp == nil {
+		return nil
+	}
+	size := mdns.MinMsgSize
+	if o := m.IsEdns0(); o != nil {
+		size = int(o.UDPSize())
+	}
+	resp.Truncate(size)
+	b, err := resp.PackBuffer(out)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// forwardUDP hands a UDP client's query (copied) to the forwarder, which
+// sends the answer to from.
+func (s *Server) forwardUDP(req []byte, from net.Addr) {
+	msg := append([]byte(nil), req...)
+	s.fwd.forward(msg, func(resp []byte) { s.udp.WriteTo(resp, from) })
+}
+
+// localKey is local on a name in key form: the name's table key, and
+// whether the name is the network's.
+func (s *Server) localKey(t *Table, name []byte) ([]byte, bool) {
+	switch {
+	case len(name) > len(s.suffix) && string(name[len(name)-len(s.suffix):]) == s.suffix:
+		return name[:len(name)-len(s.suffix)], true
+	case !containsDot(name):
+		return name, true
+	}
+	_, ok := t.lookupBytes(name)
+	return name, ok
+}
+
+// isReverse reports whether a name in key form is a reverse (PTR) name.
+func isReverse(name []byte) bool {
+	return bytes.HasSuffix(name, []byte(".in-addr.arpa")) || bytes.HasSuffix(name, []byte(".ip6.arpa"))
+}
+
+func containsDot(b []byte) bool {
+	for _, c := range b {
+		if c == '.' {
+			return true
+		}
+	}
+	return false
+}
+
+// answer answers req from the network's names, or reports that it must be
+// forwarded.
+func (s *Server) answer(req *mdns.Msg) (resp *mdns.Msg, forward bool) {
 	if req.Opcode != mdns.OpcodeQuery || len(req.Question) != 1 {
 		m := new(mdns.Msg)
-		return m.SetRcode(req, mdns.RcodeNotImplemented)
+		return m.SetRcode(req, mdns.RcodeNotImplemented), false
 	}
 	q := req.Question[0]
 	name := strings.ToLower(mdns.Fqdn(q.Name))
-	local, ok := s.local(name)
+	t := s.cfg.Names.Table()
+	local, ok := s.local(t, name)
 	if ok {
-		return s.answerLocal(req, q, local)
+		return s.answerLocal(t, req, q, local), false
 	}
-	if ptr, ok := s.reverse(name); ok {
-		return s.answerPTR(req, q, ptr)
+	if ptr, ok := s.reverse(t, name); ok {
+		return s.answerPTR(t, req, q, ptr), false
 	}
-	return s.forward(w, req)
+	return nil, true
 }
 
 // local returns the sandbox name a query name is about, if it is one of the
 // network's: a single label, a name in the table, or a name under Domain.
-func (s *Server) local(name string) (string, bool) {
+func (s *Server) local(t *Table, name string) (string, bool) {
 	short := strings.TrimSuffix(name, ".")
 	if strings.HasSuffix(name, s.domain) {
 		return strings.TrimSuffix(name, s.domain), true
@@ -202,13 +361,13 @@ func (s *Server) local(name string) (string, bool) {
 	if !strings.Contains(short, ".") {
 		return short, true
 	}
-	if _, ok := s.cfg.Names.Table().Lookup(short); ok {
+	if _, ok := t.Lookup(short); ok {
 		return short, true
 	}
 	return "", false
 }
 
-func (s *Server) answerLocal(req *mdns.Msg, q mdns.Question, name string) *mdns.Msg {
+func (s *Server) answerLocal(t *Table, req *mdns.Msg, q mdns.Question, name string) *mdns.Msg {
 	m := new(mdns.Msg)
 	m.SetReply(req)
 	m.Authoritative = true
@@ -217,7 +376,7 @@ func (s *Server) answerLocal(req *mdns.Msg, q mdns.Question, name string) *mdns.
 		m.Answer = append(m.Answer, &mdns.TXT{Hdr: s.hdr(q.Name, mdns.TypeTXT), Txt: []string{s.cfg.ID}})
 		return m
 	}
-	addrs, ok := s.cfg.Names.Table().Lookup(name)
+	addrs, ok := t.Lookup(name)
 	if !ok {
 		m.Rcode = mdns.RcodeNameError
 		return m
@@ -234,7 +393,7 @@ func (s *Server) answerLocal(req *mdns.Msg, q mdns.Question, name string) *mdns.
 }
 
 // reverse returns the address of a reverse name in one of the subnets.
-func (s *Server) reverse(name string) (netip.Addr, bool) {
+func (s *Server) reverse(t *Table, name string) (netip.Addr, bool) {
 	a, ok := parseReverse(name)
 	if !ok {
 		return a, false
@@ -244,15 +403,15 @@ func (s *Server) reverse(name string) (netip.Addr, bool) {
 			return a, true
 		}
 	}
-	return a, len(s.cfg.Names.Table().Names(a)) > 0
+	return a, len(t.Names(a)) > 0
 }
 
-func (s *Server) answerPTR(req *mdns.Msg, q mdns.Question, a netip.Addr) *mdns.Msg {
+func (s *Server) answerPTR(t *Table, req *mdns.Msg, q mdns.Question, a netip.Addr) *mdns.Msg {
 	m := new(mdns.Msg)
 	m.SetReply(req)
 	m.Authoritative = true
 	m.RecursionAvailable = true
-	names := s.cfg.Names.Table().Names(a)
+	names := t.Names(a)
 	if len(names) == 0 {
 		m.Rcode = mdns.RcodeNameError
 		return m
@@ -269,17 +428,14 @@ func (s *Server) hdr(name string, t uint16) mdns.RR_Header {
 	return mdns.RR_Header{Name: name, Rrtype: t, Class: mdns.ClassINET, Ttl: s.cfg.TTL}
 }
 
-// forward asks the upstream servers in turn, over UDP (and again over TCP
-// when the answer is truncated and the client came over TCP), and returns
-// the first answer; SERVFAIL when none answers within ForwardTimeout.
-func (s *Server) forward(w mdns.ResponseWriter, req *mdns.Msg) *mdns.Msg {
+// forwardSync asks the upstream servers in turn for a TCP client, over UDP
+// (and again over TCP when the answer is truncated), and returns the first
+// answer; SERVFAIL when none answers within ForwardTimeout. UDP clients'
+// queries go through the forwarder instead.
+func (s *Server) forwardSync(req *mdns.Msg, network string) *mdns.Msg {
 	var ups []netip.AddrPort
 	if s.cfg.Upstreams != nil {
 		ups = s.cfg.Upstreams()
-	}
-	network := "udp"
-	if _, tcp := w.RemoteAddr().(*net.TCPAddr); tcp {
-		network = "tcp"
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ForwardTimeout)
 	defer cancel()

@@ -1,0 +1,245 @@
+package dns
+
+import (
+	"context"
+	"encoding/binary"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// The forwarder sends UDP clients' queries upstream without a goroutine or
+// a socket per query, as dnsmasq does: each upstream server has a small
+// pool of connected sockets (opened once, through Config.Dial, so from the
+// namespace the caller chose), a query goes out on a random one of them
+// under a fresh random ID, and the socket's reader matches the answer by ID
+// and question and sends it to the client with the client's ID. A sweep
+// moves a query that got no answer in its share of ForwardTimeout to the
+// next server, and answers SERVFAIL when none is left.
+
+// fwdPool is how many sockets each upstream server gets: the source port
+// is one of these, the ID random, so a forged answer must guess both.
+const fwdPool = 8
+
+// fwdSweep is how often unanswered queries are looked at.
+const fwdSweep = 20 * time.Millisecond
+
+type forwarder struct {
+	cfg *Config
+
+	mu      sync.Mutex
+	conns   map[netip.AddrPort][]*upConn // lazily dialled pools
+	pending map[fwdKey]*fwdQuery
+	closed  bool
+	wg      sync.WaitGroup
+	stop    chan struct{}
+}
+
+type fwdKey struct {
+	c  *upConn
+	id uint16
+}
+
+// upConn is one connected socket to one upstream server.
+type upConn struct {
+	up netip.AddrPort
+	c  net.Conn
+}
+
+// fwdQuery is a client's query on its way.
+type fwdQuery struct {
+	msg      []byte // the client's query; its ID is rewritten per try
+	clientID uint16
+	qEnd     int
+	ups      []netip.AddrPort
+	try      int
+	deadline time.Time // of the whole query
+	tryBy    time.Time // of this try
+	key      fwdKey
+	reply    func(resp []byte) // sends resp to the client
+}
+
+func newForwarder(cfg *Config) *forwarder {
+	f := &forwarder{cfg: cfg, conns: map[netip.AddrPort][]*upConn{}, pending: map[fwdKey]*fwdQuery{}, stop: make(chan struct{})}
+	f.wg.Add(1)
+	go f.sweep()
+	return f
+}
+
+// forward sends msg (a client's query, which it keeps) upstream; reply gets
+// the answer, or a SERVFAIL, exactly once.
+func (f *forwarder) forward(msg []byte, reply func([]byte)) {
+	qEnd := questionEnd(msg)
+	if qEnd < 0 {
+		return
+	}
+	var ups []netip.AddrPort
+	if f.cfg.Upstreams != nil {
+		ups = f.cfg.Upstreams()
+	}
+	q := &fwdQuery{msg: msg, clientID: binary.BigEndian.Uint16(msg), qEnd: qEnd, ups: ups, reply: reply,
+		deadline: time.Now().Add(f.cfg.ForwardTimeout)}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.send(q)
+}
+
+// send tries q's next upstream server that can be reached, or fails it;
+// the caller holds mu.
+func (f *forwarder) send(q *fwdQuery) {
+	for ; q.try < len(q.ups) && !f.closed; q.try++ {
+		c, err := f.conn(q.ups[q.try])
+		if err != nil {
+			f.cfg.Logger.Debug("dns forward: no socket", "upstream", q.ups[q.try], "err", err)
+			continue
+		}
+		key := fwdKey{c: c}
+		for {
+			key.id = uint16(rand.Uint32())
+			if f.pending[key] == nil {
+				break
+			}
+		}
+		binary.BigEndian.PutUint16(q.msg, key.id)
+		if _, err := c.c.Write(q.msg); err != nil {
+			f.cfg.Logger.Debug("dns forward", "upstream", q.ups[q.try], "err", err)
+			continue
+		}
+		// Split what is left of the budget between the servers not yet tried.
+		left := time.Until(q.deadline)
+		q.tryBy = time.Now().Add(left / time.Duration(len(q.ups)-q.try))
+		q.key = key
+		f.pending[key] = q
+		return
+	}
+	f.fail(q)
+}
+
+// fail answers SERVFAIL; the caller holds mu.
+func (f *forwarder) fail(q *fwdQuery) {
+	if len(q.ups) > 0 {
+		f.cfg.Logger.Debug("dns forward failed", "tries", q.try)
+	}
+	binary.BigEndian.PutUint16(q.msg, q.clientID)
+	q.reply(servfail(nil, q.msg, q.qEnd))
+}
+
+// conn returns a socket of up's pool, dialling it on first use; the caller
+// holds mu.
+func (f *forwarder) conn(up netip.AddrPort) (*upConn, error) {
+	pool := f.conns[up]
+	k := rand.IntN(fwdPool)
+	if k < len(pool) {
+		return pool[k], nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), f.cfg.ForwardTimeout)
+	defer cancel()
+	c, err := f.cfg.Dial(ctx, "udp", up.String())
+	if err != nil {
+		if len(pool) > 0 {
+			return pool[k%len(pool)], nil
+		}
+		return nil, err
+	}
+	uc := &upConn{up: up, c: c}
+	f.conns[up] = append(pool, uc)
+	f.wg.Add(1)
+	go f.read(uc)
+	return uc, nil
+}
+
+// read takes the answers of one socket until it is closed.
+func (f *forwarder) read(c *upConn) {
+	defer f.wg.Done()
+	buf := make([]byte, 65535)
+	for {
+		n, err := c.c.Read(buf)
+		if err != nil {
+			if f.isClosed() {
+				return
+			}
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				continue
+			}
+			// ECONNREFUSED from an ICMP error and the like: keep reading;
+			// the query's try times out and moves on.
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		resp := buf[:n]
+		if n < 12 || resp[2]&0x80 == 0 {
+			continue
+		}
+		key := fwdKey{c: c, id: binary.BigEndian.Uint16(resp)}
+		f.mu.Lock()
+		q := f.pending[key]
+		if q == nil || questionEnd(resp) != q.qEnd || !sameQuestion(resp[12:q.qEnd], q.msg[12:q.qEnd]) {
+			f.mu.Unlock()
+			continue // late, or not an answer to what was asked
+		}
+		delete(f.pending, key)
+		f.mu.Unlock()
+		out := make([]byte, n)
+		copy(out, resp)
+		binary.BigEndian.PutUint16(out, q.clientID)
+		q.reply(out)
+	}
+}
+
+// sweep moves queries whose try timed out on to the next server.
+func (f *forwarder) sweep() {
+	defer f.wg.Done()
+	t := time.NewTicker(fwdSweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-f.stop:
+			return
+		case now := <-t.C:
+			f.mu.Lock()
+			for key, q := range f.pending {
+				if now.Before(q.tryBy) {
+					continue
+				}
+				delete(f.pending, key)
+				q.try++
+				if now.Before(q.deadline) {
+					f.send(q)
+				} else {
+					f.fail(q)
+				}
+			}
+			f.mu.Unlock()
+		}
+	}
+}
+
+func (f *forwarder) isClosed() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.closed
+}
+
+// close closes the sockets and answers SERVFAIL to what is pending.
+func (f *forwarder) close() {
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return
+	}
+	f.closed = true
+	for _, pool := range f.conns {
+		for _, c := range pool {
+			c.c.Close()
+		}
+	}
+	for key, q := range f.pending {
+		delete(f.pending, key)
+		f.fail(q)
+	}
+	f.mu.Unlock()
+	close(f.stop)
+	f.wg.Wait()
+}
