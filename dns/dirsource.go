@@ -42,10 +42,11 @@ type DirSource struct {
 	lastErr  error
 }
 
-// dirEvents are the changes a DirSource follows: a file written in place or
-// renamed in (an atomic write), removed or renamed away, and the directory
-// itself going.
-const dirEvents = unix.IN_CLOSE_WRITE | unix.IN_MOVED_TO | unix.IN_MOVED_FROM | unix.IN_DELETE |
+// dirEvents are the changes a DirSource follows: a file created (a hard
+// link made to a complete file counts), written in place or renamed in (an
+// atomic write), removed or renamed away, and the directory itself going.
+// A file created empty and written after is read again when it is closed.
+const dirEvents = unix.IN_CREATE | unix.IN_CLOSE_WRITE | unix.IN_MOVED_TO | unix.IN_MOVED_FROM | unix.IN_DELETE |
 	unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR
 
 // WatchDir starts following dir, which must exist: decode turns a file's

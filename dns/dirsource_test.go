@@ -79,6 +79,18 @@ func TestDirSource(t *testing.T) {
 			}
 		}
 	}
+	// Created by a hard link to a complete file, as a record claimed with
+	// an exclusive create is.
+	tmp := filepath.Join(dir, ".link.tmp")
+	os.WriteFile(tmp, []byte("linked 10.0.0.5"), 0o644)
+	if err := os.Link(tmp, filepath.Join(dir, "l.rec")); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(tmp)
+	if got := lookup(src, "linked"); got != "[10.0.0.5]" {
+		t.Fatalf("record made by link: %s", got)
+	}
+	os.Remove(filepath.Join(dir, "l.rec"))
 	writeAtomic(t, dir, "a.rec", "web 10.0.0.3") // replaced in place
 	if got := lookup(src, "web"); got != "[10.0.0.3]" {
 		t.Fatalf("replaced record: %s", got)
