@@ -16,8 +16,8 @@
 //     goroutines; the calling thread's namespace does not matter. A Server is
 //     safe for concurrent use; Close is idempotent.
 //   - Serving UDP costs no goroutine, socket or allocation per common query:
-//     one reader per CPU takes batches of queries (recvmmsg) and sends the
-//     batch's answers at once (sendmmsg); an A or AAAA query about a
+//     one reader takes batches of queries (recvmmsg) and sends the batch's
+//     answers at once (sendmmsg); an A or AAAA query about a
 //     sandbox is answered from its wire form. Forwarded queries share a
 //     small pool of upstream sockets per server (dialled once through
 //     Config.Dial), each query under a random ID, an answer accepted only

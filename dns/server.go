@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,9 +69,8 @@ type Config struct {
 
 // Server is a running name server on one address (UDP and TCP).
 //
-// UDP is served by one reader per CPU on the one socket, each taking a
-// batch of queries per system call (recvmmsg) and sending the batch's
-// answers in one (sendmmsg); the common query (A or AAAA of a sandbox) is
+// UDP is served by one reader, taking a batch of queries per system call
+// (recvmmsg) and sending the batch's answers in one (sendmmsg); the common query (A or AAAA of a sandbox) is
 // answered from its wire form without unpacking it, forwarded queries go
 // through the forwarder (a pool of upstream sockets, no goroutine per
 // query). TCP is served by miekg/dns.
@@ -161,10 +159,11 @@ func Listen(ns *netns.NS, addr netip.Addr, port int, cfg Config) (*Server, error
 	} else {
 		s.batch = ipv6.NewPacketConn(s.udp)
 	}
-	for range max(2, runtime.NumCPU()) {
-		s.readers.Add(1)
-		go s.serveUDP()
-	}
+	// One reader: it takes whatever has queued in one call, and a second
+	// reader on the same socket only adds wake-ups and contention (measured:
+	// one reader answers 30-50% more queries, with a third of the p99).
+	s.readers.Add(1)
+	go s.serveUDP()
 	s.tcp = &mdns.Server{Listener: ln, Handler: s, ReadTimeout: 5 * time.Second}
 	started := make(chan struct{})
 	s.tcp.NotifyStartedFunc = func() { close(started) }
