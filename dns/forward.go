@@ -50,14 +50,13 @@ type upConn struct {
 
 // fwdQuery is a client's query on its way.
 type fwdQuery struct {
-	msg      []byte // the client's query; its ID is rewritten per try
+	msg      []byte // the client's query, as it came (never written to)
 	clientID uint16
 	qEnd     int
 	ups      []netip.AddrPort
 	try      int
 	deadline time.Time // of the whole query
 	tryBy    time.Time // of this try
-	key      fwdKey
 	reply    func(resp []byte) // sends resp to the client
 }
 
@@ -82,13 +81,15 @@ func (f *forwarder) forward(msg []byte, reply func([]byte)) {
 	q := &fwdQuery{msg: msg, clientID: binary.BigEndian.Uint16(msg), qEnd: qEnd, ups: ups, reply: reply,
 		deadline: time.Now().Add(f.cfg.ForwardTimeout)}
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.send(q)
+	c, wire := f.send(q)
+	f.mu.Unlock()
+	f.write(q, c, wire)
 }
 
-// send tries q's next upstream server that can be reached, or fails it;
-// the caller holds mu.
-func (f *forwarder) send(q *fwdQuery) {
+// send registers q's try on its next upstream server that has a socket and
+// returns the socket and the message to write to it (outside mu), or fails
+// q and returns nil; the caller holds mu.
+func (f *forwarder) send(q *fwdQuery) (*upConn, []byte) {
 	for ; q.try < len(q.ups) && !f.closed; q.try++ {
 		c, err := f.conn(q.ups[q.try])
 		if err != nil {
@@ -102,19 +103,37 @@ func (f *forwarder) send(q *fwdQuery) {
 				break
 			}
 		}
-		binary.BigEndian.PutUint16(q.msg, key.id)
-		if _, err := c.c.Write(q.msg); err != nil {
-			f.cfg.Logger.Debug("dns forward", "upstream", q.ups[q.try], "err", err)
-			continue
-		}
+		wire := append([]byte(nil), q.msg...)
+		binary.BigEndian.PutUint16(wire, key.id)
 		// Split what is left of the budget between the servers not yet tried.
 		left := time.Until(q.deadline)
 		q.tryBy = time.Now().Add(left / time.Duration(len(q.ups)-q.try))
-		q.key = key
 		f.pending[key] = q
-		return
+		return c, wire
 	}
 	f.fail(q)
+	return nil, nil
+}
+
+// write sends q's registered try on c; a failed write moves q on at once.
+// The caller does not hold mu: other queries and answers go on meanwhile.
+func (f *forwarder) write(q *fwdQuery, c *upConn, wire []byte) {
+	for c != nil {
+		_, err := c.c.Write(wire)
+		if err == nil {
+			return
+		}
+		f.cfg.Logger.Debug("dns forward", "upstream", c.up, "err", err)
+		f.mu.Lock()
+		key := fwdKey{c: c, id: binary.BigEndian.Uint16(wire)}
+		c = nil
+		if f.pending[key] == q { // not answered or swept meanwhile
+			delete(f.pending, key)
+			q.try++
+			c, wire = f.send(q)
+		}
+		f.mu.Unlock()
+	}
 }
 
 // fail answers SERVFAIL; the caller holds mu.
@@ -122,7 +141,6 @@ func (f *forwarder) fail(q *fwdQuery) {
 	if len(q.ups) > 0 {
 		f.cfg.Logger.Debug("dns forward failed", "tries", q.try)
 	}
-	binary.BigEndian.PutUint16(q.msg, q.clientID)
 	q.reply(servfail(nil, q.msg, q.qEnd))
 }
 
@@ -193,6 +211,12 @@ func (f *forwarder) sweep() {
 	defer f.wg.Done()
 	t := time.NewTicker(fwdSweep)
 	defer t.Stop()
+	type retryWrite struct {
+		q    *fwdQuery
+		c    *upConn
+		wire []byte
+	}
+	var retry []retryWrite
 	for {
 		select {
 		case <-f.stop:
@@ -206,12 +230,18 @@ func (f *forwarder) sweep() {
 				delete(f.pending, key)
 				q.try++
 				if now.Before(q.deadline) {
-					f.send(q)
+					if c, wire := f.send(q); c != nil {
+						retry = append(retry, retryWrite{q, c, wire})
+					}
 				} else {
 					f.fail(q)
 				}
 			}
 			f.mu.Unlock()
+			for _, r := range retry {
+				f.write(r.q, r.c, r.wire)
+			}
+			retry = retry[:0]
 		}
 	}
 }
