@@ -103,6 +103,32 @@ type load struct {
 	lost      int
 	changes   float64 // name changes per second during the run (churn)
 	churnErrs int
+	cpu       time.Duration // the server process's CPU time (user+system) during the run
+}
+
+// cpuPerQuery is the server's CPU time per answered query: a figure the
+// machine's other load disturbs less than QPS.
+func (l load) cpuPerQuery() time.Duration {
+	if l.sent-l.lost <= 0 {
+		return 0
+	}
+	return l.cpu / time.Duration(l.sent-l.lost)
+}
+
+// procCPU is a process's CPU time so far (user+system, all threads).
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
 }
 
 // dnsperf runs dnsperf in the client sandbox against the gateway for d

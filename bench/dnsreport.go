@@ -134,7 +134,9 @@ func measureDNS(ctx context.Context, scratch string, k dnsServerKind, counts []i
 				go func() { defer close(done); changes, errs = during(stop) }()
 			}
 			stopProfile := startProfile(k.name, "dns-"+strings.NewReplacer(" ", "_", ",", "", "/", "-").Replace(measure), n, 0)
+			cpu0 := procCPU(srv.pid())
 			ld, err := dnsperf(ctx, l, file, secs)
+			ld.cpu = procCPU(srv.pid()) - cpu0
 			stopProfile()
 			if during != nil {
 				close(stop)
@@ -150,7 +152,7 @@ func measureDNS(ctx context.Context, scratch string, k dnsServerKind, counts []i
 		}
 		slices.SortFunc(ls, func(a, b load) int { return int(a.qps - b.qps) })
 		r := &dnsResult{server: k.label, measure: measure, names: n, load: ls[len(ls)/2]}
-		fmt.Printf("%-12s %-34s n=%-5d %8.0f q/s  p50 %s ms  p99 %s ms  lost %d/%d", k.label, measure, n, r.load.qps, ms(r.load.p50), ms(r.load.p99), r.load.lost, r.load.sent)
+		fmt.Printf("%-12s %-34s n=%-5d %8.0f q/s  p50 %s ms  p99 %s ms  lost %d/%d  %.1f µs CPU/query", k.label, measure, n, r.load.qps, ms(r.load.p50), ms(r.load.p99), r.load.lost, r.load.sent, float64(r.load.cpuPerQuery())/1e3)
 		if during != nil {
 			fmt.Printf("  %.0f changes/s (%d failed)", r.load.changes, r.load.churnErrs)
 		}
@@ -268,7 +270,7 @@ func dnsTable(res []*dnsResult, servers []string, counts []int) string {
 			case rw.measure == mMemory:
 				fmt.Fprintf(&b, " %.1f MB |", float64(r.rss)/(1<<20))
 			default:
-				cell := fmt.Sprintf("%.0f q/s, p99 %s ms", r.load.qps, ms(r.load.p99))
+				cell := fmt.Sprintf("%.0f q/s, p99 %s ms, %.1f µs CPU/q", r.load.qps, ms(r.load.p99), float64(r.load.cpuPerQuery())/1e3)
 				if ref != nil && ref.err == "" && ref.load.qps > 0 && s != "dnsmasq" {
 					cell += fmt.Sprintf(" (%s)", times(r.load.qps/ref.load.qps))
 				}
@@ -304,7 +306,7 @@ func writeDNS(dir string, res []*dnsResult, table string, started, finished time
 	md.WriteString("Forwarded names go to an upstream namespace a veth away, where a small authoritative server answers every name of `fwd.test` with TTL 0 (so nothing caches them); 10,000 distinct names are asked in turn. ")
 	md.WriteString("Local names are sandboxes' names: sandnet's are real sandboxes attached with a hostname; aardvark-dns gets them as netavark writes them (one config file per network, SIGHUP), dnsmasq as the dnsname CNI plugin did (an additional hosts file, SIGHUP). ")
 	fmt.Fprintf(&md, "Under churn, a name is added or removed every %s (sandnet: a real Attach or Detach of a named sandbox; the peers: their file rewritten and the server signalled) while dnsperf asks the local names. ", churnEvery)
-	md.WriteString("Memory is the serving process's resident set (sandnet: its DNS helper process) after the local-names run. The multiple in brackets is the QPS as a multiple of dnsmasq's.\n\n")
+	md.WriteString("Memory is the serving process's resident set (sandnet: its DNS helper process) after the local-names run. \"CPU/q\" is the serving process's CPU time (user and system, from /proc) per answered query, which the machine's other load disturbs less than QPS; for sandnet under churn it includes following the record changes. The multiple in brackets is the QPS as a multiple of dnsmasq's.\n\n")
 	md.WriteString(table)
 	if err := os.WriteFile(filepath.Join(dir, "dns.md"), []byte(md.String()), 0o644); err != nil {
 		return err
@@ -314,7 +316,7 @@ func writeDNS(dir string, res []*dnsResult, table string, started, finished time
 		return err
 	}
 	w := csv.NewWriter(f)
-	w.Write([]string{"server", "measure", "names", "qps", "p50_ms", "p99_ms", "sent", "lost", "changes_per_s", "rss_mb", "error"})
+	w.Write([]string{"server", "measure", "names", "qps", "p50_ms", "p99_ms", "sent", "lost", "cpu_us_per_query", "changes_per_s", "rss_mb", "error"})
 	for _, r := range res {
 		rss := ""
 		if r.rss > 0 {
@@ -322,6 +324,7 @@ func writeDNS(dir string, res []*dnsResult, table string, started, finished time
 		}
 		w.Write([]string{r.server, r.measure, strconv.Itoa(r.names), strconv.FormatFloat(r.load.qps, 'f', 0, 64),
 			ms(r.load.p50), ms(r.load.p99), strconv.Itoa(r.load.sent), strconv.Itoa(r.load.lost),
+			strconv.FormatFloat(float64(r.load.cpuPerQuery())/1e3, 'f', 2, 64),
 			strconv.FormatFloat(r.load.changes, 'f', 1, 64), rss, r.err})
 	}
 	w.Flush()

@@ -1,0 +1,190 @@
+package dns
+
+import (
+	"fmt"
+	"net/netip"
+	"runtime"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// udpSocket is the server's UDP socket, served the way dnsmasq serves its
+// own: one thread blocks in the kernel until queries arrive (recvmmsg),
+// answers the batch it got and sends the answers in one call (sendmmsg).
+// It does not go through the runtime's network poller: a parked goroutine
+// costs a wake-up of the poller and a hand-off between threads per batch,
+// which at tens of thousands of queries per second is most of the time
+// spent outside the kernel.
+type udpSocket struct {
+	fd     int
+	v6     bool
+	closed atomic.Bool
+}
+
+// listenUDP makes a blocking UDP socket bound to ap, in the calling
+// thread's namespace (the caller runs it inside ns.Do).
+func listenUDP(ap netip.AddrPort) (*udpSocket, error) {
+	family := unix.AF_INET
+	if ap.Addr().Is6() {
+		family = unix.AF_INET6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	// IP_FREEBIND: an IPv6 gateway may still be tentative (DAD) when the
+	// first sandbox attaches; the socket works as soon as the address does.
+	if err := unix.SetsockoptInt(fd, unix.SOL_IP, unix.IP_FREEBIND, 1); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	// The reader wakes up this often to see whether the socket was closed
+	// (Close also shuts the socket down, which wakes it at once).
+	tv := unix.Timeval{Usec: 500000}
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	if err := unix.Bind(fd, sockaddr(ap)); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return &udpSocket{fd: fd, v6: ap.Addr().Is6()}, nil
+}
+
+func sockaddr(ap netip.AddrPort) unix.Sockaddr {
+	if ap.Addr().Is4() {
+		return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+	}
+	return &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+}
+
+// close wakes the reader and closes the socket once it is gone; done is
+// closed by the reader when it returns.
+func (u *udpSocket) close(done <-chan struct{}) error {
+	if u.closed.Swap(true) {
+		return nil
+	}
+	unix.Shutdown(u.fd, unix.SHUT_RDWR) // wakes a blocked recvmmsg (ENOTCONN on UDP, but it does)
+	<-done
+	return unix.Close(u.fd)
+}
+
+// sendTo sends one datagram to a peer given by its raw address (as the
+// reader got it); errors are dropped, as UDP answers are best-effort.
+func (u *udpSocket) sendTo(b []byte, peer rawAddr) {
+	if u.closed.Load() {
+		return
+	}
+	var h unix.Msghdr
+	iov := unix.Iovec{Base: &b[0]}
+	iov.SetLen(len(b))
+	h.Iov, h.Iovlen = &iov, 1
+	h.Name = (*byte)(unsafe.Pointer(&peer.b[0]))
+	h.Namelen = peer.n
+	unix.Syscall(unix.SYS_SENDMSG, uintptr(u.fd), uintptr(unsafe.Pointer(&h)), 0)
+	runtime.KeepAlive(peer)
+	runtime.KeepAlive(b)
+}
+
+// rawAddr is a peer's address as the kernel gave it (sockaddr_in or _in6).
+type rawAddr struct {
+	b [unix.SizeofSockaddrInet6]byte
+	n uint32
+}
+
+// mmsghdr is struct mmsghdr: one message of recvmmsg/sendmmsg.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	len uint32
+}
+
+// udpBatch is a reader's buffers: n messages in, their answers out.
+type udpBatch struct {
+	in    []mmsghdr
+	inIov []unix.Iovec
+	bufs  [][]byte
+	peers []rawAddr
+	out   []mmsghdr
+	oIov  []unix.Iovec
+	resp  [][]byte
+}
+
+func newUDPBatch(n, size int) *udpBatch {
+	b := &udpBatch{in: make([]mmsghdr, n), inIov: make([]unix.Iovec, n), bufs: make([][]byte, n), peers: make([]rawAddr, n),
+		out: make([]mmsghdr, n), oIov: make([]unix.Iovec, n), resp: make([][]byte, n)}
+	for i := range n {
+		b.bufs[i] = make([]byte, size)
+		b.inIov[i].Base = &b.bufs[i][0]
+		b.inIov[i].SetLen(size)
+		b.in[i].hdr.Iov, b.in[i].hdr.Iovlen = &b.inIov[i], 1
+		b.in[i].hdr.Name = (*byte)(unsafe.Pointer(&b.peers[i].b[0]))
+		b.out[i].hdr.Iov, b.out[i].hdr.Iovlen = &b.oIov[i], 1
+		b.resp[i] = make([]byte, 0, 512)
+	}
+	return b
+}
+
+// recv blocks until at least one datagram is there and returns how many it
+// got (0 on a timeout, a signal, or shutdown).
+func (u *udpSocket) recv(b *udpBatch) (int, error) {
+	for i := range b.in {
+		b.in[i].hdr.Namelen = uint32(len(b.peers[i].b))
+		b.in[i].hdr.Flags = 0
+	}
+	n, _, errno := syscall.Syscall6(unix.SYS_RECVMMSG, uintptr(u.fd), uintptr(unsafe.Pointer(&b.in[0])), uintptr(len(b.in)),
+		unix.MSG_WAITFORONE, 0, 0)
+	switch errno {
+	case 0:
+	case unix.EAGAIN, unix.EINTR:
+		return 0, nil
+	default:
+		return 0, errno
+	}
+	for i := range int(n) {
+		b.peers[i].n = b.in[i].hdr.Namelen
+	}
+	return int(n), nil
+}
+
+// send sends the first k answers prepared in b.out.
+func (u *udpSocket) send(b *udpBatch, k int) {
+	for sent := 0; sent < k; {
+		n, _, errno := syscall.Syscall6(unix.SYS_SENDMMSG, uintptr(u.fd), uintptr(unsafe.Pointer(&b.out[sent])), uintptr(k-sent), 0, 0, 0)
+		if errno != 0 {
+			if errno == unix.EINTR {
+				continue
+			}
+			// The first message failed (its peer is unreachable, say):
+			// skip it, send the rest.
+			sent++
+			continue
+		}
+		sent += int(n)
+	}
+}
+
+// reply puts answer resp to the i-th received query at position k of b.out.
+func (b *udpBatch) reply(k, i int, resp []byte) {
+	b.oIov[k].Base = &resp[0]
+	b.oIov[k].SetLen(len(resp))
+	b.out[k].hdr.Name = (*byte)(unsafe.Pointer(&b.peers[i].b[0]))
+	b.out[k].hdr.Namelen = b.peers[i].n
+}
+
+func (a rawAddr) String() string {
+	switch a.n {
+	case unix.SizeofSockaddrInet4:
+		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&a.b[0]))
+		p := (*[2]byte)(unsafe.Pointer(&sa.Port))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(p[0])<<8|uint16(p[1])).String()
+	case unix.SizeofSockaddrInet6:
+		sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(&a.b[0]))
+		p := (*[2]byte)(unsafe.Pointer(&sa.Port))
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), uint16(p[0])<<8|uint16(p[1])).String()
+	}
+	return fmt.Sprintf("address of %d bytes", a.n)
+}
