@@ -55,8 +55,8 @@ type fwdQuery struct {
 	qEnd     int
 	ups      []netip.AddrPort
 	try      int
-	deadline time.Time // of the whole query
-	tryBy    time.Time // of this try
+	deadline time.Time         // of the whole query
+	tryBy    time.Time         // of this try
 	reply    func(resp []byte) // sends resp to the client
 }
 

@@ -85,7 +85,6 @@ type Server struct {
 	close   sync.Once
 }
 
-
 // Listen binds UDP and TCP on addr:port inside namespace ns (the sockets
 // keep belonging to ns) and starts serving them. Either both sockets are
 // bound and served, or nothing is left open. A port that is taken is
