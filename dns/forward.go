@@ -7,7 +7,10 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The forwarder sends UDP clients' queries upstream without a goroutine or
@@ -42,10 +45,49 @@ type fwdKey struct {
 	id uint16
 }
 
-// upConn is one connected socket to one upstream server.
+// upConn is one connected socket to one upstream server: a blocking socket
+// of our own (fd) read by a thread blocked in recvmmsg, as the server's own
+// socket is, or, when Dial's connections do not give their descriptor, the
+// net.Conn itself.
 type upConn struct {
 	up netip.AddrPort
-	c  net.Conn
+	c  net.Conn // nil when fd is used
+	fd int
+}
+
+// write sends one message upstream.
+func (c *upConn) write(b []byte) error {
+	if c.c != nil {
+		_, err := c.c.Write(b)
+		return err
+	}
+	_, err := unix.Write(c.fd, b)
+	return err
+}
+
+// ownFD takes the descriptor of a connected UDP conn over: a duplicate
+// made blocking, with a receive timeout so its reader sees Close; the conn
+// is closed. It returns -1 when c does not give its descriptor.
+func ownFD(c net.Conn) int {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return -1
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	fd := -1
+	if rc.Control(func(f uintptr) { fd, err = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) }) != nil || err != nil {
+		return -1
+	}
+	c.Close()
+	tv := unix.Timeval{Usec: 500000}
+	if unix.SetNonblock(fd, false) != nil || unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv) != nil {
+		unix.Close(fd)
+		return -1
+	}
+	return fd
 }
 
 // fwdQuery is a client's query on its way.
@@ -119,7 +161,7 @@ func (f *forwarder) send(q *fwdQuery) (*upConn, []byte) {
 // The caller does not hold mu: other queries and answers go on meanwhile.
 func (f *forwarder) write(q *fwdQuery, c *upConn, wire []byte) {
 	for c != nil {
-		_, err := c.c.Write(wire)
+		err := c.write(wire)
 		if err == nil {
 			return
 		}
@@ -161,10 +203,15 @@ func (f *forwarder) conn(up netip.AddrPort) (*upConn, error) {
 		}
 		return nil, err
 	}
-	uc := &upConn{up: up, c: c}
-	f.conns[up] = append(pool, uc)
+	uc := &upConn{up: up, c: c, fd: ownFD(c)}
 	f.wg.Add(1)
-	go f.read(uc)
+	if uc.fd >= 0 {
+		uc.c = nil
+		go f.readFD(uc)
+	} else {
+		go f.read(uc)
+	}
+	f.conns[up] = append(pool, uc)
 	return uc, nil
 }
 
@@ -186,24 +233,50 @@ func (f *forwarder) read(c *upConn) {
 			time.Sleep(time.Millisecond)
 			continue
 		}
-		resp := buf[:n]
-		if n < 12 || resp[2]&0x80 == 0 {
+		f.deliver(c, buf[:n])
+	}
+}
+
+// readFD takes the answers of one owned socket, a batch per system call,
+// until the forwarder is closed.
+func (f *forwarder) readFD(c *upConn) {
+	defer f.wg.Done()
+	u := &udpSocket{fd: c.fd}
+	b := newUDPBatch(32, 4096)
+	for {
+		n, err := u.recv(b)
+		if f.isClosed() {
+			return
+		}
+		if err != nil {
+			// ECONNREFUSED from an ICMP error and the like: keep reading;
+			// the query's try times out and moves on.
 			continue
 		}
-		key := fwdKey{c: c, id: binary.BigEndian.Uint16(resp)}
-		f.mu.Lock()
-		q := f.pending[key]
-		if q == nil || questionEnd(resp) != q.qEnd || !sameQuestion(resp[12:q.qEnd], q.msg[12:q.qEnd]) {
-			f.mu.Unlock()
-			continue // late, or not an answer to what was asked
+		for i := range n {
+			f.deliver(c, b.bufs[i][:b.in[i].len])
 		}
-		delete(f.pending, key)
-		f.mu.Unlock()
-		out := make([]byte, n)
-		copy(out, resp)
-		binary.BigEndian.PutUint16(out, q.clientID)
-		q.reply(out)
 	}
+}
+
+// deliver hands an upstream answer to the query it answers, if any.
+func (f *forwarder) deliver(c *upConn, resp []byte) {
+	if len(resp) < 12 || resp[2]&0x80 == 0 {
+		return
+	}
+	key := fwdKey{c: c, id: binary.BigEndian.Uint16(resp)}
+	f.mu.Lock()
+	q := f.pending[key]
+	if q == nil || questionEnd(resp) != q.qEnd || !sameQuestion(resp[12:q.qEnd], q.msg[12:q.qEnd]) {
+		f.mu.Unlock()
+		return // late, or not an answer to what was asked
+	}
+	delete(f.pending, key)
+	f.mu.Unlock()
+	out := make([]byte, len(resp))
+	copy(out, resp)
+	binary.BigEndian.PutUint16(out, q.clientID)
+	q.reply(out)
 }
 
 // sweep moves queries whose try timed out on to the next server.
@@ -262,7 +335,11 @@ func (f *forwarder) close() {
 	f.closed = true
 	for _, pool := range f.conns {
 		for _, c := range pool {
-			c.c.Close()
+			if c.c != nil {
+				c.c.Close()
+			} else {
+				unix.Shutdown(c.fd, unix.SHUT_RDWR) // wakes its reader
+			}
 		}
 	}
 	for key, q := range f.pending {
@@ -272,4 +349,11 @@ func (f *forwarder) close() {
 	f.mu.Unlock()
 	close(f.stop)
 	f.wg.Wait()
+	for _, pool := range f.conns {
+		for _, c := range pool {
+			if c.c == nil {
+				unix.Close(c.fd)
+			}
+		}
+	}
 }
