@@ -117,6 +117,11 @@ func (rep *report) table() string {
 			fmt.Fprintf(&b, "- sandnet, %d port(s): process max RSS %.1f MB holding %d endpoints\n", r.ports, float64(r.maxRSS)/(1<<20), r.n)
 		}
 	}
+	for _, r := range rep.results {
+		if r.tool == "sandnet" && r.ok && len(r.attach) > 0 {
+			fmt.Fprintf(&b, "- sandnet, N=%d, %d port(s): first attach of the new network (it starts the network's name server) %s ms\n", r.n, r.ports, ms(r.attach[0]))
+		}
+	}
 	for _, m := range rep.missing {
 		fmt.Fprintf(&b, "- missing: %s\n", m)
 	}
