@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -96,6 +97,62 @@ func Listen(ns *netns.NS, addr netip.Addr, port int, cfg Config) (*Server, error
 	if cfg.Names == nil {
 		return nil, fmt.Errorf("dns server: no name source: %w", ErrInvalid)
 	}
+	so, err := Bind(ns, addr, port)
+	if err != nil {
+		return nil, err
+	}
+	return Serve(so, cfg)
+}
+
+// Sockets are a server's bound sockets before anything serves them: Bind
+// makes them, Serve serves them. A process can bind them and hand them (as
+// files) to another that serves them, like socket activation: queries that
+// come in between wait in the sockets instead of being refused.
+type Sockets struct {
+	Addr     netip.AddrPort
+	UDP, TCP *os.File
+}
+
+// Close closes sockets that were not handed to Serve.
+func (so *Sockets) Close() error {
+	return errors.Join(so.UDP.Close(), so.TCP.Close())
+}
+
+// Bind binds UDP and TCP on addr:port inside namespace ns, listening but
+// not served yet; both or neither. A port that is taken is ErrInUse.
+//
+// Equivalent to: the sockets of a systemd socket unit for ADDR:53 in ns.
+func Bind(ns *netns.NS, addr netip.Addr, port int) (*Sockets, error) {
+	ap := netip.AddrPortFrom(addr, uint16(port))
+	var udp, tcp int
+	err := ns.Do(func() error {
+		var err error
+		if udp, err = bindSocket(ap, unix.SOCK_DGRAM); err != nil {
+			return err
+		}
+		if tcp, err = bindSocket(ap, unix.SOCK_STREAM); err != nil {
+			unix.Close(udp)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("listening for DNS on %s in %s: port %d is taken by another server (find it with: %s): %w",
+				ap, ns, port, ns.Shell(fmt.Sprintf("ss -lunp 'sport = :%d'", port)), ErrInUse)
+		}
+		return nil, fmt.Errorf("listening for DNS on %s in %s: %w", ap, ns, err)
+	}
+	return &Sockets{Addr: ap, UDP: os.NewFile(uintptr(udp), "dns-udp:"+ap.String()), TCP: os.NewFile(uintptr(tcp), "dns-tcp:"+ap.String())}, nil
+}
+
+// Serve serves sockets that Bind made (in this process or another that
+// passed them on); it owns them from now on, and closes them on error.
+func Serve(so *Sockets, cfg Config) (*Server, error) {
+	if cfg.Names == nil {
+		so.Close()
+		return nil, fmt.Errorf("dns server: no name source: %w", ErrInvalid)
+	}
 	if cfg.Domain == "" {
 		cfg.Domain = DefaultDomain
 	}
@@ -109,41 +166,22 @@ func Listen(ns *netns.NS, addr netip.Addr, port int, cfg Config) (*Server, error
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	ap := netip.AddrPortFrom(addr, uint16(port))
-	var (
-		udp *udpSocket
-		ln  net.Listener
-	)
-	// IP_FREEBIND on TCP too (see listenUDP).
-	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_IP, 15 /* IP_FREEBIND */, 1)
-		})
-		return errors.Join(err, serr)
-	}}
-	err := ns.Do(func() error {
-		var err error
-		if udp, err = listenUDP(ap); err != nil {
-			return err
-		}
-		if ln, err = lc.Listen(context.Background(), "tcp", ap.String()); err != nil {
-			unix.Close(udp.fd)
-			return err
-		}
-		return nil
-	})
+	ln, err := net.FileListener(so.TCP) // a duplicate, served by the runtime
+	so.TCP.Close()
 	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return nil, fmt.Errorf("listening for DNS on %s in %s: port %d is taken by another server (find it with: %s): %w",
-				ap, ns, port, ns.Shell(fmt.Sprintf("ss -lunp 'sport = :%d'", port)), ErrInUse)
-		}
-		return nil, fmt.Errorf("listening for DNS on %s in %s: %w", ap, ns, err)
+		so.UDP.Close()
+		return nil, fmt.Errorf("serving DNS on %s: %w", so.Addr, err)
+	}
+	fd, err := unix.FcntlInt(so.UDP.Fd(), unix.F_DUPFD_CLOEXEC, 0) // blocking, read by its own thread
+	so.UDP.Close()
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("serving DNS on %s: %w", so.Addr, err)
 	}
 	dom := strings.ToLower(strings.Trim(cfg.Domain, "."))
-	s := &Server{cfg: cfg, addr: ap, domain: "." + dom + ".", suffix: "." + dom}
+	s := &Server{cfg: cfg, addr: so.Addr, domain: "." + dom + ".", suffix: "." + dom}
 	s.fwd = newForwarder(&s.cfg)
-	s.udp, s.udpDone = udp, make(chan struct{})
+	s.udp, s.udpDone = &udpSocket{fd: fd, v6: so.Addr.Addr().Is6()}, make(chan struct{})
 	// One reader: it takes whatever has queued in one call, and a second
 	// reader on the same socket only adds wake-ups and contention (measured:
 	// one reader answers 30-50% more queries, with a third of the p99).

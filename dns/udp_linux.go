@@ -24,35 +24,52 @@ type udpSocket struct {
 	closed atomic.Bool
 }
 
-// listenUDP makes a blocking UDP socket bound to ap, in the calling
-// thread's namespace (the caller runs it inside ns.Do).
-func listenUDP(ap netip.AddrPort) (*udpSocket, error) {
+// bindSocket makes a blocking UDP or TCP (listening) socket bound to ap, in
+// the calling thread's namespace (the caller runs it inside ns.Do).
+func bindSocket(ap netip.AddrPort, typ int) (int, error) {
 	family := unix.AF_INET
 	if ap.Addr().Is6() {
 		family = unix.AF_INET6
 	}
-	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	fd, err := unix.Socket(family, typ|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return -1, err
+	}
+	fail := func(err error) (int, error) {
+		unix.Close(fd)
+		return -1, err
 	}
 	// IP_FREEBIND: an IPv6 gateway may still be tentative (DAD) when the
 	// first sandbox attaches; the socket works as soon as the address does.
 	if err := unix.SetsockoptInt(fd, unix.SOL_IP, unix.IP_FREEBIND, 1); err != nil {
-		unix.Close(fd)
-		return nil, err
+		return fail(err)
 	}
-	// The reader wakes up this often to see whether the socket was closed
-	// (Close also shuts the socket down, which wakes it at once).
-	tv := unix.Timeval{Usec: 500000}
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		unix.Close(fd)
-		return nil, err
+	if family == unix.AF_INET6 {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
+			return fail(err)
+		}
+	}
+	if typ == unix.SOCK_STREAM {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+			return fail(err)
+		}
+	} else {
+		// The reader wakes up this often to see whether the socket was
+		// closed (Close also shuts the socket down, which wakes it at once).
+		tv := unix.Timeval{Usec: 500000}
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+			return fail(err)
+		}
 	}
 	if err := unix.Bind(fd, sockaddr(ap)); err != nil {
-		unix.Close(fd)
-		return nil, err
+		return fail(err)
 	}
-	return &udpSocket{fd: fd, v6: ap.Addr().Is6()}, nil
+	if typ == unix.SOCK_STREAM {
+		if err := unix.Listen(fd, 128); err != nil {
+			return fail(err)
+		}
+	}
+	return fd, nil
 }
 
 func sockaddr(ap netip.AddrPort) unix.Sockaddr {
