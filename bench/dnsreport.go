@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/csv"
 	"fmt"
 	"os"
 	"os/exec"
@@ -311,26 +310,16 @@ func writeDNS(dir string, res []*dnsResult, table string, started, finished time
 	if err := os.WriteFile(filepath.Join(dir, "dns.md"), []byte(md.String()), 0o644); err != nil {
 		return err
 	}
-	f, err := os.Create(filepath.Join(dir, "dns.csv"))
-	if err != nil {
-		return err
-	}
-	w := csv.NewWriter(f)
-	w.Write([]string{"server", "measure", "names", "qps", "p50_ms", "p99_ms", "sent", "lost", "cpu_us_per_query", "changes_per_s", "rss_mb", "error"})
+	rows := [][]string{{"server", "measure", "names", "qps", "p50_ms", "p99_ms", "sent", "lost", "cpu_us_per_query", "changes_per_s", "rss_mb", "error"}}
 	for _, r := range res {
 		rss := ""
 		if r.rss > 0 {
 			rss = strconv.FormatFloat(float64(r.rss)/(1<<20), 'f', 1, 64)
 		}
-		w.Write([]string{r.server, r.measure, strconv.Itoa(r.names), strconv.FormatFloat(r.load.qps, 'f', 0, 64),
+		rows = append(rows, []string{r.server, r.measure, strconv.Itoa(r.names), strconv.FormatFloat(r.load.qps, 'f', 0, 64),
 			ms(r.load.p50), ms(r.load.p99), strconv.Itoa(r.load.sent), strconv.Itoa(r.load.lost),
 			strconv.FormatFloat(float64(r.load.cpuPerQuery())/1e3, 'f', 2, 64),
 			strconv.FormatFloat(r.load.changes, 'f', 1, 64), rss, r.err})
 	}
-	w.Flush()
-	if err := w.Error(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return writeCSVFile(filepath.Join(dir, "dns.csv"), rows)
 }

@@ -510,19 +510,24 @@ func writeParallel(dir string, runs []*parRun, table string, started, finished t
 	if err := os.WriteFile(filepath.Join(dir, "parallel.md"), []byte(md.String()), 0o644); err != nil {
 		return err
 	}
-	f, err := os.Create(filepath.Join(dir, "parallel.csv"))
-	if err != nil {
-		return err
-	}
-	w := csv.NewWriter(f)
-	w.Write([]string{"how", "n", "attach_wall_s", "attach_per_s", "attach_p50_ms", "detach_wall_s", "detach_per_s", "detach_p50_ms", "endpoints", "dup_addr", "dup_mac", "lost_rules", "note"})
+	rows := [][]string{{"how", "n", "attach_wall_s", "attach_per_s", "attach_p50_ms", "detach_wall_s", "detach_per_s", "detach_p50_ms", "endpoints", "dup_addr", "dup_mac", "lost_rules", "note"}}
 	for _, r := range runs {
-		w.Write([]string{r.how, strconv.Itoa(r.n),
+		rows = append(rows, []string{r.how, strconv.Itoa(r.n),
 			strconv.FormatFloat(r.attachWall.Seconds(), 'f', 3, 64), strconv.FormatFloat(r.rate(r.attachWall), 'f', 0, 64), ms(statsOf(r.attach, 0).p50),
 			strconv.FormatFloat(r.detachWall.Seconds(), 'f', 3, 64), strconv.FormatFloat(r.rate(r.detachWall), 'f', 0, 64), ms(statsOf(r.detach, 0).p50),
 			strconv.Itoa(r.endpoints), strconv.Itoa(r.dupAddr), strconv.Itoa(r.dupMAC), strconv.Itoa(r.lostRules), strings.TrimSpace(r.err + " " + r.leftBehind)})
 	}
-	w.Flush()
+	return writeCSVFile(filepath.Join(dir, "parallel.csv"), rows)
+}
+
+// writeCSVFile writes rows (the header first) to path.
+func writeCSVFile(path string, rows [][]string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := csv.NewWriter(f)
+	w.WriteAll(rows) // flushes
 	if err := w.Error(); err != nil {
 		f.Close()
 		return err
