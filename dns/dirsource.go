@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -21,25 +22,30 @@ import (
 // Reads are consistent with writes: a query that arrives after a file was
 // renamed into (or removed from) the directory is answered from a table
 // that has the change, because Table first asks the kernel (one ioctl)
-// whether changes are queued and applies them before answering. A
-// goroutine applies them as they come too, so queries rarely find any.
+// whether changes are queued and applies them before answering. The work
+// is done then, once for all changes since the last query: a goroutine
+// only drains the kernel's queue meanwhile, so a directory that changes
+// often (a thousand attaches) costs little while nobody asks.
 //
 // DirSource is safe for concurrent use; Close releases the watch.
 type DirSource struct {
 	dir    string
 	decode func(name string, data []byte) (Record, bool)
 
-	f        *os.File // the inotify instance (non-blocking)
-	fd       int
-	closed   atomic.Bool // set under mu, before f is closed
-	mu       sync.Mutex  // held while changes are applied
-	applying atomic.Int32
-	recs     map[string]Record // by file name; guarded by mu
-	buf      []byte            // event buffer; guarded by mu
-	cur      atomic.Pointer[Table]
-	done     chan struct{}
-	errMu    sync.Mutex
-	lastErr  error
+	f         *os.File // the inotify instance (non-blocking)
+	fd        int
+	closed    atomic.Bool // set under mu, before f is closed
+	mu        sync.Mutex  // held while changes are applied
+	applying  atomic.Int32
+	recs      map[string]Record // by file name; guarded by mu
+	changed   map[string]bool   // files named by events not applied yet; guarded by mu
+	rescanDue bool              // an overflow or the directory's going: read it all; guarded by mu
+	buf       []byte            // event buffer; guarded by mu
+	stale     atomic.Bool       // changed or rescanDue is set
+	cur       atomic.Pointer[Table]
+	done      chan struct{}
+	errMu     sync.Mutex
+	lastErr   error
 }
 
 // dirEvents are the changes a DirSource follows: a file created (a hard
@@ -68,7 +74,7 @@ func WatchDir(dir string, decode func(name string, data []byte) (Record, bool)) 
 		return nil, fmt.Errorf("watching %s: %w", dir, err)
 	}
 	d := &DirSource{dir: dir, decode: decode, fd: fd, f: os.NewFile(uintptr(fd), "inotify:"+dir),
-		recs: map[string]Record{}, buf: make([]byte, 64<<10), done: make(chan struct{})}
+		recs: map[string]Record{}, changed: map[string]bool{}, buf: make([]byte, 64<<10), done: make(chan struct{})}
 	d.mu.Lock()
 	d.rescan()
 	d.mu.Unlock()
@@ -77,17 +83,24 @@ func WatchDir(dir string, decode func(name string, data []byte) (Record, bool)) 
 }
 
 // Table returns the current table, after applying the changes the kernel
-// has queued, if any.
+// has queued, if any: the files they name are read and the new table is
+// built now, once for all the changes since the last query (a directory
+// that changes while nobody asks costs nothing but the draining of its
+// events).
 func (d *DirSource) Table() *Table {
-	// Order matters: an applier marks itself before it drains the queue, so
-	// a reader that finds the queue empty and nobody applying knows that
-	// every change queued before its call is in cur.
-	if d.closed.Load() || d.queued() == 0 && d.applying.Load() == 0 {
+	// Order matters: a drainer marks itself before it reads the queue and
+	// marks the table stale before it unmarks itself, so a reader that finds
+	// the queue empty, nobody draining and the table fresh knows that every
+	// change queued before its call is in cur.
+	if d.closed.Load() || d.queued() == 0 && d.applying.Load() == 0 && !d.stale.Load() {
 		return d.cur.Load()
 	}
 	d.mu.Lock()
-	d.apply()
-	d.mu.Unlock()
+	defer d.mu.Unlock()
+	d.drain()
+	if d.stale.Load() && !d.closed.Load() {
+		d.update()
+	}
 	return d.cur.Load()
 }
 
@@ -123,7 +136,8 @@ func (d *DirSource) queued() int {
 	return n
 }
 
-// follow applies changes as the kernel queues them, until Close.
+// follow drains the kernel's queue as events come, until Close, so it
+// never overflows while nobody asks.
 func (d *DirSource) follow() {
 	defer close(d.done)
 	rc, err := d.f.SyscallConn()
@@ -132,14 +146,14 @@ func (d *DirSource) follow() {
 	}
 	for {
 		// Wait (in the runtime's poller) until events are queued, without
-		// reading them: apply reads them under mu.
+		// reading them: drain reads them under mu.
 		err := rc.Read(func(uintptr) bool { return d.queued() > 0 })
 		if err != nil {
 			return // closed
 		}
 		d.mu.Lock()
 		closed := d.closed.Load()
-		d.apply()
+		d.drain()
 		d.mu.Unlock()
 		if closed {
 			return
@@ -147,19 +161,18 @@ func (d *DirSource) follow() {
 	}
 }
 
-// apply reads the queued events and applies them; the caller holds mu.
-func (d *DirSource) apply() {
+// drain reads the queued events into the set of changed files and marks
+// the table stale; the caller holds mu.
+func (d *DirSource) drain() {
 	d.applying.Add(1)
 	defer d.applying.Add(-1)
 	if d.closed.Load() {
 		return
 	}
-	changed := map[string]bool{}
-	rescan := false
 	for {
 		n, err := unix.Read(d.fd, d.buf)
 		if n <= 0 || err != nil {
-			break
+			return
 		}
 		for off := 0; off+unix.SizeofInotifyEvent <= n; {
 			ev := (*unix.InotifyEvent)(unsafe.Pointer(&d.buf[off]))
@@ -171,42 +184,61 @@ func (d *DirSource) apply() {
 			off += unix.SizeofInotifyEvent + int(ev.Len)
 			switch {
 			case ev.Mask&unix.IN_Q_OVERFLOW != 0:
-				rescan = true
+				d.rescanDue = true
 			case ev.Mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_IGNORED) != 0:
-				rescan = true // the directory went: the rescan finds nothing
+				d.rescanDue = true // the directory went: the rescan finds nothing
 			case name != "":
-				changed[name] = true
+				d.changed[name] = true
+			default:
+				continue
 			}
+			d.stale.Store(true)
 		}
 	}
-	if rescan {
-		d.rescan()
-		return
-	}
-	if len(changed) == 0 {
-		return
-	}
-	for name := range changed {
-		d.readOne(name)
-	}
-	d.publish()
 }
 
-// readOne re-reads one file into recs (or drops it when gone or not a record).
-func (d *DirSource) readOne(name string) {
+// update reads the changed files (or all, after an overflow) and
+// publishes the new table; the caller holds mu.
+func (d *DirSource) update() {
+	if d.rescanDue {
+		d.rescan()
+	} else {
+		dirty := false
+		for name := range d.changed {
+			dirty = d.readOne(name) || dirty
+		}
+		if dirty {
+			d.publish()
+		}
+	}
+	clear(d.changed)
+	d.rescanDue = false
+	d.stale.Store(false)
+}
+
+// readOne re-reads one file into recs (or drops it when gone or not a
+// record) and reports whether recs changed.
+func (d *DirSource) readOne(name string) bool {
+	old, had := d.recs[name]
 	b, err := os.ReadFile(filepath.Join(d.dir, name))
 	if err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
 			d.setErr(err)
 		}
 		delete(d.recs, name)
-		return
+		return had
 	}
-	if r, ok := d.decode(name, b); ok {
-		d.recs[name] = r
-	} else {
+	r, ok := d.decode(name, b)
+	if !ok {
 		delete(d.recs, name)
+		return had
 	}
+	d.recs[name] = r
+	return !had || !sameRecord(old, r)
+}
+
+func sameRecord(a, b Record) bool {
+	return slices.Equal(a.Names, b.Names) && slices.Equal(a.Addrs, b.Addrs)
 }
 
 // rescan reads every file again; the caller holds mu.
