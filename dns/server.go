@@ -214,7 +214,7 @@ func (s *Server) Close() error {
 // the network (a single label, or under Domain, or a reverse name in
 // Subnets), else the upstream servers' answer.
 func (s *Server) ServeDNS(w mdns.ResponseWriter, req *mdns.Msg) {
-	resp, fwd := s.answer(req)
+	resp, fwd := s.answer(s.cfg.Names.Table(), req)
 	if fwd {
 		resp = s.forwardSync(req, "tcp")
 	}
@@ -238,9 +238,12 @@ func (s *Server) serveUDP() {
 			s.cfg.Logger.Debug("dns: reading queries", "addr", s.addr, "err", err)
 			continue
 		}
+		// One table for the batch: every query in it arrived before this
+		// call, so every change made before any of them is in it.
+		t := s.cfg.Names.Table()
 		k := 0
 		for i := range n {
-			resp := s.handleUDP(b.bufs[i][:b.in[i].len], &b.peers[i], b.resp[i][:0], nameBuf)
+			resp := s.handleUDP(t, b.bufs[i][:b.in[i].len], &b.peers[i], b.resp[i][:0], nameBuf)
 			if len(resp) == 0 {
 				continue
 			}
@@ -254,11 +257,10 @@ func (s *Server) serveUDP() {
 
 // handleUDP answers one UDP query into out, or returns nil when there is no
 // answer to send now (a forwarded query is answered when upstream answers).
-func (s *Server) handleUDP(req []byte, from *rawAddr, out, nameBuf []byte) []byte {
+func (s *Server) handleUDP(t *Table, req []byte, from *rawAddr, out, nameBuf []byte) []byte {
 	var q wireQuery
 	if parseQuery(req, nameBuf, &q) {
 		// The decisions of answer, on the wire form.
-		t := s.cfg.Names.Table()
 		if key, local := s.localKey(t, q.name); local {
 			if q.qtype == mdns.TypeA || q.qtype == mdns.TypeAAAA {
 				addrs, known := t.lookupBytes(key)
@@ -282,7 +284,7 @@ func (s *Server) handleUDP(req []byte, from *rawAddr, out, nameBuf []byte) []byt
 	if m.Unpack(req) != nil {
 		return nil
 	}
-	resp, fwd := s.answer(m)
+	resp, fwd := s.answer(t, m)
 	if fwd {
 		s.forwardUDP(req, *from)
 		return nil
@@ -338,14 +340,13 @@ func containsDot(b []byte) bool {
 
 // answer answers req from the network's names, or reports that it must be
 // forwarded.
-func (s *Server) answer(req *mdns.Msg) (resp *mdns.Msg, forward bool) {
+func (s *Server) answer(t *Table, req *mdns.Msg) (resp *mdns.Msg, forward bool) {
 	if req.Opcode != mdns.OpcodeQuery || len(req.Question) != 1 {
 		m := new(mdns.Msg)
 		return m.SetRcode(req, mdns.RcodeNotImplemented), false
 	}
 	q := req.Question[0]
 	name := strings.ToLower(mdns.Fqdn(q.Name))
-	t := s.cfg.Names.Table()
 	local, ok := s.local(t, name)
 	if ok {
 		return s.answerLocal(t, req, q, local), false

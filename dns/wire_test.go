@@ -72,7 +72,7 @@ func TestFastPathMatchesSlowPath(t *testing.T) {
 		if (got != nil) != tc.fast {
 			t.Errorf("%s %s: fast path answered: %v, want %v", tc.name, mdns.TypeToString[tc.qtype], got != nil, tc.fast)
 		}
-		slow, fwd := s.answer(req)
+		slow, fwd := s.answer(s.cfg.Names.Table(), req)
 		if fwd {
 			t.Errorf("%s: forwarded", tc.name)
 			continue
