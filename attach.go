@@ -9,27 +9,33 @@ import (
 	"os"
 	"time"
 
-	"github.com/sandnet/sandnet/internal/ifname"
 	"github.com/sandnet/sandnet/internal/statefile"
 	"github.com/sandnet/sandnet/netns"
 )
 
-// The named steps of Attach, in order; a StepError carries one of them.
+// Step names a step of an operation; a StepError carries one.
+type Step string
+
+// The named steps of Attach, in order.
 const (
-	StepOpenSandbox = "opening sandbox namespace"
-	StepNetwork     = "ensuring network"
-	StepClaim       = "claiming endpoint"
-	StepAddress     = "allocating address"
-	StepLink        = "creating interface"
-	StepConfigure   = "configuring sandbox interface"
-	StepDNS         = "setting up DNS"
-	StepPorts       = "publishing ports"
-	StepRecord      = "recording endpoint"
+	StepOpenSandbox Step = "opening sandbox namespace"
+	StepNetwork     Step = "ensuring network"
+	StepClaim       Step = "claiming endpoint"
+	StepAddress     Step = "allocating address"
+	StepLink        Step = "creating interface"
+	StepConfigure   Step = "configuring sandbox interface"
+	StepDNS         Step = "setting up DNS"
+	StepPorts       Step = "publishing ports"
+	StepRecord      Step = "recording endpoint"
 )
 
-// testHookStep, when set (by tests), runs before each named step and can
-// make it fail.
-var testHookStep func(step string) error
+// The steps of other operations.
+const (
+	stepCheckOptions  Step = "checking options"
+	stepTearDown      Step = "tearing down"
+	stepCreateNetwork Step = "setting up the network"
+	stepRecordNetwork Step = "recording the network"
+)
 
 // Attach connects the sandbox (a namespace name, path or "pid:PID") to
 // network n with n's driver, creating the network on first use. On failure
@@ -53,12 +59,12 @@ type attachTx struct {
 	undo undoStack
 }
 
-func (tx *attachTx) step(ctx context.Context, name string, fn func() error) error {
+func (tx *attachTx) step(ctx context.Context, name Step, fn func() error) error {
 	if err := ctx.Err(); err != nil {
 		return tx.fail(name, err)
 	}
-	if testHookStep != nil {
-		if err := testHookStep(name); err != nil {
+	if hook := tx.h.stepHook; hook != nil {
+		if err := hook(name); err != nil {
 			return tx.fail(name, err)
 		}
 	}
@@ -68,7 +74,7 @@ func (tx *attachTx) step(ctx context.Context, name string, fn func() error) erro
 	return nil
 }
 
-func (tx *attachTx) fail(step string, err error) error {
+func (tx *attachTx) fail(step Step, err error) error {
 	return &StepError{Op: "attach", Object: fmt.Sprintf("sandbox %q to network %q", tx.ep.SandboxID, tx.ep.Network), Step: step, Err: err}
 }
 
@@ -94,7 +100,7 @@ func (h *Host) AttachNS(ctx context.Context, sb *netns.NS, n Network, opts Attac
 	}
 	tx := &attachTx{h: h, sb: sb, opts: opts, ep: ep}
 	if err := checkOptions(n.Name, &opts); err != nil {
-		return nil, tx.fail("checking options", err)
+		return nil, tx.fail(stepCheckOptions, err)
 	}
 	ep.ID = endpointID(n.Name, opts.SandboxID, opts.IfName)
 
@@ -115,7 +121,7 @@ func (h *Host) AttachNS(ctx context.Context, sb *netns.NS, n Network, opts Attac
 	if err != nil {
 		return nil, tx.fail(StepNetwork, err)
 	}
-	if h.ns.Equal(sb) && ep.Driver != DriverHost {
+	if h.ns.Equal(sb) && !drv.traits().hostNS {
 		return nil, tx.fail(StepNetwork, invalidf("the sandbox is the host namespace itself; only the host driver attaches it"))
 	}
 	if err := tx.step(ctx, StepClaim, func() error { return h.claim(tx) }); err != nil {
@@ -126,7 +132,7 @@ func (h *Host) AttachNS(ctx context.Context, sb *netns.NS, n Network, opts Attac
 	}
 	ep.Created = time.Now().UTC()
 	if err := tx.step(ctx, StepRecord, func() error {
-		return statefile.WriteJSON(h.endpointPath(ep.Network, ep.ID), endpointRecord{Version: stateVersion, State: stateAttached, PID: os.Getpid(), Endpoint: *ep})
+		return h.st.WriteEndpoint(ep.Network, ep.ID, &endpointRecord{Version: stateVersion, State: stateAttached, PID: os.Getpid(), Endpoint: *ep})
 	}); err != nil {
 		return nil, errors.Join(err, tx.undo.run(ctx))
 	}
@@ -137,49 +143,16 @@ func (h *Host) AttachNS(ctx context.Context, sb *netns.NS, n Network, opts Attac
 // claim creates the endpoint's record in state "attaching", exclusively:
 // a second Attach of the same sandbox and interface fails with ErrExists.
 func (h *Host) claim(tx *attachTx) error {
-	if err := statefile.MkdirAll(h.endpointDir(tx.ep.Network)); err != nil {
-		return err
-	}
-	path := h.endpointPath(tx.ep.Network, tx.ep.ID)
 	rec := endpointRecord{Version: stateVersion, State: stateAttaching, PID: os.Getpid(), Endpoint: *tx.ep}
-	b, err := jsonBytes(rec)
-	if err != nil {
-		return err
-	}
-	if err := statefile.Create(path, b); err != nil {
+	if err := h.st.CreateEndpoint(tx.ep.Network, tx.ep.ID, &rec); err != nil {
 		if errors.Is(err, ErrExists) {
 			return fmt.Errorf("sandbox %q is already attached to network %q as %s: %w", tx.ep.SandboxID, tx.ep.Network, tx.ep.IfName, ErrExists)
 		}
 		return err
 	}
-	tx.undo.push(func(context.Context) error { return statefile.Remove(path) })
+	network, id := tx.ep.Network, tx.ep.ID
+	tx.undo.push(func(context.Context) error { return h.st.RemoveEndpoint(network, id) })
 	return nil
-}
-
-func checkOptions(network string, o *AttachOptions) error {
-	if err := checkName("sandbox", o.SandboxID); err != nil {
-		return err
-	}
-	if err := ifname.Check(o.IfName); err != nil {
-		return err
-	}
-	if o.IP.IsValid() && !o.IP.Is4() {
-		return invalidf("static IP %s is not IPv4 (use IP6)", o.IP)
-	}
-	if o.IP6.IsValid() && (!o.IP6.Is6() || o.IP6.Is4In6()) {
-		return invalidf("static IP6 %s is not IPv6", o.IP6)
-	}
-	if o.MAC != nil && (len(o.MAC) != 6 || o.MAC[0]&1 == 1) {
-		return invalidf("MAC %s is not a unicast Ethernet address", o.MAC)
-	}
-	for _, name := range append([]string{o.Hostname}, o.Aliases...) {
-		if name != "" {
-			if err := checkDNSName(name); err != nil {
-				return err
-			}
-		}
-	}
-	return checkFileOptions(o)
 }
 
 // endpointID derives the endpoint's ID from what identifies it.

@@ -296,17 +296,17 @@ func TestExhaustedPool(t *testing.T) {
 func TestAttachFailureAtEachStepLeavesNothing(t *testing.T) {
 	h := newTestHost(t)
 	sb := testns.New(t, "inject")
-	steps := []string{StepNetwork, StepClaim, StepAddress, StepLink, StepConfigure, StepDNS, StepPorts, StepRecord}
+	steps := []Step{StepNetwork, StepClaim, StepAddress, StepLink, StepConfigure, StepDNS, StepPorts, StepRecord}
 	for _, step := range steps {
-		injected := errors.New("injected at " + step)
-		testHookStep = func(s string) error {
+		injected := errors.New("injected at " + string(step))
+		h.stepHook = func(s Step) error {
 			if s == step {
 				return injected
 			}
 			return nil
 		}
 		_, err := h.AttachNS(context.Background(), sb, dual, AttachOptions{})
-		testHookStep = nil
+		h.stepHook = nil
 		if !errors.Is(err, injected) {
 			t.Fatalf("step %s: err = %v", step, err)
 		}

@@ -4,42 +4,46 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 	"time"
 
 	mdns "github.com/miekg/dns"
-	"github.com/vishvananda/netlink"
 
-	"github.com/sandnet/sandnet/internal/nlwrap"
+	"github.com/sandnet/sandnet/iface"
+	"github.com/sandnet/sandnet/internal/dnsrun"
 	"github.com/sandnet/sandnet/nat"
 	"github.com/sandnet/sandnet/netns"
 )
 
-// The kinds of object Check verifies; a Problem names one.
+// Object is a kind of object Check verifies; a Problem names one.
+type Object string
+
+// The kinds of object Check verifies.
 const (
-	ObjRecord       = "record"            // the endpoint's record says the attach finished
-	ObjSandbox      = "sandbox"           // the sandbox namespace is alive
-	ObjBridge       = "bridge"            // the network's bridge exists and is up
-	ObjGatewayAddr  = "gateway-address"   // the bridge carries the gateway address(es)
-	ObjSysctl       = "sysctl"            // forwarding and route_localnet are on
-	ObjHostVeth     = "host-veth"         // the host end exists, is up, on the bridge
-	ObjSandboxIf    = "sandbox-interface" // the sandbox's interface exists and is up
-	ObjAddress      = "address"           // it carries the endpoint's addresses
-	ObjRoute        = "route"             // the default route(s) via the gateway(s)
-	ObjRule         = "rule"              // a firewall rule (network's or endpoint's)
-	ObjLease        = "lease"             // the IPAM lease holds the addresses
-	ObjPort         = "port"              // the port table holds the published port
-	ObjDNS          = "dns"               // the network's name server answers the endpoint's names
-	checkDNSTimeout = 2 * time.Second
+	ObjRecord      Object = "record"            // the endpoint's record says the attach finished
+	ObjSandbox     Object = "sandbox"           // the sandbox namespace is alive
+	ObjBridge      Object = "bridge"            // the network's bridge exists and is up
+	ObjGatewayAddr Object = "gateway-address"   // the bridge carries the gateway address(es)
+	ObjSysctl      Object = "sysctl"            // forwarding and route_localnet are on
+	ObjHostVeth    Object = "host-veth"         // the host end exists, is up, on the bridge
+	ObjSandboxIf   Object = "sandbox-interface" // the sandbox's interface exists and is up
+	ObjAddress     Object = "address"           // it carries the endpoint's addresses
+	ObjRoute       Object = "route"             // the default route(s) via the gateway(s)
+	ObjRule        Object = "rule"              // a firewall rule (network's or endpoint's)
+	ObjLease       Object = "lease"             // the IPAM lease holds the addresses
+	ObjPort        Object = "port"              // the port table holds the published port
+	ObjDNS         Object = "dns"               // the network's name server answers the endpoint's names
 )
+
+// checkDNSTimeout bounds Check's query of the network's name server.
+const checkDNSTimeout = 2 * time.Second
 
 // Problem is one piece of an endpoint or its network that is missing or
 // wrong in the kernel or the state dir.
 type Problem struct {
 	// Object is the kind of object (ObjHostVeth, ObjRule...).
-	Object string `json:"object"`
+	Object Object `json:"object"`
 	// Name says which one: an interface, an address, a rule's command.
 	Name string `json:"name"`
 	// Detail says what is wrong with it.
@@ -49,7 +53,7 @@ type Problem struct {
 	Repairable bool `json:"repairable"`
 }
 
-func (p Problem) String() string { return p.Object + " " + p.Name + ": " + p.Detail }
+func (p Problem) String() string { return string(p.Object) + " " + p.Name + ": " + p.Detail }
 
 // CheckReport lists what Check found missing for one endpoint (and its network).
 type CheckReport struct {
@@ -62,7 +66,7 @@ type CheckReport struct {
 // OK reports whether nothing is missing.
 func (r CheckReport) OK() bool { return len(r.Problems) == 0 }
 
-func (r *CheckReport) add(obj, name, format string, args ...any) {
+func (r *CheckReport) add(obj Object, name, format string, args ...any) {
 	r.Problems = append(r.Problems, Problem{Object: obj, Name: name, Detail: fmt.Sprintf(format, args...), Repairable: true})
 }
 
@@ -95,76 +99,24 @@ func (h *Host) checkTarget(ep *Endpoint) (*networkRecord, *endpointRecord, error
 	if err := checkName("network", ep.Network); err != nil {
 		return nil, nil, err
 	}
-	nrec, err := h.readNetwork(ep.Network)
+	nrec, err := h.st.ReadNetwork(ep.Network)
 	if err != nil {
 		return nil, nil, fmt.Errorf("checking endpoint of sandbox %q: network %q: %w", ep.SandboxID, ep.Network, err)
 	}
-	rec, err := h.readEndpoint(ep.Network, endpointIDOf(ep))
+	rec, err := h.st.ReadEndpoint(ep.Network, endpointIDOf(ep))
 	if err != nil {
 		return nil, nil, fmt.Errorf("checking endpoint of sandbox %q on network %q: %w", ep.SandboxID, ep.Network, err)
 	}
 	return nrec, rec, nil
 }
 
-// checkNetwork verifies the network-level objects: bridge, gateway
-// addresses, host settings and the network's firewall rules.
+// checkNetwork verifies the network's own objects, through its driver.
 func (h *Host) checkNetwork(ctx context.Context, nrec *networkRecord, rep *CheckReport) error {
-	n := &nrec.Network
-	if n.Driver != DriverBridge {
-		return nil
-	}
-	nl, err := h.ns.Netlink()
+	drv, err := driverFor(nrec.Network.Driver)
 	if err != nil {
 		return err
 	}
-	link, err := nl.LinkByName(n.Bridge)
-	if err != nil {
-		rep.add(ObjBridge, n.Bridge, "missing from %s", h.ns)
-	} else {
-		if _, ok := link.(*netlink.Bridge); !ok {
-			rep.Problems = append(rep.Problems, Problem{Object: ObjBridge, Name: n.Bridge, Detail: "is a " + link.Type() + ", not a bridge"})
-		}
-		if link.Attrs().Flags&net.FlagUp == 0 {
-			rep.add(ObjBridge, n.Bridge, "is down")
-		}
-		have, err := prefixesOf(nl, link)
-		if err != nil {
-			return err
-		}
-		for _, p := range gatewayPrefixes(n) {
-			if !slices.Contains(have, p) {
-				rep.add(ObjGatewayAddr, p.String(), "missing from bridge %s", n.Bridge)
-			}
-		}
-	}
-	for _, key := range networkSysctls(n) {
-		if v, err := h.ns.ReadSysctl(key); err == nil && v != "1" {
-			rep.add(ObjSysctl, key, "is %s, want 1", v)
-		}
-	}
-	missing, err := h.fw.Check(ctx, natNetwork(n), nil)
-	if err != nil {
-		return fmt.Errorf("checking firewall rules of network %q: %w", n.Name, err)
-	}
-	for _, r := range missing {
-		rep.add(ObjRule, r.Command(), "missing from %s", h.ns)
-	}
-	return nil
-}
-
-// networkSysctls are the host settings a bridge network needs.
-func networkSysctls(n *Network) []string {
-	var keys []string
-	if !n.Internal && n.Subnet.IsValid() {
-		keys = append(keys, "net.ipv4.ip_forward")
-	}
-	if !n.Internal && n.Subnet6.IsValid() {
-		keys = append(keys, "net.ipv6.conf.all.forwarding")
-	}
-	if n.Subnet.IsValid() {
-		keys = append(keys, "net/ipv4/conf/"+n.Bridge+"/route_localnet")
-	}
-	return keys
+	return drv.checkNetwork(ctx, h, nrec, rep)
 }
 
 func gatewayPrefixes(n *Network) []netip.Prefix {
@@ -176,21 +128,6 @@ func gatewayPrefixes(n *Network) []netip.Prefix {
 		ps = append(ps, netip.PrefixFrom(n.Gateway6, n.Subnet6.Bits()))
 	}
 	return ps
-}
-
-func prefixesOf(nl *netlink.Handle, link netlink.Link) ([]netip.Prefix, error) {
-	addrs, err := nlwrap.Retry(func() ([]netlink.Addr, error) { return nl.AddrList(link, netlink.FAMILY_ALL) })
-	if err != nil {
-		return nil, fmt.Errorf("listing addresses of %s: %w", link.Attrs().Name, err)
-	}
-	var ps []netip.Prefix
-	for _, a := range addrs {
-		if ip, ok := netip.AddrFromSlice(a.IP); ok {
-			ones, _ := a.Mask.Size()
-			ps = append(ps, netip.PrefixFrom(ip.Unmap(), ones))
-		}
-	}
-	return ps, nil
 }
 
 // checkEndpoint verifies the endpoint's own objects. missingRules, when
@@ -206,7 +143,7 @@ func (h *Host) checkEndpoint(ctx context.Context, nrec *networkRecord, rec *endp
 		rep.Problems = append(rep.Problems, Problem{Object: ObjSandbox, Name: ep.NetNS, Detail: "the namespace is gone (run GC)"})
 		return nil
 	}
-	if usesIPAM(n.Driver) {
+	if traitsOf(n.Driver).ipam {
 		l, err := h.ipam.Get(leaseKey(ep))
 		switch {
 		case errors.Is(err, ErrNotFound):
@@ -218,7 +155,7 @@ func (h *Host) checkEndpoint(ctx context.Context, nrec *networkRecord, rec *endp
 		}
 	}
 	if len(ep.Ports) > 0 {
-		held, err := h.portsHeld(ctx, ep, ep.Ports)
+		held, err := h.st.PortsHeld(ctx, holderOf(ep), ep.Ports)
 		if err != nil {
 			return err
 		}
@@ -228,40 +165,13 @@ func (h *Host) checkEndpoint(ctx context.Context, nrec *networkRecord, rec *endp
 			}
 		}
 	}
-	linksOK := true
-	if n.Driver == DriverBridge {
-		nl, err := h.ns.Netlink()
-		if err != nil {
-			return err
-		}
-		link, err := nl.LinkByName(ep.HostIfName)
-		if err != nil {
-			rep.add(ObjHostVeth, ep.HostIfName, "missing from %s", h.ns)
-			linksOK = false
-		} else {
-			if link.Attrs().Flags&net.FlagUp == 0 {
-				rep.add(ObjHostVeth, ep.HostIfName, "is down")
-				linksOK = false
-			}
-			br, err := nl.LinkByName(n.Bridge)
-			if err != nil || link.Attrs().MasterIndex != br.Attrs().Index {
-				rep.add(ObjHostVeth, ep.HostIfName, "is not a port of bridge %s", n.Bridge)
-				linksOK = false
-			}
-		}
-		if missingRules == nil {
-			missing, err := h.fw.Check(ctx, natNetwork(n), []nat.Endpoint{natEndpoint(ep, ep.Ports)})
-			if err != nil {
-				return fmt.Errorf("checking firewall rules of sandbox %q: %w", ep.SandboxID, err)
-			}
-			missingRules = missing
-		}
-		mine := nat.EndpointRules(natNetwork(n), natEndpoint(ep, ep.Ports))
-		for _, r := range missingRules {
-			if slices.ContainsFunc(mine, func(m nat.Rule) bool { return m.Comment == r.Comment && m.Family == r.Family }) {
-				rep.add(ObjRule, r.Command(), "missing from %s", h.ns)
-			}
-		}
+	drv, err := driverFor(n.Driver)
+	if err != nil {
+		return err
+	}
+	linksOK, err := drv.checkEndpoint(ctx, h, n, ep, rep, missingRules)
+	if err != nil {
+		return err
 	}
 	sb, err := netns.Open(ep.NetNS)
 	if err != nil {
@@ -269,20 +179,16 @@ func (h *Host) checkEndpoint(ctx context.Context, nrec *networkRecord, rec *endp
 		return nil
 	}
 	defer sb.Close()
-	snl, err := sb.Netlink()
-	if err != nil {
-		return err
-	}
-	link, err := snl.LinkByName(ep.IfName)
+	link, err := iface.Open(sb, ep.IfName)
 	if err != nil {
 		rep.add(ObjSandboxIf, ep.IfName, "missing from sandbox %s", sb)
 		return nil
 	}
-	if link.Attrs().Flags&net.FlagUp == 0 {
+	if !link.IsUp() {
 		rep.add(ObjSandboxIf, ep.IfName, "is down in sandbox %s", sb)
 		linksOK = false
 	}
-	have, err := prefixesOf(snl, link)
+	have, err := link.Addrs()
 	if err != nil {
 		return err
 	}
@@ -293,7 +199,7 @@ func (h *Host) checkEndpoint(ctx context.Context, nrec *networkRecord, rec *endp
 		}
 	}
 	for _, r := range ep.Routes {
-		ok, err := hasRoute(snl, link, r)
+		ok, err := link.HasRoute(r)
 		if err != nil {
 			return err
 		}
@@ -319,38 +225,12 @@ func (h *Host) checkEndpoint(ctx context.Context, nrec *networkRecord, rec *endp
 
 func routeString(r Route) string { return fmt.Sprintf("%s via %s", r.Dst, r.Via) }
 
-// hasRoute reports whether the sandbox has route r through link.
-func hasRoute(nl *netlink.Handle, link netlink.Link, r Route) (bool, error) {
-	fam := netlink.FAMILY_V4
-	if r.Dst.Addr().Is6() {
-		fam = netlink.FAMILY_V6
-	}
-	routes, err := nlwrap.Retry(func() ([]netlink.Route, error) { return nl.RouteList(link, fam) })
-	if err != nil {
-		return false, fmt.Errorf("listing routes: %w", err)
-	}
-	for _, x := range routes {
-		ones := 0
-		if x.Dst != nil {
-			ones, _ = x.Dst.Mask.Size()
-			if !x.Dst.IP.IsUnspecified() {
-				continue
-			}
-		}
-		gw, _ := netip.AddrFromSlice(x.Gw)
-		if ones == r.Dst.Bits() && gw.Unmap() == r.Via {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
 // queryA asks the name server at server, from inside sb, for name's IPv4
 // addresses.
 func queryA(ctx context.Context, sb *netns.NS, server netip.AddrPort, name string) ([]netip.Addr, error) {
 	ctx, cancel := context.WithTimeout(ctx, checkDNSTimeout)
 	defer cancel()
-	c, err := nsDial(sb)(ctx, "udp", server.String())
+	c, err := dnsrun.Dial(sb)(ctx, "udp", server.String())
 	if err != nil {
 		return nil, err
 	}
@@ -385,27 +265,4 @@ func queryA(ctx context.Context, sb *netns.NS, server netip.AddrPort, name strin
 		}
 		return out, nil
 	}
-}
-
-// MissingRules returns the firewall rules of ep's network and of ep
-// (published ports) missing from the host namespace, each as the command
-// that adds it. It satisfies diag.RuleChecker.
-func (h *Host) MissingRules(ctx context.Context, ep *Endpoint) ([]string, error) {
-	nrec, rec, err := h.checkTarget(ep)
-	if err != nil {
-		return nil, err
-	}
-	if nrec.Network.Driver != DriverBridge {
-		return nil, nil
-	}
-	e := &rec.Endpoint
-	missing, err := h.fw.Check(ctx, natNetwork(&nrec.Network), []nat.Endpoint{natEndpoint(e, e.Ports)})
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, r := range missing {
-		out = append(out, r.Command())
-	}
-	return out, nil
 }

@@ -28,8 +28,8 @@ func TestHelperCrashingAttach(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := os.Getenv("SANDNET_STOP_AT")
-	testHookStep = func(step string) error {
-		if step == stop {
+	h.stepHook = func(step Step) error {
+		if string(step) == stop {
 			fmt.Println("stopped at", step)
 			select {} // wait for SIGKILL
 		}
@@ -63,11 +63,11 @@ func TestCrashMatrixSIGKILL(t *testing.T) {
 	baseRes, baseRules := hostResidue(t, h), sandnetRules(t, h.ns)
 	dnsServer := netip.AddrPortFrom(wep.Gateway, 53)
 	crashPorts, _ := ParsePort(crashPort)
-	for _, step := range []string{StepClaim, StepAddress, StepLink, StepConfigure, StepDNS, StepPorts, StepRecord} {
+	for _, step := range []Step{StepClaim, StepAddress, StepLink, StepConfigure, StepDNS, StepPorts, StepRecord} {
 		sb := testns.New(t, "kill")
 		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperCrashingAttach$", "-test.count=1", "-test.v")
 		cmd.Env = append(os.Environ(), "SANDNET_HELPER=crash", "SANDNET_HOST="+h.ns.Path(), "SANDNET_STATE="+h.dir,
-			"SANDNET_SANDBOX="+sb.Name(), "SANDNET_STOP_AT="+step)
+			"SANDNET_SANDBOX="+sb.Name(), "SANDNET_STOP_AT="+string(step))
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -89,7 +89,7 @@ func TestCrashMatrixSIGKILL(t *testing.T) {
 		}()
 		select {
 		case line := <-reached:
-			if line != "stopped at "+step {
+			if line != "stopped at "+string(step) {
 				cmd.Process.Kill()
 				cmd.Wait()
 				t.Fatalf("helper did not stop at %s: %s", step, line)

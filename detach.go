@@ -2,12 +2,10 @@ package sandnet
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
 
-	"github.com/sandnet/sandnet/internal/statefile"
 	"github.com/sandnet/sandnet/netns"
 )
 
@@ -86,24 +84,24 @@ func (h *Host) detach(ctx context.Context, network, id string) error {
 	if err := checkName("network", network); err != nil {
 		return err
 	}
-	lock, err := statefile.Acquire(ctx, h.networkLockPath(network), true)
+	lock, err := h.st.LockNetwork(ctx, network, true)
 	if err != nil {
 		return err
 	}
 	defer lock.Release()
-	rec, err := h.readEndpoint(network, id)
+	rec, err := h.st.ReadEndpoint(network, id)
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	nrec, err := h.readNetwork(network)
+	nrec, err := h.st.ReadNetwork(network)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return err
 	}
 	if err := h.teardown(ctx, nrec, &rec.Endpoint); err != nil {
-		return &StepError{Op: "detach", Object: fmt.Sprintf("sandbox %q from network %q", rec.Endpoint.SandboxID, network), Step: "tearing down", Err: err}
+		return &StepError{Op: "detach", Object: fmt.Sprintf("sandbox %q from network %q", rec.Endpoint.SandboxID, network), Step: stepTearDown, Err: err}
 	}
 	return nil
 }
@@ -113,7 +111,7 @@ func (h *Host) detach(ctx context.Context, network, id string) error {
 // later Detach or GC can finish.
 func (h *Host) teardown(ctx context.Context, nrec *networkRecord, ep *Endpoint) error {
 	var errs []error
-	if len(ep.Addresses) == 0 && (nrec == nil || usesIPAM(nrec.Network.Driver)) {
+	if len(ep.Addresses) == 0 && (nrec == nil || traitsOf(nrec.Network.Driver).ipam) {
 		// An attach that died before recording its addresses: the lease has
 		// them, and the firewall backend may need them to find its elements.
 		if l, err := h.ipam.Get(leaseKey(ep)); err == nil {
@@ -127,13 +125,13 @@ func (h *Host) teardown(ctx context.Context, nrec *networkRecord, ep *Endpoint) 
 		}
 		errs = append(errs, err)
 	}
-	if nrec == nil || usesIPAM(nrec.Network.Driver) {
+	if nrec == nil || traitsOf(nrec.Network.Driver).ipam {
 		errs = append(errs, h.ipam.Release(ctx, leaseKey(ep)))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	return statefile.Remove(h.endpointPath(ep.Network, ep.ID))
+	return h.st.RemoveEndpoint(ep.Network, ep.ID)
 }
 
 // Endpoints lists the endpoints recorded on network (all networks if ""),
@@ -160,7 +158,7 @@ func (h *Host) Endpoints(network string) ([]*Endpoint, error) {
 		errs []error
 	)
 	for _, name := range names {
-		recs, err := h.listEndpointRecords(name)
+		recs, err := h.st.Endpoints(name)
 		errs = append(errs, err)
 		for _, r := range recs {
 			ep := r.Endpoint
@@ -186,12 +184,4 @@ func (h *Host) EndpointsOf(ns *netns.NS) ([]*Endpoint, error) {
 		}
 	}
 	return mine, err
-}
-
-func jsonBytes(v any) ([]byte, error) {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	return append(b, '\n'), nil
 }

@@ -38,7 +38,7 @@ func BenchmarkDNSServer100Names(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	srv, err = dns.Listen(h.ns, netip.MustParseAddr("127.0.0.1"), 53, dns.Config{Names: &stateSource{h: h, network: "bench"}})
+	srv, err = dns.Listen(h.ns, netip.MustParseAddr("127.0.0.1"), 53, dns.Config{Names: &stateSource{st: h.st, network: "bench"}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -4,14 +4,11 @@
 // A [Host] is the namespace that plays the host (the caller's by default, or
 // any other: that is how tests and harnesses stay off the machine's own
 // network) plus a state directory. [Host.Attach] puts a sandbox on a
-// [Network] with the network's driver:
-//
-//   - bridge: a veth pair from the sandbox (eth0) to a bridge in the host
-//     namespace, an address from the network's pool, a default route via the
-//     bridge's gateway address (and NAT, DNS and published ports);
-//   - host: the sandbox is the host namespace; nothing changes;
-//   - none: loopback only;
-//   - macvlan and overlay: see their drivers.
+// [Network] with the network's driver. The default, [DriverBridge], gives
+// the sandbox a veth pair (eth0) to a bridge in the host namespace, an
+// address from the network's pool and a default route via the bridge's
+// gateway address (and NAT, DNS and published ports); the other drivers
+// are described at their [Driver] constants.
 //
 // Each step is done by a small package of its own (netns, veth, bridge, ipam,
 // nat, dns, ...) that is usable alone. Attach is transactional: when a step
@@ -32,6 +29,15 @@
 // nothing to install or call (the way netavark starts aardvark-dns, without
 // a second binary). It stops by itself after the last endpoint needing it
 // detaches. [HostConfig].DNS chooses in-process serving instead.
+//
+// Layout: each driver is one file (driver_bridge.go, driver_macvlan.go,
+// ...) that owns its Network fields, its attach and detach, and its part of
+// Check and Repair; driver.go holds the interface and the registry that
+// everything else loops over. The state directory (records, locks, the port
+// table, file reference counts) is internal/state's, on internal/statefile;
+// the name-server runner is internal/dnsrun, which serves what the records
+// say and knows nothing of a Host. diag, nettest and cmd/sandnet are clients
+// of this package; nothing below it imports them.
 //
 // Contract: root (CAP_NET_ADMIN, CAP_SYS_ADMIN) is needed. Nothing depends
 // on the calling thread's namespace. A Host is safe for concurrent use, and

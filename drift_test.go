@@ -63,7 +63,7 @@ func diffLines(a, b []string) (onlyA, onlyB []string) {
 	return
 }
 
-func hasObject(r CheckReport, obj string) bool {
+func hasObject(r CheckReport, obj Object) bool {
 	return slices.ContainsFunc(r.Problems, func(p Problem) bool { return p.Object == obj })
 }
 
@@ -183,7 +183,7 @@ func TestCheckAndRepairEachPiece(t *testing.T) {
 	gw, gw6 := nd.Gateway.String(), nd.Gateway6.String()
 	cases := []struct {
 		name   string
-		want   string
+		want   Object
 		break_ func()
 	}{
 		{"host veth deleted", ObjHostVeth, func() { testns.Run(t, h.ns, "ip", "link", "del", ep.HostIfName) }},

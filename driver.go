@@ -10,16 +10,32 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
-
 	"github.com/sandnet/sandnet/explain"
+	"github.com/sandnet/sandnet/iface"
+	"github.com/sandnet/sandnet/internal/ifname"
 	"github.com/sandnet/sandnet/ipam"
+	"github.com/sandnet/sandnet/nat"
 	"github.com/sandnet/sandnet/netns"
+	"github.com/sandnet/sandnet/veth"
 )
 
-// driver is how one kind of network is set up and torn down.
+// driver is one kind of network. Each driver is one file (driver_NAME.go)
+// that owns everything about itself: its Network fields, its host-side
+// objects, its attach and detach steps, and its part of Check and Repair.
+// The rest of the package knows drivers only through this interface and
+// the registry below.
 type driver interface {
+	// traits says what the driver uses of what the package offers.
+	traits() traits
+	// setFields names those of n's fields that belong to this driver and
+	// are set ("" if none): another driver's network refuses them.
+	setFields(n *Network) string
+	// normalize validates n's fields that belong to the driver and fills in
+	// their defaults that do not depend on the host.
+	normalize(n *Network) error
+	// hostDefaults fills in the defaults that depend on the host (a free
+	// subnet, the uplink's MTU).
+	hostDefaults(h *Host, n *Network) error
 	// createNetwork makes the network's host-side objects and may note in rec
 	// what it created; the undo stack removes them.
 	createNetwork(ctx context.Context, h *Host, rec *networkRecord) (undoStack, error)
@@ -30,22 +46,97 @@ type driver interface {
 	// detach removes what attach made, best effort and idempotent; the
 	// sandbox namespace may be gone.
 	detach(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint) error
+	// checkNetwork adds to rep what is missing of the network's own objects.
+	checkNetwork(ctx context.Context, h *Host, rec *networkRecord, rep *CheckReport) error
+	// missingRules returns the firewall rules of the network and of eps
+	// that are missing (nil if the driver has none).
+	missingRules(ctx context.Context, h *Host, n *Network, eps []*Endpoint) ([]nat.Rule, error)
+	// checkEndpoint adds to rep what is missing of the endpoint's host-side
+	// objects; missing, when not nil, is missingRules for the network. It
+	// reports false when a link is broken (the name server is not probed).
+	checkEndpoint(ctx context.Context, h *Host, n *Network, ep *Endpoint, rep *CheckReport, missing []nat.Rule) (bool, error)
+	// repairNetwork puts back the network's own objects.
+	repairNetwork(ctx context.Context, h *Host, rec *networkRecord) error
+	// repairEndpoint puts back the endpoint's objects that has reports
+	// missing; sb is its sandbox.
+	repairEndpoint(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netns.NS, has func(...Object) bool) error
 }
 
-// drivers holds the driver of each kind; each driver's file registers
-// itself in an init function.
-var drivers = map[Driver]driver{}
+// traits are what a driver uses of the package's shared steps.
+type traits struct {
+	ipam       bool // addresses come from the network's pools
+	nameServer bool // the network's gateway runs the embedded name server
+	hostNS     bool // the sandbox is the host namespace itself
+}
+
+// registry lists the drivers, the default first, in the order messages
+// name them. Adding a driver is its file and one line here.
+var registry = []struct {
+	name Driver
+	drv  driver
+}{
+	{DriverBridge, bridgeDriver{}},
+	{DriverHost, hostDriver{}},
+	{DriverNone, noneDriver{}},
+	{DriverMacvlan, macvlanDriver{}},
+	{DriverOverlay, overlayDriver{}},
+}
 
 func driverFor(d Driver) (driver, error) {
-	drv, ok := drivers[d]
-	if !ok {
-		return nil, invalidf("driver %q is not available", d)
+	for _, r := range registry {
+		if r.name == d {
+			return r.drv, nil
+		}
 	}
-	return drv, nil
+	var names []string
+	for _, r := range registry {
+		names = append(names, string(r.name))
+	}
+	return nil, invalidf("unknown driver %q (want %s)", d, strings.Join(names, ", "))
 }
 
-// usesIPAM reports whether a driver takes addresses from the network's pools.
-func usesIPAM(d Driver) bool { return d != DriverHost && d != DriverNone }
+// traitsOf returns the traits of driver d (none for an unknown one).
+func traitsOf(d Driver) traits {
+	drv, err := driverFor(d)
+	if err != nil {
+		return traits{}
+	}
+	return drv.traits()
+}
+
+// noParts is what a driver without host-side objects embeds: no fields of
+// its own, nothing to check or repair.
+type noParts struct{}
+
+func (noParts) setFields(*Network) string                                  { return "" }
+func (noParts) normalize(*Network) error                                   { return nil }
+func (noParts) hostDefaults(*Host, *Network) error                         { return nil }
+func (noParts) removeNetwork(context.Context, *Host, *networkRecord) error { return nil }
+func (noParts) createNetwork(context.Context, *Host, *networkRecord) (undoStack, error) {
+	return nil, nil
+}
+func (noParts) detach(context.Context, *Host, *networkRecord, *Endpoint) error { return nil }
+func (noParts) checkNetwork(context.Context, *Host, *networkRecord, *CheckReport) error {
+	return nil
+}
+func (noParts) missingRules(context.Context, *Host, *Network, []*Endpoint) ([]nat.Rule, error) {
+	return nil, nil
+}
+func (noParts) checkEndpoint(context.Context, *Host, *Network, *Endpoint, *CheckReport, []nat.Rule) (bool, error) {
+	return true, nil
+}
+func (noParts) repairNetwork(context.Context, *Host, *networkRecord) error { return nil }
+func (noParts) repairEndpoint(context.Context, *Host, *Network, *Endpoint, *netns.NS, func(...Object) bool) error {
+	return nil
+}
+
+// needSubnet is hostDefaults for drivers whose networks must name a subnet.
+func needSubnet(n *Network) error {
+	if !n.Subnet.IsValid() && !n.Subnet6.IsValid() {
+		return invalidf("network %q: a %s network needs a subnet", n.Name, n.Driver)
+	}
+	return nil
+}
 
 // leaseKey is the IPAM key of an endpoint.
 func leaseKey(ep *Endpoint) ipam.Key {
@@ -91,67 +182,142 @@ func (tx *attachTx) allocate(ctx context.Context) error {
 	})
 }
 
+// vethStep is the link step of the drivers whose sandboxes hang off a
+// bridge in the host namespace (bridge, overlay): a veth pair from the
+// sandbox's interface to a port of the network's bridge, up. A pair of the
+// same name is a leftover of an earlier attach of this endpoint (detached
+// with SandboxGoing while its namespace lived on, or a crash): the name is
+// derived from the endpoint's ID, whose claim we hold, so it is replaced.
+func (tx *attachTx) vethStep(ctx context.Context) error {
+	h, n, ep := tx.h, &tx.net.Network, tx.ep
+	ep.Bridge = n.Bridge
+	ep.HostIfName = hostVethName(ep.ID)
+	ep.MTU = n.MTU
+	return tx.step(ctx, StepLink, func() error {
+		mac := tx.opts.MAC
+		if mac == nil {
+			mac = macFor(ep.Addresses)
+		}
+		err := createVeth(ctx, h, n, ep, tx.sb, mac)
+		if errors.Is(err, ErrExists) {
+			nl, nerr := h.ns.Netlink()
+			if nerr != nil {
+				return nerr
+			}
+			if l, lerr := nl.LinkByName(ep.HostIfName); lerr == nil && l.Type() == "veth" {
+				if err = veth.Delete(ctx, h.ns, ep.HostIfName); err == nil {
+					err = createVeth(ctx, h, n, ep, tx.sb, mac)
+				}
+			}
+		}
+		if err != nil {
+			return err
+		}
+		tx.undo.push(func(ctx context.Context) error { return veth.Delete(ctx, h.ns, ep.HostIfName) })
+		if mac != nil {
+			ep.MAC = mac.String()
+		}
+		return nil
+	})
+}
+
+// hostVethName is the host end of an endpoint's veth pair.
+func hostVethName(id string) string { return ifname.Derive("snv", id) }
+
+// createVeth makes ep's veth pair: the host end a port of n's bridge, the
+// other end ep.IfName in sb; both up.
+func createVeth(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netns.NS, mac net.HardwareAddr) error {
+	nl, err := h.ns.Netlink()
+	if err != nil {
+		return err
+	}
+	br, err := nl.LinkByName(n.Bridge)
+	if err != nil {
+		return fmt.Errorf("finding bridge %s in %s: %w", n.Bridge, h.ns, err)
+	}
+	_, err = veth.Create(ctx, h.ns, veth.Pair{
+		Name: ep.HostIfName, PeerName: ep.IfName, PeerNS: sb, MTU: ep.MTU, PeerMAC: mac,
+		Master: br.Attrs().Index, MasterName: n.Bridge, Up: true,
+	})
+	return err
+}
+
 // configureSandbox brings lo and the interface up inside the sandbox, puts
-// the endpoint's addresses on it and routes via the gateways. An endpoint
-// without an IPv6 address has IPv6 turned off on its interface, as Docker
-// does on IPv4-only networks: no link-local address, and none of the
-// multicast chatter that a bridge floods to every other sandbox.
-//
-// Equivalent to: ip -n SBX link set lo up; ip -n SBX addr add ADDR dev eth0;
-// [ip netns exec SBX sysctl -w net.ipv6.conf.eth0.disable_ipv6=1;]
-// ip -n SBX link set eth0 up; ip -n SBX route add default via GW
+// the endpoint's addresses on it and routes via the gateways (none on an
+// internal network, which has no way out).
 func (tx *attachTx) configureSandbox(ctx context.Context) error {
 	return tx.step(ctx, StepConfigure, func() error {
-		sb := tx.sb
-		nl, err := sb.RouteNetlink()
-		if err != nil {
+		if err := iface.LoUp(ctx, tx.sb); err != nil {
 			return err
 		}
-		if err := loUp(ctx, sb, nl); err != nil {
-			return err
-		}
-		link, err := nl.LinkByName(tx.ep.IfName)
+		link, err := iface.Open(tx.sb, tx.ep.IfName)
 		if err != nil {
-			return fmt.Errorf("finding %s in %s: %w", tx.ep.IfName, sb, err)
-		}
-		for _, p := range tx.ep.Addresses {
-			a := &netlink.Addr{IPNet: ipNet(p)}
-			extra := ""
-			if p.Addr().Is6() {
-				a.Flags = unix.IFA_F_NODAD
-				extra = " nodad"
-			}
-			explain.Say(ctx, "%s", sb.Shell(fmt.Sprintf("ip addr add %s dev %s%s", p, tx.ep.IfName, extra)))
-			if err := nl.AddrAdd(link, a); err != nil {
-				return fmt.Errorf("adding %s to %s in %s: %w", p, tx.ep.IfName, sb, err)
-			}
-		}
-		if !slices.ContainsFunc(tx.ep.Addresses, func(p netip.Prefix) bool { return p.Addr().Is6() }) {
-			if err := disableIPv6(ctx, sb, tx.ep.IfName); err != nil {
-				return err
-			}
-		}
-		explain.Say(ctx, "%s", sb.Shell("ip link set "+tx.ep.IfName+" up"))
-		if err := nl.LinkSetUp(link); err != nil {
-			return fmt.Errorf("bringing %s up in %s: %w", tx.ep.IfName, sb, err)
+			return err
 		}
 		for _, gw := range []netip.Addr{tx.ep.Gateway, tx.ep.Gateway6} {
 			if !gw.IsValid() || tx.net.Network.Internal {
-				continue // an internal network has no way out, so no default route
+				continue
 			}
 			dst := netip.PrefixFrom(netip.IPv4Unspecified(), 0)
 			if gw.Is6() {
 				dst = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
 			}
-			r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(dst), Gw: gw.AsSlice()}
-			explain.Say(ctx, "%s", sb.Shell(fmt.Sprintf("ip %sroute add default via %s dev %s", family(gw), gw, tx.ep.IfName)))
-			if err := nl.RouteAdd(r); err != nil {
-				return fmt.Errorf("adding default route via %s in %s: %w", gw, sb, err)
-			}
 			tx.ep.Routes = append(tx.ep.Routes, Route{Dst: dst, Via: gw})
 		}
-		return nil
+		return configureLink(ctx, tx.sb, link, tx.ep, true)
 	})
+}
+
+// configureLink puts ep's addresses on its sandbox interface link, brings
+// it up and adds ep's routes through it; unless fresh (a link just made),
+// what is there already stays. A fresh link of an endpoint without an IPv6
+// address has IPv6 turned off, as Docker does on IPv4-only networks: no
+// link-local address, and none of the multicast chatter that a bridge
+// floods to every other sandbox. This is the one path for sandbox
+// addresses and routes: Attach and Repair both take it.
+//
+// Equivalent to: ip -n SBX addr add ADDR dev eth0;
+// [ip netns exec SBX sysctl -w net.ipv6.conf.eth0.disable_ipv6=1;]
+// ip -n SBX link set eth0 up; ip -n SBX route add default via GW dev eth0
+func configureLink(ctx context.Context, sb *netns.NS, link *iface.Link, ep *Endpoint, fresh bool) error {
+	var have []netip.Prefix
+	if !fresh {
+		var err error
+		if have, err = link.Addrs(); err != nil {
+			return err
+		}
+	}
+	for _, p := range ep.Addresses {
+		if !slices.Contains(have, p) {
+			if err := link.AddAddr(ctx, p); err != nil {
+				return err
+			}
+		}
+	}
+	if fresh && !slices.ContainsFunc(ep.Addresses, func(p netip.Prefix) bool { return p.Addr().Is6() }) {
+		if err := disableIPv6(ctx, sb, ep.IfName); err != nil {
+			return err
+		}
+	}
+	if fresh || !link.IsUp() {
+		if err := link.Up(ctx); err != nil {
+			return err
+		}
+	}
+	for _, r := range ep.Routes {
+		if !fresh {
+			if ok, err := link.HasRoute(r); err != nil || ok {
+				if err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		if err := link.AddRoute(ctx, r); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // disableIPv6 turns IPv6 off on interface ifName inside sb; a kernel
@@ -162,27 +328,6 @@ func disableIPv6(ctx context.Context, sb *netns.NS, ifName string) error {
 		return fmt.Errorf("turning IPv6 off on %s in %s: %w", ifName, sb, err)
 	}
 	return nil
-}
-
-// loUp brings the loopback interface up; it is ifindex 1 in every namespace.
-func loUp(ctx context.Context, sb *netns.NS, nl *netlink.Handle) error {
-	explain.Say(ctx, "%s", sb.Shell("ip link set lo up"))
-	lo := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: 1, Name: "lo"}}
-	if err := nl.LinkSetUp(lo); err != nil {
-		return fmt.Errorf("bringing lo up in %s: %w", sb, err)
-	}
-	return nil
-}
-
-func family(a netip.Addr) string {
-	if a.Is6() {
-		return "-6 "
-	}
-	return ""
-}
-
-func ipNet(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
 // macFor derives Docker's MAC for an IPv4 address: 02:42 and the four bytes.

@@ -3,31 +3,127 @@ package sandnet
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"net/netip"
+	"slices"
+
+	"github.com/vishvananda/netlink"
 
 	"github.com/sandnet/sandnet/bridge"
 	"github.com/sandnet/sandnet/explain"
+	"github.com/sandnet/sandnet/iface"
 	"github.com/sandnet/sandnet/internal/ifname"
+	"github.com/sandnet/sandnet/internal/nlwrap"
+	"github.com/sandnet/sandnet/nat"
+	"github.com/sandnet/sandnet/netns"
 	"github.com/sandnet/sandnet/veth"
 )
 
+// DriverBridge, the default (as in Docker), connects each sandbox with a veth
+// pair to a bridge in the host namespace that carries the gateway address,
+// with NAT, DNS and published ports.
+const DriverBridge Driver = "bridge"
+
 // bridgeDriver is Docker's default: a veth pair from the sandbox to a bridge
-// in the host namespace that carries the gateway address.
+// in the host namespace that carries the gateway address. The bridge's
+// firewall steps (masquerade, forwarding, isolation and published ports) are
+// done by the Host's nat.Backend, with the host settings they need
+// (forwarding, route_localnet on the bridge, bridge port flags).
 type bridgeDriver struct{}
 
-func init() { drivers[DriverBridge] = bridgeDriver{} }
+func (bridgeDriver) traits() traits { return traits{ipam: true, nameServer: true} }
+
+func (bridgeDriver) setFields(*Network) string { return "" }
+
+func (bridgeDriver) normalize(n *Network) error {
+	if n.Bridge == "" {
+		n.Bridge = ifname.Derive("sn-", n.Name)
+	}
+	return nil
+}
+
+// hostDefaults picks the MTU of the host's uplink and, for a network that
+// names no subnet, a free /24 from 10.89.0.0/16, as netavark does.
+func (bridgeDriver) hostDefaults(h *Host, n *Network) error {
+	if n.MTU == 0 {
+		n.MTU = uplinkMTU(h)
+	}
+	if n.Subnet.IsValid() || n.Subnet6.IsValid() {
+		return nil
+	}
+	taken, err := usedPrefixes(h)
+	if err != nil {
+		return err
+	}
+	base := netip.MustParsePrefix("10.89.0.0/16").Addr().As4()
+	for i := 0; i < 256; i++ {
+		base[2] = byte(i)
+		p := netip.PrefixFrom(netip.AddrFrom4(base), 24)
+		if !slices.ContainsFunc(taken, func(t netip.Prefix) bool { return overlaps(p, t) }) {
+			n.Subnet, n.Gateway = p, p.Addr().Next()
+			return nil
+		}
+	}
+	return fmt.Errorf("network %q: no free /24 left in 10.89.0.0/16, give a subnet: %w", n.Name, ErrExhausted)
+}
+
+// usedPrefixes lists subnets of recorded networks and routes of the host namespace.
+func usedPrefixes(h *Host) ([]netip.Prefix, error) {
+	recs, err := h.st.Networks()
+	if err != nil {
+		return nil, err
+	}
+	var used []netip.Prefix
+	for _, r := range recs {
+		used = append(used, r.Network.Subnet)
+	}
+	nl, err := h.ns.Netlink()
+	if err != nil {
+		return nil, err
+	}
+	routes, err := nlwrap.Retry(func() ([]netlink.Route, error) { return nl.RouteList(nil, netlink.FAMILY_V4) })
+	if err != nil {
+		return nil, fmt.Errorf("listing host routes: %w", err)
+	}
+	for _, r := range routes {
+		if r.Dst == nil {
+			continue
+		}
+		if a, ok := netip.AddrFromSlice(r.Dst.IP); ok {
+			ones, _ := r.Dst.Mask.Size()
+			if ones > 0 {
+				used = append(used, netip.PrefixFrom(a.Unmap(), ones))
+			}
+		}
+	}
+	return used, nil
+}
+
+// uplinkMTU is the MTU of the host namespace's default-route link, else 1500.
+func uplinkMTU(h *Host) int {
+	nl, err := h.ns.Netlink()
+	if err != nil {
+		return 1500
+	}
+	routes, err := nlwrap.Retry(func() ([]netlink.Route, error) { return nl.RouteList(nil, netlink.FAMILY_V4) })
+	if err != nil {
+		return 1500
+	}
+	for _, r := range routes {
+		if r.Dst == nil || r.Dst.IP.IsUnspecified() {
+			if l, err := nl.LinkByIndex(r.LinkIndex); err == nil && l.Attrs().MTU >= 68 {
+				return l.Attrs().MTU
+			}
+		}
+	}
+	return 1500
+}
 
 func (bridgeDriver) createNetwork(ctx context.Context, h *Host, rec *networkRecord) (undoStack, error) {
 	var undo undoStack
 	n := &rec.Network
-	var addrs []netip.Prefix
-	if n.Gateway.IsValid() {
-		addrs = append(addrs, netip.PrefixFrom(n.Gateway, n.Subnet.Bits()))
-	}
-	if n.Gateway6.IsValid() {
-		addrs = append(addrs, netip.PrefixFrom(n.Gateway6, n.Subnet6.Bits()))
-	}
-	_, created, err := bridge.Ensure(ctx, h.ns, bridge.Config{Name: n.Bridge, MTU: n.MTU, Addrs: addrs})
+	_, created, err := bridge.Ensure(ctx, h.ns, bridge.Config{Name: n.Bridge, MTU: n.MTU, Addrs: gatewayPrefixes(n)})
 	if err != nil {
 		return nil, err
 	}
@@ -35,15 +131,15 @@ func (bridgeDriver) createNetwork(ctx context.Context, h *Host, rec *networkReco
 		rec.OwnsBridge = true
 		undo.push(func(ctx context.Context) error { return bridge.Delete(ctx, h.ns, n.Bridge) })
 	}
-	if err := h.ensureNetworkRules(ctx, rec); err != nil {
+	if err := ensureNetworkRules(ctx, h, rec); err != nil {
 		return nil, errors.Join(err, undo.run(ctx))
 	}
-	undo.push(func(ctx context.Context) error { return h.removeNetworkRules(ctx, rec) })
+	undo.push(func(ctx context.Context) error { return h.fw.RemoveNetwork(ctx, natNetwork(n)) })
 	return undo, nil
 }
 
 func (bridgeDriver) removeNetwork(ctx context.Context, h *Host, rec *networkRecord) error {
-	err := h.removeNetworkRules(ctx, rec)
+	err := h.fw.RemoveNetwork(ctx, natNetwork(&rec.Network))
 	if rec.OwnsBridge {
 		err = errors.Join(err, bridge.Delete(ctx, h.ns, rec.Network.Bridge))
 	}
@@ -51,51 +147,11 @@ func (bridgeDriver) removeNetwork(ctx context.Context, h *Host, rec *networkReco
 }
 
 func (bridgeDriver) attach(ctx context.Context, tx *attachTx) error {
-	h, n, ep := tx.h, &tx.net.Network, tx.ep
+	h, ep := tx.h, tx.ep
 	if err := tx.allocate(ctx); err != nil {
 		return err
 	}
-	ep.Bridge = n.Bridge
-	ep.HostIfName = ifname.Derive("snv", ep.ID)
-	ep.MTU = n.MTU
-	if err := tx.step(ctx, StepLink, func() error {
-		nl, err := h.ns.Netlink()
-		if err != nil {
-			return err
-		}
-		br, err := nl.LinkByName(n.Bridge)
-		if err != nil {
-			return err
-		}
-		mac := tx.opts.MAC
-		if mac == nil {
-			mac = macFor(ep.Addresses)
-		}
-		pair := veth.Pair{
-			Name: ep.HostIfName, PeerName: ep.IfName, PeerNS: tx.sb, MTU: n.MTU, PeerMAC: mac,
-			Master: br.Attrs().Index, MasterName: n.Bridge, Up: true,
-		}
-		_, err = veth.Create(ctx, h.ns, pair)
-		if errors.Is(err, ErrExists) {
-			// The name is derived from this endpoint's ID, whose claim we
-			// hold: the veth is a leftover of an earlier attach of the same
-			// endpoint (detached with SandboxGoing while its namespace
-			// lived on, or a crash). Replace it.
-			if l, lerr := nl.LinkByName(ep.HostIfName); lerr == nil && l.Type() == "veth" {
-				if err = veth.Delete(ctx, h.ns, ep.HostIfName); err == nil {
-					_, err = veth.Create(ctx, h.ns, pair)
-				}
-			}
-		}
-		if err != nil {
-			return err
-		}
-		tx.undo.push(func(ctx context.Context) error { return veth.Delete(ctx, h.ns, ep.HostIfName) })
-		if mac != nil {
-			ep.MAC = mac.String()
-		}
-		return nil
-	}); err != nil {
+	if err := tx.vethStep(ctx); err != nil {
 		return err
 	}
 	if err := tx.configureSandbox(ctx); err != nil {
@@ -105,10 +161,10 @@ func (bridgeDriver) attach(ctx context.Context, tx *attachTx) error {
 		return err
 	}
 	return tx.step(ctx, StepPorts, func() error {
-		if err := h.addEndpointRules(ctx, tx.net, ep, tx.opts.Ports); err != nil {
+		if err := addEndpointRules(ctx, h, tx.net, ep, tx.opts.Ports); err != nil {
 			return err
 		}
-		tx.undo.push(func(ctx context.Context) error { return h.removeEndpointRules(ctx, tx.net, ep) })
+		tx.undo.push(func(ctx context.Context) error { return removeEndpointRules(ctx, h, tx.net, ep) })
 		return nil
 	})
 }
@@ -116,17 +172,304 @@ func (bridgeDriver) attach(ctx context.Context, tx *attachTx) error {
 func (bridgeDriver) detach(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint) error {
 	hostIf := ep.HostIfName
 	if hostIf == "" { // an attach that died before recording it: the name is derived
-		hostIf = ifname.Derive("snv", ep.ID)
+		hostIf = hostVethName(ep.ID)
 	}
 	err := errors.Join(
-		h.removeEndpointRules(ctx, rec, ep),
+		removeEndpointRules(ctx, h, rec, ep),
 		h.teardownDNS(ctx, rec, ep),
 	)
 	if sandboxGoing(ctx) {
 		// The namespace's deletion removes the pair; a leftover is replaced
-		// by the next attach of this endpoint (see StepLink).
+		// by the next attach of this endpoint (see vethStep).
 		explain.Say(ctx, "# %s: left to the kernel, which removes it with the sandbox namespace", hostIf)
 		return err
 	}
 	return errors.Join(err, veth.Delete(ctx, h.ns, hostIf))
+}
+
+// checkNetwork verifies the bridge, its gateway addresses, the host
+// settings and the network's firewall rules.
+func (bridgeDriver) checkNetwork(ctx context.Context, h *Host, nrec *networkRecord, rep *CheckReport) error {
+	n := &nrec.Network
+	link, err := iface.Open(h.ns, n.Bridge)
+	if err != nil {
+		rep.add(ObjBridge, n.Bridge, "missing from %s", h.ns)
+	} else {
+		if kind := link.Kind(); kind != "bridge" {
+			rep.Problems = append(rep.Problems, Problem{Object: ObjBridge, Name: n.Bridge, Detail: "is a " + kind + ", not a bridge"})
+		}
+		if !link.IsUp() {
+			rep.add(ObjBridge, n.Bridge, "is down")
+		}
+		have, err := link.Addrs()
+		if err != nil {
+			return err
+		}
+		for _, p := range gatewayPrefixes(n) {
+			if !slices.Contains(have, p) {
+				rep.add(ObjGatewayAddr, p.String(), "missing from bridge %s", n.Bridge)
+			}
+		}
+	}
+	for _, key := range networkSysctls(n) {
+		if v, err := h.ns.ReadSysctl(key); err == nil && v != "1" {
+			rep.add(ObjSysctl, key, "is %s, want 1", v)
+		}
+	}
+	missing, err := h.fw.Check(ctx, natNetwork(n), nil)
+	if err != nil {
+		return fmt.Errorf("checking firewall rules of network %q: %w", n.Name, err)
+	}
+	for _, r := range missing {
+		rep.add(ObjRule, r.Command(), "missing from %s", h.ns)
+	}
+	return nil
+}
+
+func (bridgeDriver) missingRules(ctx context.Context, h *Host, n *Network, eps []*Endpoint) ([]nat.Rule, error) {
+	var nes []nat.Endpoint
+	for _, ep := range eps {
+		nes = append(nes, natEndpoint(ep, ep.Ports))
+	}
+	missing, err := h.fw.Check(ctx, natNetwork(n), nes)
+	if err != nil {
+		return nil, fmt.Errorf("checking firewall rules of network %q: %w", n.Name, err)
+	}
+	return missing, nil
+}
+
+// checkEndpoint verifies the host end of the veth pair (present, up, a port
+// of the bridge) and the endpoint's firewall rules.
+func (d bridgeDriver) checkEndpoint(ctx context.Context, h *Host, n *Network, ep *Endpoint, rep *CheckReport, missing []nat.Rule) (bool, error) {
+	linksOK := true
+	nl, err := h.ns.Netlink()
+	if err != nil {
+		return false, err
+	}
+	link, err := nl.LinkByName(ep.HostIfName)
+	if err != nil {
+		rep.add(ObjHostVeth, ep.HostIfName, "missing from %s", h.ns)
+		linksOK = false
+	} else {
+		if link.Attrs().Flags&net.FlagUp == 0 {
+			rep.add(ObjHostVeth, ep.HostIfName, "is down")
+			linksOK = false
+		}
+		br, err := nl.LinkByName(n.Bridge)
+		if err != nil || link.Attrs().MasterIndex != br.Attrs().Index {
+			rep.add(ObjHostVeth, ep.HostIfName, "is not a port of bridge %s", n.Bridge)
+			linksOK = false
+		}
+	}
+	if missing == nil {
+		if missing, err = d.missingRules(ctx, h, n, []*Endpoint{ep}); err != nil {
+			return false, err
+		}
+	}
+	mine := nat.EndpointRules(natNetwork(n), natEndpoint(ep, ep.Ports))
+	for _, r := range missing {
+		if slices.ContainsFunc(mine, func(m nat.Rule) bool { return m.Comment == r.Comment && m.Family == r.Family }) {
+			rep.add(ObjRule, r.Command(), "missing from %s", h.ns)
+		}
+	}
+	return linksOK, nil
+}
+
+// repairNetwork puts back the bridge, its gateway addresses, the host
+// settings and the rules; each is ensured, so what is there stays.
+func (bridgeDriver) repairNetwork(ctx context.Context, h *Host, nrec *networkRecord) error {
+	n := &nrec.Network
+	if _, _, err := bridge.Ensure(ctx, h.ns, bridge.Config{Name: n.Bridge, MTU: n.MTU, Addrs: gatewayPrefixes(n)}); err != nil {
+		return fmt.Errorf("repairing network %q: %w", n.Name, err)
+	}
+	rec := *nrec // ensureNetworkRules notes host changes; the record stays as it is
+	if err := ensureNetworkRules(ctx, h, &rec); err != nil {
+		return fmt.Errorf("repairing network %q: %w", n.Name, err)
+	}
+	return nil
+}
+
+// repairEndpoint puts back the veth pair with what each end needs, then
+// the bridge port flags (on a new pair) and the published-port rules.
+func (bridgeDriver) repairEndpoint(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netns.NS, has func(...Object) bool) error {
+	var errs []error
+	relinked := false
+	if has(ObjHostVeth, ObjSandboxIf, ObjAddress, ObjRoute) {
+		var err error
+		relinked, err = repairLinks(ctx, h, n, ep, sb)
+		errs = append(errs, err)
+	}
+	if relinked {
+		errs = append(errs, setPortFlags(ctx, h, n, ep.HostIfName))
+	}
+	if (relinked || has(ObjRule)) && len(ep.Ports) > 0 {
+		errs = append(errs, h.fw.AddEndpoint(ctx, natNetwork(n), natEndpoint(ep, ep.Ports)))
+	}
+	return errors.Join(errs...)
+}
+
+// repairLinks puts back the veth pair (both ends, if either is gone), then
+// what is missing on each end: up, on the bridge, addresses, routes. It
+// reports whether it made a new pair.
+func repairLinks(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netns.NS) (bool, error) {
+	nl, err := h.ns.Netlink()
+	if err != nil {
+		return false, err
+	}
+	br, err := nl.LinkByName(n.Bridge)
+	if err != nil {
+		return false, fmt.Errorf("finding bridge %s in %s: %w", n.Bridge, h.ns, err)
+	}
+	hostLink, herr := nl.LinkByName(ep.HostIfName)
+	sbLink, serr := iface.Open(sb, ep.IfName)
+	relinked := herr != nil || serr != nil
+	if relinked {
+		// Half a pair cannot be mended: remove what is left, make a new one.
+		if err := veth.Delete(ctx, h.ns, ep.HostIfName); err != nil {
+			return false, err
+		}
+		if serr == nil {
+			if kind := sbLink.Kind(); kind != "veth" {
+				return false, fmt.Errorf("sandbox %s has a %s called %s, not sandnet's veth: %w", sb, kind, ep.IfName, ErrExists)
+			}
+			if err := veth.Delete(ctx, sb, ep.IfName); err != nil {
+				return false, err
+			}
+		}
+		mac, _ := net.ParseMAC(ep.MAC)
+		if err := createVeth(ctx, h, n, ep, sb, mac); err != nil {
+			return false, err
+		}
+		if hostLink, err = nl.LinkByName(ep.HostIfName); err != nil {
+			return true, err
+		}
+		if sbLink, err = iface.Open(sb, ep.IfName); err != nil {
+			return true, err
+		}
+		if err := iface.LoUp(ctx, sb); err != nil {
+			return true, err
+		}
+	}
+	if hostLink.Attrs().MasterIndex != br.Attrs().Index {
+		explain.Say(ctx, "%s", h.ns.Shell("ip link set "+ep.HostIfName+" master "+n.Bridge))
+		if err := nl.LinkSetMasterByIndex(hostLink, br.Attrs().Index); err != nil {
+			return relinked, fmt.Errorf("attaching %s to bridge %s: %w", ep.HostIfName, n.Bridge, err)
+		}
+	}
+	if hostLink.Attrs().Flags&net.FlagUp == 0 {
+		explain.Say(ctx, "%s", h.ns.Shell("ip link set "+ep.HostIfName+" up"))
+		if err := nl.LinkSetUp(hostLink); err != nil {
+			return relinked, fmt.Errorf("bringing %s up: %w", ep.HostIfName, err)
+		}
+	}
+	return relinked, configureLink(ctx, sb, sbLink, ep, relinked)
+}
+
+func natNetwork(n *Network) nat.Network {
+	return nat.Network{Name: n.Name, Bridge: n.Bridge, Subnet: n.Subnet, Subnet6: n.Subnet6, Internal: n.Internal, NoICC: n.NoICC, Routed: n.Routed}
+}
+
+func natEndpoint(ep *Endpoint, ports []PortMapping) nat.Endpoint {
+	return nat.Endpoint{ID: ep.ID, Sandbox: ep.SandboxID, Addr: ep.Addr(false), Addr6: ep.Addr(true), Ports: ports}
+}
+
+// networkSysctls are the host settings a bridge network needs: forwarding
+// (host-wide, only for networks that go out) and route_localnet on the
+// network's bridge only, so the host can reach ports published on
+// 127.0.0.1 (the rules guard it against outside use).
+func networkSysctls(n *Network) []string {
+	var keys []string
+	if !n.Internal && n.Subnet.IsValid() {
+		keys = append(keys, "net.ipv4.ip_forward")
+	}
+	if !n.Internal && n.Subnet6.IsValid() {
+		keys = append(keys, "net.ipv6.conf.all.forwarding")
+	}
+	if n.Subnet.IsValid() {
+		keys = append(keys, "net/ipv4/conf/"+n.Bridge+"/route_localnet")
+	}
+	return keys
+}
+
+// ensureNetworkRules prepares the host for a bridge network and installs
+// its rules. The settings of networkSysctls are turned on where off; a
+// host-wide one changed is recorded in rec.HostChanges, never reverted.
+func ensureNetworkRules(ctx context.Context, h *Host, rec *networkRecord) error {
+	n := &rec.Network
+	for _, key := range networkSysctls(n) {
+		changed, err := h.ns.Sysctl(key, "1")
+		if changed {
+			explain.Say(ctx, "%s", h.ns.Shell("sysctl -w "+key+"=1"))
+		}
+		if err != nil {
+			return fmt.Errorf("enabling %s for network %q: %w", key, n.Name, err)
+		}
+		if changed && (!rec.OwnsBridge || key[:4] != "net/") {
+			rec.HostChanges = append(rec.HostChanges, key+"=1")
+			h.log.Info("changed a host setting", "setting", key+"=1", "network", n.Name)
+		}
+	}
+	if err := h.fw.EnsureNetwork(ctx, natNetwork(n)); err != nil {
+		return errors.Join(err, h.fw.RemoveNetwork(context.WithoutCancel(ctx), natNetwork(n)))
+	}
+	return nil
+}
+
+// addEndpointRules sets the endpoint's bridge port flags and publishes its
+// ports: host ports are claimed in the Host's port table (conflicts are
+// *nat.PortConflictError), then the rules are added. On failure nothing is
+// left behind.
+func addEndpointRules(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint, ports []PortMapping) error {
+	n := &rec.Network
+	if err := setPortFlags(ctx, h, n, ep.HostIfName); err != nil {
+		return err
+	}
+	if len(ports) == 0 {
+		return nil
+	}
+	claimed, err := h.claimPorts(ctx, ep, ports, func(ps []PortMapping) error {
+		return nat.Validate(natNetwork(n), natEndpoint(ep, ps))
+	})
+	if err != nil {
+		return err
+	}
+	if err := h.fw.AddEndpoint(ctx, natNetwork(n), natEndpoint(ep, claimed)); err != nil {
+		ctx := context.WithoutCancel(ctx)
+		return errors.Join(err,
+			h.fw.RemoveEndpoint(ctx, natNetwork(n), natEndpoint(ep, claimed)),
+			h.st.ReleasePorts(ctx, holderOf(ep), claimed))
+	}
+	ep.Ports = claimed
+	return nil
+}
+
+// removeEndpointRules removes the endpoint's published ports, if it has
+// any. Its record lists them from the moment they are claimed, also when an
+// attach died half-way.
+func removeEndpointRules(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint) error {
+	if len(ep.Ports) == 0 {
+		return nil
+	}
+	if err := h.fw.RemoveEndpoint(ctx, natNetwork(&rec.Network), natEndpoint(ep, ep.Ports)); err != nil {
+		return err
+	}
+	return h.st.ReleasePorts(ctx, holderOf(ep), ep.Ports)
+}
+
+// setPortFlags sets the flags of the endpoint's bridge port. Where bridged
+// IPv4 traffic goes through iptables (br_netfilter loaded and
+// net.bridge.bridge-nf-call-iptables=1, which sandnet never changes), a
+// sandbox reaching its own published port is DNATed back out of the port it
+// came in by, so the port needs hairpin mode; ICC is enforced by the
+// FORWARD rules, and port isolation would also stop a sibling's hairpin
+// traffic. Otherwise bridged frames never reach iptables, and a NoICC
+// network isolates its ports at L2.
+func setPortFlags(ctx context.Context, h *Host, n *Network, port string) error {
+	if v, err := h.ns.ReadSysctl("net.bridge.bridge-nf-call-iptables"); err == nil && v == "1" {
+		return bridge.SetPortFlag(ctx, h.ns, port, bridge.Hairpin)
+	}
+	if n.NoICC {
+		return bridge.SetPortFlag(ctx, h.ns, port, bridge.Isolated)
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/sandnet/sandnet/internal/ifname"
 	"github.com/sandnet/sandnet/macvlan"
 	"github.com/sandnet/sandnet/netns"
 )
@@ -20,13 +21,45 @@ import (
 // the host itself on Parent in bridge mode, with a route to the sandboxes
 // through it (macvlan.Create with the host as namespace; see
 // examples/macvlan).
-type macvlanDriver struct{}
+type macvlanDriver struct{ noParts }
 
-func init() { drivers[DriverMacvlan] = macvlanDriver{} }
+// DriverMacvlan puts each sandbox on the physical network: a macvlan device
+// on Network.Parent with its own MAC, and an address of the segment's subnet.
+const DriverMacvlan Driver = "macvlan"
+
+func (macvlanDriver) traits() traits { return traits{ipam: true} }
+
+func (macvlanDriver) setFields(n *Network) string {
+	if n.Parent != "" || n.MacvlanMode != "" {
+		return "parent and macvlan mode"
+	}
+	return ""
+}
+
+func (macvlanDriver) normalize(n *Network) error {
+	if n.Parent == "" {
+		return invalidf("network %q: a macvlan network needs a parent link (e.g. eth0, or eth0.50 for VLAN 50)", n.Name)
+	}
+	if err := ifname.Check(n.Parent); err != nil {
+		return fmt.Errorf("network %q: parent: %w", n.Name, err)
+	}
+	if _, _, _, err := macvlan.SplitVLAN(n.Parent); err != nil {
+		return fmt.Errorf("network %q: %w", n.Name, err)
+	}
+	if n.MacvlanMode == "" {
+		n.MacvlanMode = macvlan.ModeBridge
+	}
+	if err := macvlan.CheckMode(n.MacvlanMode); err != nil {
+		return fmt.Errorf("network %q: %w", n.Name, err)
+	}
+	return nil
+}
+
+func (macvlanDriver) hostDefaults(_ *Host, n *Network) error { return needSubnet(n) }
 
 func (macvlanDriver) createNetwork(ctx context.Context, h *Host, rec *networkRecord) (undoStack, error) {
 	n := &rec.Network
-	if err := h.checkParentUse(*n); err != nil {
+	if err := checkParentUse(h, *n); err != nil {
 		return nil, err
 	}
 	var undo undoStack
@@ -55,8 +88,8 @@ func (macvlanDriver) createNetwork(ctx context.Context, h *Host, rec *networkRec
 
 // checkParentUse refuses a parent that another macvlan network uses in
 // another mode (or in passthru mode, which takes the parent whole).
-func (h *Host) checkParentUse(n Network) error {
-	recs, err := h.listNetworkRecords()
+func checkParentUse(h *Host, n Network) error {
+	recs, err := h.st.Networks()
 	if err != nil {
 		return err
 	}
@@ -80,7 +113,7 @@ func (macvlanDriver) removeNetwork(ctx context.Context, h *Host, rec *networkRec
 	}
 	// The VLAN goes when no other network uses it, whichever network created
 	// it; DeleteVLAN leaves a VLAN the user made.
-	recs, err := h.listNetworkRecords()
+	recs, err := h.st.Networks()
 	if err != nil {
 		return err
 	}
@@ -95,7 +128,7 @@ func (macvlanDriver) removeNetwork(ctx context.Context, h *Host, rec *networkRec
 func (macvlanDriver) attach(ctx context.Context, tx *attachTx) error {
 	h, n, ep := tx.h, &tx.net.Network, tx.ep
 	if len(tx.opts.Ports) > 0 {
-		return tx.fail("checking options", invalidf("published ports need the bridge driver: a macvlan sandbox is reached at its own address"))
+		return tx.fail(stepCheckOptions, invalidf("published ports need the bridge driver: a macvlan sandbox is reached at its own address"))
 	}
 	if err := tx.allocate(ctx); err != nil {
 		return err

@@ -9,7 +9,6 @@ import (
 
 	"github.com/sandnet/sandnet/bridge"
 	"github.com/sandnet/sandnet/internal/ifname"
-	"github.com/sandnet/sandnet/internal/statefile"
 	"github.com/sandnet/sandnet/overlay"
 	"github.com/sandnet/sandnet/veth"
 )
@@ -29,16 +28,81 @@ import (
 // does. Every host hands out addresses from its own IPRange of the shared
 // Subnet, so two hosts never give out the same one. The MTU is the
 // underlay's minus VXLAN's 50 bytes.
-type overlayDriver struct{}
+type overlayDriver struct{ noParts }
 
-func init() { drivers[DriverOverlay] = overlayDriver{} }
+// DriverOverlay spans a network over several hosts: a bridge per host and a
+// VXLAN device (Network.VNI, Underlay, Peers) joining them into one segment.
+const DriverOverlay Driver = "overlay"
+
+func (overlayDriver) traits() traits { return traits{ipam: true} }
+
+func (overlayDriver) setFields(n *Network) string {
+	if n.VNI != 0 || n.VXLANPort != 0 || n.Underlay.IsValid() || len(n.Peers) > 0 {
+		return "VNI, VXLAN port, underlay and peers"
+	}
+	return ""
+}
+
+func (overlayDriver) normalize(n *Network) error {
+	if n.VNI < 1 || n.VNI > 1<<24-1 {
+		return invalidf("network %q: an overlay needs a VNI from 1 to 16777215 (the same on every host), got %d", n.Name, n.VNI)
+	}
+	if n.VXLANPort == 0 {
+		n.VXLANPort = overlay.DefaultPort
+	}
+	if n.VXLANPort < 1 || n.VXLANPort > 65535 {
+		return invalidf("network %q: VXLAN port %d out of range 1-65535", n.Name, n.VXLANPort)
+	}
+	if !n.Underlay.IsValid() || n.Underlay.IsUnspecified() || n.Underlay.IsMulticast() {
+		return invalidf("network %q: an overlay needs this host's underlay address (Underlay), got %v", n.Name, n.Underlay)
+	}
+	n.Underlay = n.Underlay.Unmap()
+	peers, err := normPeers(n.Name, n.Underlay, n.Peers)
+	if err != nil {
+		return err
+	}
+	n.Peers = peers
+	if n.Bridge == "" {
+		n.Bridge = ifname.Derive("sn-", n.Name)
+	}
+	return nil
+}
+
+func (overlayDriver) hostDefaults(_ *Host, n *Network) error { return needSubnet(n) }
+
+// normPeers checks overlay peers against the host's underlay address and
+// returns them sorted, without duplicates.
+func normPeers(network string, underlay netip.Addr, peers []netip.Addr) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, p := range peers {
+		if err := checkPeer(network, underlay, p); err != nil {
+			return nil, err
+		}
+		out = append(out, p.Unmap())
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out), nil
+}
+
+func checkPeer(network string, underlay, p netip.Addr) error {
+	p = p.Unmap()
+	switch {
+	case !p.IsValid() || p.IsUnspecified() || p.IsMulticast():
+		return invalidf("network %q: peer %v is not a unicast address", network, p)
+	case p.Is4() != underlay.Is4():
+		return invalidf("network %q: peer %s and underlay %s are of different address families", network, p, underlay)
+	case p == underlay:
+		return invalidf("network %q: peer %s is this host's own underlay address", network, p)
+	}
+	return nil
+}
 
 // vxlanName is the VXLAN device of an overlay network on a host.
 func vxlanName(network string) string { return ifname.Derive("snx-", network) }
 
 func (overlayDriver) createNetwork(ctx context.Context, h *Host, rec *networkRecord) (undoStack, error) {
 	n := &rec.Network
-	if err := h.checkVNI(*n); err != nil {
+	if err := checkVNI(h, *n); err != nil {
 		return nil, err
 	}
 	under, err := overlay.UnderlayLink(h.ns, n.Underlay)
@@ -82,8 +146,8 @@ func (overlayDriver) createNetwork(ctx context.Context, h *Host, rec *networkRec
 
 // checkVNI refuses a second overlay network with the same VNI and port on a
 // host: the kernel would take it for the same segment.
-func (h *Host) checkVNI(n Network) error {
-	recs, err := h.listNetworkRecords()
+func checkVNI(h *Host, n Network) error {
+	recs, err := h.st.Networks()
 	if err != nil {
 		return err
 	}
@@ -106,46 +170,20 @@ func (overlayDriver) removeNetwork(ctx context.Context, h *Host, rec *networkRec
 }
 
 func (overlayDriver) attach(ctx context.Context, tx *attachTx) error {
-	h, n, ep := tx.h, &tx.net.Network, tx.ep
 	if len(tx.opts.Ports) > 0 {
-		return tx.fail("checking options", invalidf("published ports need the bridge driver: an overlay has no path from the host"))
+		return tx.fail(stepCheckOptions, invalidf("published ports need the bridge driver: an overlay has no path from the host"))
 	}
 	if err := tx.allocate(ctx); err != nil {
 		return err
 	}
-	ep.Gateway, ep.Gateway6 = netip.Addr{}, netip.Addr{} // no router on the segment: see overlayDriver
-	ep.Bridge = n.Bridge
-	ep.HostIfName = ifname.Derive("snv", ep.ID)
-	ep.MTU = n.MTU
-	if err := tx.step(ctx, StepLink, func() error {
-		nl, err := h.ns.Netlink()
-		if err != nil {
-			return err
-		}
-		br, err := nl.LinkByName(n.Bridge)
-		if err != nil {
-			return fmt.Errorf("finding bridge %s in %s: %w", n.Bridge, h.ns, err)
-		}
-		mac := tx.opts.MAC
-		if mac == nil {
-			mac = macFor(ep.Addresses)
-		}
-		if _, err := veth.Create(ctx, h.ns, veth.Pair{
-			Name: ep.HostIfName, PeerName: ep.IfName, PeerNS: tx.sb, MTU: n.MTU, PeerMAC: mac,
-			Master: br.Attrs().Index, MasterName: n.Bridge, Up: true,
-		}); err != nil {
-			return err
-		}
-		tx.undo.push(func(ctx context.Context) error { return veth.Delete(ctx, h.ns, ep.HostIfName) })
-		ep.MAC = mac.String()
-		return nil
-	}); err != nil {
+	tx.ep.Gateway, tx.ep.Gateway6 = netip.Addr{}, netip.Addr{} // no router on the segment: see overlayDriver
+	if err := tx.vethStep(ctx); err != nil {
 		return err
 	}
 	if err := tx.configureSandbox(ctx); err != nil {
 		return err
 	}
-	return tx.step(ctx, StepDNS, func() error { return h.setupDNS(ctx, tx) })
+	return tx.step(ctx, StepDNS, func() error { return tx.h.setupDNS(ctx, tx) })
 }
 
 func (overlayDriver) detach(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint) error {
@@ -190,12 +228,12 @@ func (h *Host) changePeer(ctx context.Context, network string, peer netip.Addr, 
 	if err := checkName("network", network); err != nil {
 		return err
 	}
-	lock, err := statefile.Acquire(ctx, h.networkLockPath(network), false)
+	lock, err := h.st.LockNetwork(ctx, network, false)
 	if err != nil {
 		return fail(err)
 	}
 	defer lock.Release()
-	rec, err := h.readNetwork(network)
+	rec, err := h.st.ReadNetwork(network)
 	if errors.Is(err, ErrNotFound) {
 		return fail(fmt.Errorf("no such network: %w", ErrNotFound))
 	}
@@ -230,7 +268,7 @@ func (h *Host) changePeer(ctx context.Context, network string, peer netip.Addr, 
 		}
 		n.Peers = slices.DeleteFunc(n.Peers, func(a netip.Addr) bool { return a == peer })
 	}
-	if err := statefile.WriteJSON(h.networkPath(network), rec); err != nil {
+	if err := h.st.WriteNetwork(network, rec); err != nil {
 		if add {
 			err = errors.Join(err, overlay.RemovePeer(context.WithoutCancel(ctx), h.ns, dev, peer))
 		}

@@ -1,52 +1,18 @@
 package sandnet
 
 import (
-	"net"
 	"net/netip"
 	"time"
 
+	"github.com/sandnet/sandnet/iface"
 	"github.com/sandnet/sandnet/nat"
 )
 
 // PortMapping publishes a sandbox port on the host; see ParsePort.
 type PortMapping = nat.PortMapping
 
-// AttachOptions says how to attach one sandbox. Zero values mean defaults.
-type AttachOptions struct {
-	// SandboxID identifies the sandbox on the network (a container ID). Default:
-	// the namespace's name, else "ns-INODE".
-	SandboxID string
-	// IfName is the interface name inside the sandbox; default "eth0".
-	IfName string
-	// IP and IP6 ask for static addresses; they must be free and in the pool.
-	IP  netip.Addr
-	IP6 netip.Addr
-	// MAC sets the sandbox interface's MAC; default: derived from the IPv4
-	// address (02:42:a:b:c:d, as Docker does), so a reused address keeps its MAC.
-	MAC net.HardwareAddr
-	// Hostname is the sandbox's DNS name on the network; Aliases are more names.
-	Hostname string
-	Aliases  []string
-	// Ports are published on the host (bridge driver).
-	Ports []PortMapping
-	// DNS overrides the name servers written to the sandbox's resolv.conf;
-	// DNSSearch and DNSOptions add search domains and options.
-	DNS        []netip.Addr
-	DNSSearch  []string
-	DNSOptions []string
-	// ResolvConfPath and HostsPath, when set, are written too (a container
-	// rootfs's /etc/resolv.conf and /etc/hosts), besides /etc/netns/NAME/.
-	ResolvConfPath string
-	HostsPath      string
-	// ExtraHosts are more "NAME ADDR" lines for the sandbox's hosts file.
-	ExtraHosts map[string]netip.Addr
-}
-
-// Route is one route the sandbox got.
-type Route struct {
-	Dst netip.Prefix `json:"dst"`
-	Via netip.Addr   `json:"via,omitzero"`
-}
+// Route is one route the sandbox got (Dev is empty: the endpoint's interface).
+type Route = iface.Route
 
 // Endpoint is one sandbox's attachment to one network: everything a user
 // would print. It is JSON-serialisable and recorded in the state dir.

@@ -1,7 +1,6 @@
 package sandnet
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/sandnet/sandnet/internal/errkind"
@@ -26,7 +25,7 @@ var (
 // Unwrap gives the cause, so errors.Is(err, ErrExhausted) still works.
 type StepError struct {
 	Op     string // "attach", "detach", "create network"
-	Step   string // "allocating address", "creating veth"...
+	Step   Step   // StepAddress, StepLink...
 	Object string // what the operation was about: "sandbox sbx1 on network n1"
 	Err    error
 }
@@ -39,14 +38,4 @@ func (e *StepError) Unwrap() error { return e.Err }
 
 func invalidf(format string, args ...any) error {
 	return fmt.Errorf(format+": %w", append(args, ErrInvalid)...)
-}
-
-// is reports whether err is any of the kinds.
-func is(err error, kinds ...error) bool {
-	for _, k := range kinds {
-		if errors.Is(err, k) {
-			return true
-		}
-	}
-	return false
 }

@@ -31,7 +31,7 @@ func (h *Host) GC(ctx context.Context) (GCReport, error) {
 	err := h.eachNetwork(ctx, func(name string) error {
 		return h.withNetworkExclusive(ctx, name, func(nrec *networkRecord) error { return h.gcNetwork(ctx, nrec, &rep) })
 	})
-	ports, perr := h.gcPorts(ctx)
+	ports, perr := h.st.GCPorts(ctx)
 	rep.Ports = ports
 	return rep, errors.Join(err, perr)
 }
@@ -39,7 +39,7 @@ func (h *Host) GC(ctx context.Context) (GCReport, error) {
 // eachNetwork calls fn for every recorded network in name order, going on
 // past errors and stopping when ctx ends; it returns every error joined.
 func (h *Host) eachNetwork(ctx context.Context, fn func(name string) error) error {
-	recs, err := h.listNetworkRecords()
+	recs, err := h.st.Networks()
 	if err != nil && len(recs) == 0 {
 		return err
 	}
@@ -57,12 +57,12 @@ func (h *Host) eachNetwork(ctx context.Context, fn func(name string) error) erro
 // gcNetwork collects one network; the caller holds its exclusive lock.
 func (h *Host) gcNetwork(ctx context.Context, nrec *networkRecord, rep *GCReport) error {
 	name := nrec.Network.Name
-	eps, err := h.listEndpointRecords(name)
+	eps, err := h.st.Endpoints(name)
 	errs := []error{err}
 	held := map[string]bool{}
 	for _, r := range eps {
 		ep := &r.Endpoint
-		reason := r.stale()
+		reason := stale(r)
 		if reason == "" {
 			held[leaseKey(ep).String()] = true
 			continue

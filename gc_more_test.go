@@ -144,16 +144,16 @@ func TestGCAndReconcileLeaveForeignObjects(t *testing.T) {
 }
 
 // crashAtOpts is crashAt with attach options.
-func crashAtOpts(t *testing.T, h *Host, sb *netns.NS, n Network, step string, o AttachOptions) {
+func crashAtOpts(t *testing.T, h *Host, sb *netns.NS, n Network, step Step, o AttachOptions) {
 	t.Helper()
-	testHookStep = func(s string) error {
+	h.stepHook = func(s Step) error {
 		if s == step {
 			panic("crash at " + step)
 		}
 		return nil
 	}
 	defer func() {
-		testHookStep = nil
+		h.stepHook = nil
 		if r := recover(); r == nil {
 			t.Fatalf("attach did not reach step %s", step)
 		}

@@ -14,16 +14,16 @@ import (
 // crashAt makes Attach stop dead at step, as if the process were killed:
 // nothing is undone (the panic skips the undo stack), only file locks are
 // released, as the kernel does for a dead process.
-func crashAt(t *testing.T, h *Host, sb *netns.NS, n Network, step string) {
+func crashAt(t *testing.T, h *Host, sb *netns.NS, n Network, step Step) {
 	t.Helper()
-	testHookStep = func(s string) error {
+	h.stepHook = func(s Step) error {
 		if s == step {
 			panic("crash at " + step)
 		}
 		return nil
 	}
 	defer func() {
-		testHookStep = nil
+		h.stepHook = nil
 		if r := recover(); r == nil {
 			t.Fatalf("attach did not reach step %s", step)
 		}
@@ -34,7 +34,7 @@ func crashAt(t *testing.T, h *Host, sb *netns.NS, n Network, step string) {
 func TestGCAfterCrashAtEachStep(t *testing.T) {
 	h := newTestHost(t)
 	n := Network{Name: "crashy", Subnet: netip.MustParsePrefix("10.98.0.0/29")} // 5 usable addresses
-	for _, step := range []string{StepAddress, StepLink, StepConfigure, StepDNS, StepPorts, StepRecord} {
+	for _, step := range []Step{StepAddress, StepLink, StepConfigure, StepDNS, StepPorts, StepRecord} {
 		sb := testns.New(t, "crash")
 		crashAt(t, h, sb, n, step)
 		rep, err := h.GC(context.Background())

@@ -8,9 +8,10 @@ import (
 	"net/netip"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 
-	"github.com/sandnet/sandnet/internal/statefile"
+	"github.com/sandnet/sandnet/dns"
+	"github.com/sandnet/sandnet/internal/dnsrun"
+	"github.com/sandnet/sandnet/internal/state"
 	"github.com/sandnet/sandnet/ipam"
 	"github.com/sandnet/sandnet/nat"
 	"github.com/sandnet/sandnet/netns"
@@ -62,6 +63,7 @@ type HostConfig struct {
 type Host struct {
 	ns    *netns.NS
 	dir   string
+	st    *stateStore
 	log   *slog.Logger
 	ipam  *ipam.Store
 	owned bool // ns was opened by NewHost
@@ -71,12 +73,13 @@ type Host struct {
 	mu   sync.Mutex
 	nets map[string]*netState
 
-	dnsCfg dnsConfig
-	dnsMu  sync.Mutex
-	dnsRun *dnsRunner // the in-process name server (DNSInProcess), while it runs
+	// stepHook, when set (by tests), runs before each named step of Attach
+	// and can make it fail.
+	stepHook func(Step) error
 
-	loChecked     atomic.Bool // lo is known to be up in the host namespace
-	portsMigrated atomic.Bool // the port table is in the current layout
+	dnsMode  DNSMode
+	dnsFiles dns.HostFiles
+	dns      *dnsrun.Manager // the name-server runner of the state dir
 }
 
 // NewHost opens a Host as configured.
@@ -120,20 +123,15 @@ func newHost(ns *netns.NS, c HostConfig) (*Host, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	for _, d := range []string{dir, filepath.Join(dir, "networks"), filepath.Join(dir, "endpoints")} {
-		if err := statefile.MkdirAll(d); err != nil {
-			return nil, err
-		}
-	}
-	if err := checkVersion(dir); err != nil {
+	st, err := state.Open[Network, Endpoint](dir)
+	if err != nil {
 		return nil, err
 	}
 	store, err := ipam.Open(filepath.Join(dir, "ipam"))
 	if err != nil {
 		return nil, err
 	}
-	dc, err := newDNSConfig(c)
-	if err != nil {
+	if err := checkDNSConfig(c); err != nil {
 		return nil, err
 	}
 	fw, fwOwn := c.Firewall, c.Firewall == nil
@@ -142,7 +140,14 @@ func newHost(ns *netns.NS, c HostConfig) (*Host, error) {
 			return nil, err
 		}
 	}
-	return &Host{ns: ns, dir: dir, log: log, ipam: store, fw: fw, fwOwn: fwOwn, nets: map[string]*netState{}, dnsCfg: dc}, nil
+	files := dns.HostFiles{ResolvConf: c.ResolvConf, ResolvedConf: c.ResolvedConf}
+	runner := dnsrun.New(dnsrun.Config{
+		Dir: dir, NS: ns, Logger: log, Files: files, Upstreams: c.DNSUpstreams, InProcess: c.DNS == DNSInProcess,
+	}, recordSource{st})
+	return &Host{
+		ns: ns, dir: dir, st: st, log: log, ipam: store, fw: fw, fwOwn: fwOwn, nets: map[string]*netState{},
+		dnsMode: c.DNS, dnsFiles: files, dns: runner,
+	}, nil
 }
 
 // NS is the namespace playing the host.
@@ -155,7 +160,7 @@ func (h *Host) StateDir() string { return h.dir }
 // its in-process name server (DNSInProcess). Networks and endpoints stay:
 // they live in the kernel and the state dir.
 func (h *Host) Close() error {
-	h.stopDNS()
+	h.dns.Close()
 	if c, ok := h.fw.(interface{ Close() error }); ok && h.fwOwn {
 		c.Close()
 	}
@@ -171,25 +176,25 @@ var (
 	defaultErr  error
 )
 
-// DefaultHost is the Host over the caller's namespace and /run/sandnet that
-// the top-level Attach and Detach use.
-func DefaultHost(ctx context.Context) (*Host, error) {
+// theDefaultHost is the Host over the caller's namespace and /run/sandnet
+// that the top-level Attach and Detach use.
+func theDefaultHost(ctx context.Context) (*Host, error) {
 	defaultOnce.Do(func() { defaultHost, defaultErr = NewHost(ctx, HostConfig{}) })
 	return defaultHost, defaultErr
 }
 
-// Attach is DefaultHost().Attach.
+// Attach attaches with the Host over the caller's namespace and /run/sandnet.
 func Attach(ctx context.Context, sandbox string, n Network, opts AttachOptions) (*Endpoint, error) {
-	h, err := DefaultHost(ctx)
+	h, err := theDefaultHost(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return h.Attach(ctx, sandbox, n, opts)
 }
 
-// Detach is DefaultHost().Detach.
+// Detach detaches with the Host over the caller's namespace and /run/sandnet.
 func Detach(ctx context.Context, ep *Endpoint) error {
-	h, err := DefaultHost(ctx)
+	h, err := theDefaultHost(ctx)
 	if err != nil {
 		return err
 	}

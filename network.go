@@ -8,17 +8,9 @@ import (
 	"github.com/sandnet/sandnet/internal/ifname"
 )
 
-// Driver names a way of connecting sandboxes.
+// Driver names a way of connecting sandboxes, as Docker names them; each
+// driver's file declares its name as a Driver constant.
 type Driver string
-
-// The drivers, as Docker names them.
-const (
-	DriverBridge  Driver = "bridge"
-	DriverHost    Driver = "host"
-	DriverNone    Driver = "none"
-	DriverMacvlan Driver = "macvlan"
-	DriverOverlay Driver = "overlay"
-)
 
 // Network describes a network. The zero value of each field means its
 // default. A network is created on first use (by Attach or CreateNetwork);
@@ -93,31 +85,33 @@ func (n Network) withDefaults() (Network, error) {
 		return n, err
 	}
 	if n.Driver == "" {
-		n.Driver = DriverBridge
+		n.Driver = registry[0].name // the first driver is the default
 	}
-	switch n.Driver {
-	case DriverBridge, DriverHost, DriverNone, DriverMacvlan, DriverOverlay:
-	default:
-		return n, invalidf("network %q: unknown driver %q (want bridge, host, none, macvlan or overlay)", n.Name, n.Driver)
+	drv, err := driverFor(n.Driver)
+	if err != nil {
+		return n, fmt.Errorf("network %q: %w", n.Name, err)
 	}
 	if n.MTU != 0 && (n.MTU < 68 || n.MTU > 65535) {
 		return n, invalidf("network %q: mtu %d out of range 68-65535", n.Name, n.MTU)
 	}
-	if err := n.checkDriverFields(); err != nil {
+	// A field that belongs to another driver is a mistake worth reporting
+	// rather than ignoring.
+	for _, r := range registry {
+		if set := r.drv.setFields(&n); r.name != n.Driver && set != "" {
+			return n, invalidf("network %q: %s belong to the %s driver, not %s", n.Name, set, r.name, n.Driver)
+		}
+	}
+	if err := drv.normalize(&n); err != nil {
 		return n, err
 	}
-	if n.Driver == DriverHost || n.Driver == DriverNone {
+	if !drv.traits().ipam {
 		return n, nil
 	}
-	var err error
 	if n.Gateway, err = checkFamily(n.Name, n.Subnet, n.Gateway, n.IPRange, false); err != nil {
 		return n, err
 	}
 	if n.Gateway6, err = checkFamily(n.Name, n.Subnet6, n.Gateway6, n.IPRange6, true); err != nil {
 		return n, err
-	}
-	if n.Bridge == "" && (n.Driver == DriverBridge || n.Driver == DriverOverlay) {
-		n.Bridge = ifname.Derive("sn-", n.Name)
 	}
 	if n.Bridge != "" {
 		if err := ifname.Check(n.Bridge); err != nil {

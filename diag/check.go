@@ -61,10 +61,27 @@ func (r Result) String() string { return fmt.Sprintf("%-4s %-16s %s", r.Status, 
 
 // RuleChecker reports which of an endpoint's firewall rules (masquerade for
 // its network, DNAT and filter rules for its published ports) are missing
-// from the host namespace, each as the command that would add it. The nat
-// package satisfies it.
+// from the host namespace, each as the command that would add it.
+// HostRules is the one a Host gives.
 type RuleChecker interface {
 	MissingRules(ctx context.Context, ep *sandnet.Endpoint) ([]string, error)
+}
+
+// HostRules is the RuleChecker of h: the firewall rules h.Check finds
+// missing for the endpoint and its network.
+func HostRules(h *sandnet.Host) RuleChecker { return hostRules{h} }
+
+type hostRules struct{ h *sandnet.Host }
+
+func (r hostRules) MissingRules(ctx context.Context, ep *sandnet.Endpoint) ([]string, error) {
+	rep, err := r.h.Check(ctx, ep)
+	var out []string
+	for _, p := range rep.Problems {
+		if p.Object == sandnet.ObjRule {
+			out = append(out, p.Name)
+		}
+	}
+	return out, err
 }
 
 // CheckOptions says what Check knows besides the sandbox namespace.

@@ -21,4 +21,7 @@
 // gateway, DNS queries to the sandbox's name servers) from inside the
 // sandbox. Nothing depends on the calling thread's namespace. Functions are
 // safe for concurrent use.
+//
+// diag is a client of the root package sandnet: it imports it (Host,
+// Endpoint, Check), and nothing below the root imports diag.
 package diag

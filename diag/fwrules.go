@@ -3,6 +3,8 @@ package diag
 import (
 	"net/netip"
 	"strings"
+
+	"github.com/sandnet/sandnet/internal/iptsave"
 )
 
 // Chain is one chain of an iptables table: its policy (built-in chains
@@ -21,23 +23,15 @@ func ParseIptablesSave(out string) map[string]*Chain {
 		}
 		return chains[name]
 	}
-	for _, line := range strings.Split(out, "\n") {
-		line = strings.TrimSpace(line)
-		switch {
-		case strings.HasPrefix(line, ":"):
-			f := strings.Fields(line[1:])
-			if len(f) >= 2 {
-				ch := get(f[0])
-				if f[1] != "-" {
-					ch.Policy = f[1]
-				}
+	for _, t := range iptsave.Parse(out) {
+		for _, c := range t.Chains {
+			if ch := get(c.Name); c.Policy != "" {
+				ch.Policy = c.Policy
 			}
-		case strings.HasPrefix(line, "-A "):
-			f := strings.Fields(line)
-			if len(f) >= 2 {
-				ch := get(f[1])
-				ch.Rules = append(ch.Rules, line)
-			}
+		}
+		for _, r := range t.Rules {
+			ch := get(r.Chain)
+			ch.Rules = append(ch.Rules, r.Line)
 		}
 	}
 	return chains

@@ -27,15 +27,11 @@ var (
 //
 // Equivalent to: ip link set NAME up
 func Up(ctx context.Context, ns *netns.NS, name string) error {
-	h, link, err := find(ns, name)
+	l, err := find(ns, name)
 	if err != nil {
 		return fmt.Errorf("bringing %s up: %w", name, err)
 	}
-	explain.Say(ctx, "%s", ns.Shell("ip link set "+name+" up"))
-	if err := h.LinkSetUp(link); err != nil {
-		return fmt.Errorf("bringing %s up in %s: %w", name, ns, err)
-	}
-	return nil
+	return l.Up(ctx)
 }
 
 // AddAddr puts address p (with its prefix length, e.g. 10.88.0.2/24) on the
@@ -48,21 +44,11 @@ func AddAddr(ctx context.Context, ns *netns.NS, name string, p netip.Prefix) err
 	if !p.IsValid() {
 		return fmt.Errorf("adding address to %s: invalid prefix: %w", name, ErrInvalid)
 	}
-	h, link, err := find(ns, name)
+	l, err := find(ns, name)
 	if err != nil {
 		return fmt.Errorf("adding %s to %s: %w", p, name, err)
 	}
-	a := &netlink.Addr{IPNet: ipNet(p)}
-	extra := ""
-	if p.Addr().Is6() {
-		a.Flags = unix.IFA_F_NODAD
-		extra = " nodad"
-	}
-	explain.Say(ctx, "%s", ns.Shell(fmt.Sprintf("ip addr add %s dev %s%s", p, name, extra)))
-	if err := h.AddrAdd(link, a); err != nil && !errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("adding %s to %s in %s: %w", p, name, ns, err)
-	}
-	return nil
+	return l.AddAddr(ctx, p)
 }
 
 // DelAddr removes address p from the link called name in ns. An address or
@@ -70,7 +56,7 @@ func AddAddr(ctx context.Context, ns *netns.NS, name string, p netip.Prefix) err
 //
 // Equivalent to: ip addr del P dev NAME
 func DelAddr(ctx context.Context, ns *netns.NS, name string, p netip.Prefix) error {
-	h, link, err := find(ns, name)
+	l, err := find(ns, name)
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
@@ -78,7 +64,7 @@ func DelAddr(ctx context.Context, ns *netns.NS, name string, p netip.Prefix) err
 		return fmt.Errorf("removing %s from %s: %w", p, name, err)
 	}
 	explain.Say(ctx, "%s", ns.Shell(fmt.Sprintf("ip addr del %s dev %s", p, name)))
-	if err := h.AddrDel(link, &netlink.Addr{IPNet: ipNet(p)}); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+	if err := l.h.AddrDel(l.link, &netlink.Addr{IPNet: ipNet(p)}); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
 		return fmt.Errorf("removing %s from %s in %s: %w", p, name, ns, err)
 	}
 	return nil
@@ -87,11 +73,11 @@ func DelAddr(ctx context.Context, ns *netns.NS, name string, p netip.Prefix) err
 // Route is one route in the main table.
 type Route struct {
 	// Dst is the destination; 0.0.0.0/0 (or ::/0) is the default route.
-	Dst netip.Prefix
+	Dst netip.Prefix `json:"dst"`
 	// Via is the gateway, the next hop; invalid for a route straight out of Dev.
-	Via netip.Addr
+	Via netip.Addr `json:"via,omitzero"`
 	// Dev is the link the route goes out of; "" lets the kernel find it from Via.
-	Dev string
+	Dev string `json:"dev,omitempty"`
 }
 
 // String is the route as `ip route` writes it: "default via 10.88.0.1 dev eth0".
@@ -126,8 +112,12 @@ func AddRoute(ctx context.Context, ns *netns.NS, r Route) error {
 	if err != nil {
 		return fmt.Errorf("adding route %s: %w", r, err)
 	}
+	return addRoute(ctx, ns, h, r, nr)
+}
+
+func addRoute(ctx context.Context, ns *netns.NS, h *netlink.Handle, r Route, nr *netlink.Route) error {
 	explain.Say(ctx, "%s", ns.Shell("ip "+r.family()+"route add "+r.String()))
-	err = h.RouteAdd(nr)
+	err := h.RouteAdd(nr)
 	if errors.Is(err, unix.EEXIST) {
 		if same, lerr := present(h, nr); lerr == nil && same {
 			return nil
@@ -159,25 +149,33 @@ func DelRoute(ctx context.Context, ns *netns.NS, r Route) error {
 }
 
 func toNetlink(ns *netns.NS, r Route) (*netlink.Handle, *netlink.Route, error) {
-	if !r.Dst.IsValid() || (r.Via.IsValid() && r.Via.Is6() != r.Dst.Addr().Is6()) || (!r.Via.IsValid() && r.Dev == "") {
-		return nil, nil, fmt.Errorf("route needs a destination and a gateway or device of its family: %w", ErrInvalid)
+	nr, err := toNetlinkRoute(r)
+	if err != nil {
+		return nil, nil, err
 	}
 	h, err := ns.Netlink()
 	if err != nil {
 		return nil, nil, err
 	}
+	if r.Dev != "" {
+		l, err := find(ns, r.Dev)
+		if err != nil {
+			return nil, nil, err
+		}
+		nr.LinkIndex = l.link.Attrs().Index
+	}
+	return h, nr, nil
+}
+
+func toNetlinkRoute(r Route) (*netlink.Route, error) {
+	if !r.Dst.IsValid() || (r.Via.IsValid() && r.Via.Is6() != r.Dst.Addr().Is6()) || (!r.Via.IsValid() && r.Dev == "") {
+		return nil, fmt.Errorf("route needs a destination and a gateway or device of its family: %w", ErrInvalid)
+	}
 	nr := &netlink.Route{Dst: ipNet(r.Dst.Masked()), Table: unix.RT_TABLE_MAIN}
 	if r.Via.IsValid() {
 		nr.Gw = r.Via.AsSlice()
 	}
-	if r.Dev != "" {
-		_, link, err := find(ns, r.Dev)
-		if err != nil {
-			return nil, nil, err
-		}
-		nr.LinkIndex = link.Attrs().Index
-	}
-	return h, nr, nil
+	return nr, nil
 }
 
 // present reports whether a route equal to r (destination, gateway and, if
@@ -209,20 +207,13 @@ func present(h *netlink.Handle, r *netlink.Route) (bool, error) {
 	return false, nil
 }
 
-func find(ns *netns.NS, name string) (*netlink.Handle, netlink.Link, error) {
+// find looks name up with the namespace's full netlink handle.
+func find(ns *netns.NS, name string) (*Link, error) {
 	h, err := ns.Netlink()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	link, err := h.LinkByName(name)
-	if err != nil {
-		var nf netlink.LinkNotFoundError
-		if errors.As(err, &nf) {
-			return nil, nil, fmt.Errorf("link %s in %s: %w", name, ns, ErrNotFound)
-		}
-		return nil, nil, fmt.Errorf("finding link %s in %s: %w", name, ns, err)
-	}
-	return h, link, nil
+	return lookup(ns, h, name)
 }
 
 func ipNet(p netip.Prefix) *net.IPNet {

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
-	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sandnet/sandnet/internal/statefile"
 )
 
 // errNoNetwork reports, inside the package, that a network's directory does not exist.
@@ -63,22 +63,22 @@ func (s *Store) flockNetwork(ctx context.Context, network string, create bool) (
 		if err := ctx.Err(); err != nil {
 			return -1, context.Cause(ctx)
 		}
-		fd, err := openNoEINTR(path, flags, 0)
+		fd, err := statefile.Open(path, flags, 0)
 		if err == unix.ENOENT {
 			if !create {
 				return -1, errNoNetwork
 			}
 			// The lock file is made last, so that where it exists, so do the
 			// directories. ReleaseNetwork removes it last but the directory.
-			if err := makeDir(dir); err != nil {
+			if err := statefile.Mkdir(dir); err != nil {
 				return -1, err
 			}
-			if err := makeDir(filepath.Join(dir, keysDir)); errors.Is(err, fs.ErrNotExist) {
+			if err := statefile.Mkdir(filepath.Join(dir, keysDir)); errors.Is(err, fs.ErrNotExist) {
 				continue // ReleaseNetwork removed the directory under us
 			} else if err != nil {
 				return -1, err
 			}
-			fd, err = openNoEINTR(path, flags|unix.O_CREAT, 0o600)
+			fd, err = statefile.Open(path, flags|unix.O_CREAT, 0o600)
 			if err == unix.ENOENT {
 				continue // ReleaseNetwork removed the directory under us
 			}
@@ -86,7 +86,7 @@ func (s *Store) flockNetwork(ctx context.Context, network string, create bool) (
 		if err != nil {
 			return -1, fmt.Errorf("opening lock file %s: %w", path, err)
 		}
-		if err := flock(ctx, fd); err != nil {
+		if err := statefile.Flock(ctx, fd, false); err != nil {
 			unix.Close(fd)
 			return -1, fmt.Errorf("locking %s: %w", path, err)
 		}
@@ -104,37 +104,6 @@ func (s *Store) flockNetwork(ctx context.Context, network string, create bool) (
 	}
 }
 
-// flock takes an exclusive lock on fd. When ctx can be cancelled, it polls
-// with LOCK_NB and short sleeps; otherwise it blocks in the kernel.
-func flock(ctx context.Context, fd int) error {
-	if ctx.Done() == nil {
-		for {
-			err := unix.Flock(fd, unix.LOCK_EX)
-			if err != unix.EINTR {
-				return err
-			}
-		}
-	}
-	delay := 100 * time.Microsecond
-	for {
-		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return nil
-		}
-		if err != unix.EWOULDBLOCK && err != unix.EINTR {
-			return err
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return context.Cause(ctx)
-		}
-		delay = min(2*delay, 10*time.Millisecond)
-	}
-}
-
 // sameFile reports whether the open file fd is still the file at path.
 func sameFile(fd int, path string) (bool, error) {
 	var fst, pst unix.Stat_t
@@ -147,24 +116,4 @@ func sameFile(fd int, path string) (bool, error) {
 		return false, err
 	}
 	return fst.Dev == pst.Dev && fst.Ino == pst.Ino, nil
-}
-
-// makeDir creates dir (mode 0700) if missing and refuses anything at that path
-// that is not a real directory (a symlink, for instance).
-func makeDir(dir string) error {
-	err := os.Mkdir(dir, 0o700)
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("creating directory %s: %w", dir, err)
-	}
-	fi, err := os.Lstat(dir)
-	if err != nil {
-		return fmt.Errorf("checking directory %s: %w", dir, err)
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("checking directory %s: not a directory (mode %s)", dir, fi.Mode().Type())
-	}
-	return nil
 }

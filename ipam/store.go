@@ -14,8 +14,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sandnet/sandnet/internal/errkind"
 	"golang.org/x/sys/unix"
+
+	"github.com/sandnet/sandnet/internal/errkind"
+	"github.com/sandnet/sandnet/internal/statefile"
 )
 
 // Errors that callers can test with errors.Is. They are the sandnet-wide kinds.
@@ -130,7 +132,7 @@ func (s *Store) Allocate(ctx context.Context, pools []Pool, key Key, static ...n
 	}
 	b, err := json.Marshal(keyRecord{Key: key, Addrs: lease.Addrs, Created: lease.Created})
 	if err == nil {
-		err = replaceFile(keyPath(dir, key), b, true)
+		err = statefile.Replace(keyPath(dir, key), b, true)
 	}
 	if err != nil {
 		undo()
@@ -140,7 +142,7 @@ func (s *Store) Allocate(ctx context.Context, pools []Pool, key Key, static ...n
 	// a failure to write one does not fail the allocation.
 	for i, a := range claimed {
 		if i >= len(static) || !static[i].IsValid() {
-			replaceFile(cursorPath(dir, a), []byte(a.String()+"\n"), false)
+			statefile.Replace(cursorPath(dir, a), []byte(a.String()+"\n"), false)
 		}
 	}
 	return lease, nil
@@ -203,7 +205,7 @@ func (s *Store) claim(ctx context.Context, dir string, p Pool, key Key, want net
 	if p.Range.IsValid() {
 		where = p.Range
 	}
-	tmp, err := writeTemp(dir, rec, true)
+	tmp, err := statefile.WriteTemp(dir, rec, true)
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("allocating address in %s for network %q: writing address record: %w", where, key.Network, err)
 	}
@@ -443,7 +445,7 @@ func (s *Store) List(network string) ([]Lease, error) {
 	}
 	var leases []Lease
 	for _, e := range entries {
-		if isTemp(e.Name()) || !e.Type().IsRegular() {
+		if statefile.IsTemp(e.Name()) || !e.Type().IsRegular() {
 			continue
 		}
 		kr, err := readKeyFile(dir, network, e.Name())
@@ -558,7 +560,7 @@ func (s *Store) GC(ctx context.Context, network string) error {
 	}
 	held := make(map[netip.Addr]bool)
 	for _, e := range keys {
-		if !isTemp(e.Name()) {
+		if !statefile.IsTemp(e.Name()) {
 			kr, err := readKeyFile(dir, network, e.Name())
 			if err == nil {
 				err = s.checkAddrs(dir, kr)
@@ -585,7 +587,7 @@ func (s *Store) GC(ctx context.Context, network string) error {
 		name := e.Name()
 		a, perr := netip.ParseAddr(name)
 		switch {
-		case isTemp(name):
+		case statefile.IsTemp(name):
 		case perr == nil && a.String() == name && !held[a]:
 		default:
 			continue

@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/coreos/go-iptables/iptables"
 
 	"github.com/sandnet/sandnet/explain"
+	"github.com/sandnet/sandnet/internal/iptsave"
 	"github.com/sandnet/sandnet/netns"
 )
 
@@ -139,42 +139,15 @@ func (b *IPTables) save(ctx context.Context, f Family, table string) (*ruleset, 
 
 func parseSave(out string) *ruleset {
 	rs := &ruleset{chains: map[string]bool{}}
-	table := ""
-	for _, line := range strings.Split(out, "\n") {
-		switch {
-		case strings.HasPrefix(line, "*"):
-			table = line[1:]
-		case strings.HasPrefix(line, ":"):
-			name, _, _ := strings.Cut(line[1:], " ")
-			rs.chains[table+"/"+name] = true
-		case strings.HasPrefix(line, "-A "):
-			chain, _, _ := strings.Cut(line[3:], " ")
-			rs.rules = append(rs.rules, savedRule{table: table, chain: chain, comment: commentOf(line), line: line})
+	for _, t := range iptsave.Parse(out) {
+		for _, c := range t.Chains {
+			rs.chains[t.Name+"/"+c.Name] = true
+		}
+		for _, r := range t.Rules {
+			rs.rules = append(rs.rules, savedRule{table: t.Name, chain: r.Chain, comment: r.Comment, line: r.Line})
 		}
 	}
 	return rs
-}
-
-// commentOf extracts the --comment argument of a saved rule.
-func commentOf(line string) string {
-	_, rest, ok := strings.Cut(line, " --comment ")
-	if !ok {
-		return ""
-	}
-	if strings.HasPrefix(rest, `"`) {
-		if s, err := strconv.QuotedPrefix(rest); err == nil {
-			if u, err := strconv.Unquote(s); err == nil {
-				return u
-			}
-		}
-		end := strings.IndexByte(rest[1:], '"')
-		if end < 0 {
-			return rest[1:]
-		}
-		return rest[1 : end+1]
-	}
-	c, _, _ := strings.Cut(rest, " ")
-	return c
 }
 
 // batch collects iptables-restore lines per table.

@@ -55,4 +55,7 @@
 // test's goroutine; sockets and Ping can be used from any goroutine. No
 // method depends on the calling thread's namespace: code runs inside a
 // namespace only through netns.Do (Sandbox.Run).
+//
+// nettest is a client of the root package sandnet: it imports it (a Lab's
+// Host attaches its sandboxes), and nothing below the root imports nettest.
 package nettest

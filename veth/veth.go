@@ -1,10 +1,3 @@
-// Package veth creates virtual Ethernet pairs straight across namespaces: one
-// end stays in the host namespace, the other is born inside the sandbox with
-// its final name (usually eth0), so it is never visible in the host under a
-// temporary name.
-//
-// Contract: needs root (CAP_NET_ADMIN in both namespaces). Acts in the
-// namespaces passed in, never in the caller's. Safe for concurrent use.
 package veth
 
 import (

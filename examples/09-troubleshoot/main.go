@@ -248,7 +248,7 @@ func run(ctx context.Context, gl *guide.Lab) error {
 // options are what Check knows: the Host (for the host-side checks), the
 // firewall (for nat-rules), a name to resolve, and a short probe timeout.
 func (l *lab) options() diag.CheckOptions {
-	return diag.CheckOptions{Host: l.host, Rules: firewallRules{l.host}, ResolveName: "web", Timeout: time.Second}
+	return diag.CheckOptions{Host: l.host, Rules: diag.HostRules(l.host), ResolveName: "web", Timeout: time.Second}
 }
 
 // printFailures prints the failed checks, and those skipped because of
@@ -291,25 +291,6 @@ func (l *lab) masquerade() (nat.Rule, error) {
 		}
 	}
 	return nat.Rule{}, fmt.Errorf("network %s has no masquerade rule", n.Name)
-}
-
-// firewallRules lets diag.Check ask the Host's firewall backend which of
-// an endpoint's rules are missing (the nat-rules check).
-type firewallRules struct{ h *sandnet.Host }
-
-func (f firewallRules) MissingRules(ctx context.Context, ep *sandnet.Endpoint) ([]string, error) {
-	n, err := f.h.Network(ep.Network)
-	if err != nil {
-		return nil, err
-	}
-	missing, err := f.h.Firewall().Check(ctx, natNetwork(n), []nat.Endpoint{{
-		ID: ep.ID, Sandbox: ep.SandboxID, Addr: ep.Addr(false), Addr6: ep.Addr(true), Ports: ep.Ports,
-	}})
-	var cmds []string
-	for _, r := range missing {
-		cmds = append(cmds, r.Command())
-	}
-	return cmds, err
 }
 
 // natNetwork is what the firewall knows of a network.

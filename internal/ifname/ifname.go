@@ -1,4 +1,3 @@
-// Package ifname validates and derives Linux interface names.
 package ifname
 
 import (

@@ -1,8 +1,3 @@
-// Package nlwrap retries netlink dumps that the kernel interrupted.
-//
-// A dump (list links, addresses, routes) returns netlink.ErrDumpInterrupted
-// when the table changed while it was being read; the answer may then be
-// inconsistent. Retrying a few times is the documented remedy.
 package nlwrap
 
 import (

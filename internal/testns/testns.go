@@ -1,6 +1,3 @@
-// Package testns gives sandnet's own tests private namespaces on the real
-// kernel, each removed in t.Cleanup, so no test touches the machine's own
-// network namespace. Names start with "snt-", so leftovers are recognisable.
 package testns
 
 import (

@@ -10,45 +10,15 @@ import (
 	"github.com/sandnet/sandnet/internal/nlwrap"
 )
 
-// noneDriver leaves the sandbox with loopback only, up.
-type noneDriver struct{}
-
-func init() { drivers[DriverNone] = noneDriver{} }
-
-func (noneDriver) createNetwork(context.Context, *Host, *networkRecord) (undoStack, error) {
-	return nil, nil
-}
-
-func (noneDriver) removeNetwork(context.Context, *Host, *networkRecord) error { return nil }
-
-func (noneDriver) attach(ctx context.Context, tx *attachTx) error {
-	tx.ep.IfName = "lo"
-	return tx.step(ctx, StepConfigure, func() error {
-		nl, err := tx.sb.RouteNetlink()
-		if err != nil {
-			return err
-		}
-		if err := loUp(ctx, tx.sb, nl); err != nil {
-			return err
-		}
-		tx.ep.Addresses = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/8"), netip.MustParsePrefix("::1/128")}
-		return nil
-	})
-}
-
-func (noneDriver) detach(context.Context, *Host, *networkRecord, *Endpoint) error { return nil }
-
 // hostDriver shares the host namespace: Attach reports the host's addresses
 // and default gateways and changes nothing.
-type hostDriver struct{}
+type hostDriver struct{ noParts }
 
-func init() { drivers[DriverHost] = hostDriver{} }
+// DriverHost shares the host's namespace: Attach changes nothing and
+// reports the host's addresses and gateways.
+const DriverHost Driver = "host"
 
-func (hostDriver) createNetwork(context.Context, *Host, *networkRecord) (undoStack, error) {
-	return nil, nil
-}
-
-func (hostDriver) removeNetwork(context.Context, *Host, *networkRecord) error { return nil }
+func (hostDriver) traits() traits { return traits{hostNS: true} }
 
 func (hostDriver) attach(ctx context.Context, tx *attachTx) error {
 	return tx.step(ctx, StepConfigure, func() error {
@@ -93,5 +63,3 @@ func (hostDriver) attach(ctx context.Context, tx *attachTx) error {
 		return nil
 	})
 }
-
-func (hostDriver) detach(context.Context, *Host, *networkRecord, *Endpoint) error { return nil }

@@ -7,10 +7,6 @@ import (
 	"github.com/sandnet/sandnet/diag"
 )
 
-// The calls below wait for work that is not merged yet: published ports
-// (sandnet.ParsePort, the NAT work). Each
-// says so clearly; switching one on is a one-line change here.
-
 // parsePorts turns -p specs ("127.0.0.1:8080:80/tcp") into mappings.
 func parsePorts(specs []string) ([]sandnet.PortMapping, error) {
 	var all []sandnet.PortMapping
@@ -25,5 +21,5 @@ func parsePorts(specs []string) ([]sandnet.PortMapping, error) {
 }
 
 // ruleChecker is the firewall checker doctor hands to diag.Check: the
-// Host itself (Host.MissingRules, through its firewall backend).
-func ruleChecker(h *sandnet.Host) diag.RuleChecker { return h }
+// rules the Host's own Check finds missing.
+func ruleChecker(h *sandnet.Host) diag.RuleChecker { return diag.HostRules(h) }

@@ -2,8 +2,6 @@ package sandnet
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -11,10 +9,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/sandnet/sandnet/dns"
-	"github.com/sandnet/sandnet/explain"
-	"github.com/sandnet/sandnet/internal/statefile"
+	"github.com/sandnet/sandnet/internal/dnsrun"
+	"github.com/sandnet/sandnet/internal/state"
 )
 
 // DNSMode says how a Host runs the embedded name server that answers, on a
@@ -36,25 +37,19 @@ const (
 	DNSOff DNSMode = "off"
 )
 
-// dnsConfig is what a Host needs for DNS, from its HostConfig.
-type dnsConfig struct {
-	mode      DNSMode
-	files     dns.HostFiles
-	upstreams []netip.AddrPort
-}
-
-func newDNSConfig(c HostConfig) (dnsConfig, error) {
+// checkDNSConfig validates the DNS part of a HostConfig.
+func checkDNSConfig(c HostConfig) error {
 	switch c.DNS {
 	case DNSHelper, DNSInProcess, DNSOff:
 	default:
-		return dnsConfig{}, invalidf("host config: DNS mode %q (want %q, %q or %q)", c.DNS, DNSHelper, DNSInProcess, DNSOff)
+		return invalidf("host config: DNS mode %q (want %q, %q or %q)", c.DNS, DNSHelper, DNSInProcess, DNSOff)
 	}
 	for _, u := range c.DNSUpstreams {
 		if !u.IsValid() || u.Port() == 0 {
-			return dnsConfig{}, invalidf("host config: DNS upstream %s needs an address and a port", u)
+			return invalidf("host config: DNS upstream %s needs an address and a port", u)
 		}
 	}
-	return dnsConfig{mode: c.DNS, files: dns.HostFiles{ResolvConf: c.ResolvConf, ResolvedConf: c.ResolvedConf}, upstreams: c.DNSUpstreams}, nil
+	return nil
 }
 
 // checkDNSName validates a hostname or alias (RFC 1123 labels).
@@ -93,7 +88,7 @@ func dnsNames(ep *Endpoint) []string {
 
 // usesEmbeddedDNS reports whether the network has an embedded name server.
 func (h *Host) usesEmbeddedDNS(n *Network) bool {
-	return h.dnsCfg.mode != DNSOff && n.Driver == DriverBridge && n.Gateway.IsValid()
+	return h.dnsMode != DNSOff && hasNameServer(n)
 }
 
 // setupDNS writes the sandbox's resolv.conf and hosts and makes sure the
@@ -106,7 +101,7 @@ func (h *Host) usesEmbeddedDNS(n *Network) bool {
 // the host's search domains and options and the caller's.
 func (h *Host) setupDNS(ctx context.Context, tx *attachTx) error {
 	n, ep, opts := &tx.net.Network, tx.ep, tx.opts
-	hostRC, stubs, err := dns.ReadHost(h.dnsCfg.files)
+	hostRC, stubs, err := dns.ReadHost(h.dnsFiles)
 	if err != nil {
 		return fmt.Errorf("reading the host's resolver configuration: %w", err)
 	}
@@ -131,7 +126,7 @@ func (h *Host) setupDNS(ctx context.Context, tx *attachTx) error {
 	ep.DNS, ep.DNSSearch, ep.DNSOptions = rc.Nameservers, rc.Search, rc.Options
 
 	if embedded {
-		if err := h.ensureDNSServer(ctx, tx.net, tx.sb); err != nil {
+		if err := h.dns.Ensure(ctx, dnsNetwork(n)); err != nil {
 			return err
 		}
 	}
@@ -162,7 +157,7 @@ func (h *Host) setupDNS(ctx context.Context, tx *attachTx) error {
 		for _, path := range f.paths {
 			if ownedDNSFile(path) {
 				// Count this endpoint as a user of the file before writing it.
-				if err := h.addDNSRef(path, ep.ID); err != nil {
+				if err := h.st.AddFileRef(path, ep.ID); err != nil {
 					return err
 				}
 				tx.undo.push(func(ctx context.Context) error { return h.releaseDNSFile(ctx, path, ep.ID) })
@@ -201,50 +196,115 @@ func (h *Host) teardownDNS(ctx context.Context, rec *networkRecord, ep *Endpoint
 	return errors.Join(errs...)
 }
 
-// The users of each file under /etc/netns are recorded as one empty file
-// per endpoint in StateDir/dnsrefs/HASH/, so Detach knows in O(1) whether
-// another endpoint of the same sandbox (on another network) still uses it.
-
-func (h *Host) dnsRefDir(path string) string {
-	sum := sha256.Sum256([]byte(path))
-	return filepath.Join(h.dir, "dnsrefs", hex.EncodeToString(sum[:8]))
-}
-
-func (h *Host) addDNSRef(path, id string) error {
-	dir := h.dnsRefDir(path)
-	if err := statefile.MkdirAll(dir); err != nil {
-		return err
-	}
-	if err := statefile.Create(filepath.Join(dir, id), []byte(path+"\n")); err != nil && !errors.Is(err, ErrExists) {
-		return err
-	}
-	return nil
-}
-
 // releaseDNSFile drops endpoint id's use of path and removes the file when
 // no other endpoint uses it.
 func (h *Host) releaseDNSFile(ctx context.Context, path, id string) error {
-	dir := h.dnsRefDir(path)
-	if err := statefile.Remove(filepath.Join(dir, id)); err != nil {
+	last, err := h.st.DropFileRef(path, id)
+	if err != nil || !last {
 		return err
 	}
-	if left, err := os.ReadDir(dir); err == nil && len(left) > 0 {
-		return nil // another endpoint of the sandbox still uses it
-	}
-	os.Remove(dir)
 	return dns.RemoveFile(ctx, path, true)
 }
 
-// explainDNSServer reports what the name server is, as a person would set
-// one up.
-func explainDNSServer(ctx context.Context, h *Host, n *Network) {
-	if !explain.Enabled(ctx) {
-		return
+// hasNameServer reports whether network n's gateway runs the embedded
+// name server (when the Host's DNS mode is not off).
+func hasNameServer(n *Network) bool { return traitsOf(n.Driver).nameServer && n.Gateway.IsValid() }
+
+// dnsNetwork is what the name-server runner needs to know of n.
+func dnsNetwork(n *Network) dnsrun.Network {
+	return dnsrun.Network{Name: n.Name, Subnet: n.Subnet, Subnet6: n.Subnet6, Gateway: n.Gateway, Gateway6: n.Gateway6, Internal: n.Internal}
+}
+
+// The name-server runner (internal/dnsrun) runs in a helper process by
+// default: the running program re-executed, which this init function turns
+// into the helper before main runs. It serves what the state dir's records
+// say, with nothing of a Host.
+func init() {
+	if dir := dnsrun.HelperDir(); dir != "" {
+		os.Exit(dnsrun.HelperMain(dir, func(dir string) (dnsrun.Source, error) {
+			st, err := state.Open[Network, Endpoint](dir)
+			if err != nil {
+				return nil, err
+			}
+			return recordSource{st}, nil
+		}))
 	}
-	addrs := n.Gateway.String()
-	if n.Gateway6.IsValid() {
-		addrs += " and " + n.Gateway6.String()
+}
+
+// recordSource tells the runner what to serve, from the state dir's records.
+type recordSource struct{ st *stateStore }
+
+// Networks lists the networks whose name server must run: some endpoint is
+// being attached (it may need it) or uses the server (its DNS lists the
+// gateway). It reads records only until one says so, usually the first:
+// the runner asks every poll interval, whatever the number of endpoints.
+func (s recordSource) Networks() []dnsrun.Network {
+	recs, _ := s.st.Networks()
+	var out []dnsrun.Network
+	for _, rec := range recs {
+		n := &rec.Network
+		if hasNameServer(n) && s.st.AnyEndpoint(n.Name, func(e *endpointRecord) bool {
+			return e.State == stateAttaching || slices.Contains(e.Endpoint.DNS, n.Gateway) ||
+				(n.Gateway6.IsValid() && slices.Contains(e.Endpoint.DNS, n.Gateway6))
+		}) {
+			out = append(out, dnsNetwork(n))
+		}
 	}
-	explain.Say(ctx, "# a DNS server for network %s answers on %s port 53 (udp+tcp) in the host namespace, like aardvark-dns: %s", n.Name, addrs,
-		h.ns.Shell(fmt.Sprintf("dnsmasq --no-resolv --bind-interfaces --listen-address=%s --addn-hosts=HOSTS-OF-%s", n.Gateway, n.Name)))
+	return out
+}
+
+func (s recordSource) Names(network string) dns.Source {
+	return &stateSource{st: s.st, network: network}
+}
+
+// stateSource is a network's names, read from its endpoint records in the
+// state dir (the source of truth, shared by every process), reloaded when
+// the directory changes.
+type stateSource struct {
+	st      *stateStore
+	network string
+	mu      sync.Mutex
+	snap    atomic.Pointer[sourceSnap]
+}
+
+type sourceSnap struct {
+	t      *dns.Table
+	mtime  time.Time
+	loaded time.Time
+}
+
+// mtimeSlack covers the coarse clock behind directory mtimes (one tick):
+// a change within it of the last reload might not move the mtime, so the
+// table is reloaded until the mtime is that much older than the reload.
+const mtimeSlack = 50 * time.Millisecond
+
+// Table costs one stat(2) when nothing changed.
+func (s *stateSource) Table() *dns.Table {
+	fi, err := os.Stat(s.st.EndpointDir(s.network))
+	if err != nil {
+		return dns.NewTable(nil)
+	}
+	mt := fi.ModTime()
+	if c := s.snap.Load(); c != nil && c.mtime.Equal(mt) && c.loaded.Sub(mt) > mtimeSlack {
+		return c.t
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.snap.Load(); c != nil && c.mtime.Equal(mt) && c.loaded.Sub(mt) > mtimeSlack {
+		return c.t
+	}
+	now := time.Now()
+	recs, _ := s.st.Endpoints(s.network)
+	var rs []dns.Record
+	for _, r := range recs {
+		ep := &r.Endpoint
+		var addrs []netip.Addr
+		for _, p := range ep.Addresses {
+			addrs = append(addrs, p.Addr())
+		}
+		rs = append(rs, dns.Record{Names: dnsNames(ep), Addrs: addrs})
+	}
+	t := dns.NewTable(rs)
+	s.snap.Store(&sourceSnap{t: t, mtime: mt, loaded: now})
+	return t
 }

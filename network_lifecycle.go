@@ -4,40 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
-	"os"
 	"sort"
 	"time"
 
-	"github.com/vishvananda/netlink"
-
-	"github.com/sandnet/sandnet/internal/nlwrap"
 	"github.com/sandnet/sandnet/internal/statefile"
 )
 
 // netState is what a Host caches about a network it has used.
 type netState struct {
 	rec   networkRecord
-	stamp recordStamp
-}
-
-// recordStamp tells whether a network's record changed under the cache.
-type recordStamp struct {
-	ino   uint64
-	mtime time.Time
-}
-
-func stampOf(path string) (recordStamp, bool) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return recordStamp{}, false
-	}
-	st, _ := fi.Sys().(interface{ Ino() uint64 })
-	var ino uint64
-	if st != nil {
-		ino = st.Ino()
-	}
-	return recordStamp{ino: ino, mtime: fi.ModTime()}, true
+	stamp statefile.Stamp
 }
 
 // CreateNetwork creates a network explicitly (it stays until RemoveNetwork
@@ -56,7 +32,7 @@ func (h *Host) Network(name string) (Network, error) {
 	if err := checkName("network", name); err != nil {
 		return Network{}, err
 	}
-	rec, err := h.readNetwork(name)
+	rec, err := h.st.ReadNetwork(name)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return Network{}, fmt.Errorf("network %q: %w", name, ErrNotFound)
@@ -68,7 +44,7 @@ func (h *Host) Network(name string) (Network, error) {
 
 // Networks lists the recorded networks, sorted by name.
 func (h *Host) Networks() ([]Network, error) {
-	recs, err := h.listNetworkRecords()
+	recs, err := h.st.Networks()
 	var nets []Network
 	for _, r := range recs {
 		nets = append(nets, r.Network)
@@ -84,7 +60,7 @@ func (h *Host) useNetwork(ctx context.Context, n Network) (*netState, *statefile
 		return nil, nil, err
 	}
 	for attempt := 0; ; attempt++ {
-		lock, err := statefile.Acquire(ctx, h.networkLockPath(n.Name), true)
+		lock, err := h.st.LockNetwork(ctx, n.Name, true)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -105,7 +81,7 @@ func (h *Host) useNetwork(ctx context.Context, n Network) (*netState, *statefile
 // cachedNetwork returns the recorded network matching n, or nil if there is
 // none; a recorded network with another definition is ErrExists.
 func (h *Host) cachedNetwork(n Network) (*netState, error) {
-	stamp, ok := stampOf(h.networkPath(n.Name))
+	stamp, ok := statefile.StampOf(h.st.NetworkPath(n.Name))
 	if !ok {
 		return nil, nil
 	}
@@ -113,7 +89,7 @@ func (h *Host) cachedNetwork(n Network) (*netState, error) {
 	st := h.nets[n.Name]
 	h.mu.Unlock()
 	if st == nil || st.stamp != stamp {
-		rec, err := h.readNetwork(n.Name)
+		rec, err := h.st.ReadNetwork(n.Name)
 		if errors.Is(err, ErrNotFound) {
 			return nil, nil
 		}
@@ -158,12 +134,12 @@ func (h *Host) ensureNetwork(ctx context.Context, n Network, implicit bool) (*ne
 	if err != nil {
 		return nil, err
 	}
-	glock, err := statefile.Acquire(ctx, h.networksLockPath(), false)
+	glock, err := h.st.LockNetworks(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer glock.Release()
-	nlock, err := statefile.Acquire(ctx, h.networkLockPath(n.Name), false)
+	nlock, err := h.st.LockNetwork(ctx, n.Name, false)
 	if err != nil {
 		return nil, err
 	}
@@ -171,26 +147,26 @@ func (h *Host) ensureNetwork(ctx context.Context, n Network, implicit bool) (*ne
 	if st, err := h.cachedNetwork(n); st != nil || err != nil {
 		return st, err
 	}
-	if err := h.fillHostDefaults(&def); err != nil {
+	drv, err := driverFor(def.Driver)
+	if err != nil {
+		return nil, err
+	}
+	if err := drv.hostDefaults(h, &def); err != nil {
 		return nil, err
 	}
 	if err := h.checkOverlap(def); err != nil {
 		return nil, err
 	}
 	rec := networkRecord{Version: stateVersion, Network: def, Created: time.Now().UTC(), Implicit: implicit}
-	drv, err := driverFor(def.Driver)
-	if err != nil {
-		return nil, err
-	}
 	undo, err := drv.createNetwork(ctx, h, &rec)
 	if err != nil {
-		return nil, &StepError{Op: "create network", Object: fmt.Sprintf("%q", def.Name), Step: "setting up the network", Err: err}
+		return nil, &StepError{Op: "create network", Object: fmt.Sprintf("%q", def.Name), Step: stepCreateNetwork, Err: err}
 	}
-	if err := statefile.WriteJSON(h.networkPath(def.Name), rec); err != nil {
+	if err := h.st.WriteNetwork(def.Name, &rec); err != nil {
 		undo.run(ctx)
-		return nil, &StepError{Op: "create network", Object: fmt.Sprintf("%q", def.Name), Step: "recording the network", Err: err}
+		return nil, &StepError{Op: "create network", Object: fmt.Sprintf("%q", def.Name), Step: stepRecordNetwork, Err: err}
 	}
-	stamp, _ := stampOf(h.networkPath(def.Name))
+	stamp, _ := statefile.StampOf(h.st.NetworkPath(def.Name))
 	st := &netState{rec: rec, stamp: stamp}
 	h.mu.Lock()
 	h.nets[def.Name] = st
@@ -198,98 +174,8 @@ func (h *Host) ensureNetwork(ctx context.Context, n Network, implicit bool) (*ne
 	return st, nil
 }
 
-// fillHostDefaults picks what depends on the host: a free subnet for a
-// bridge network that names none, and the MTU of the host's uplink.
-func (h *Host) fillHostDefaults(n *Network) error {
-	if n.Driver != DriverBridge && n.Driver != DriverOverlay && n.Driver != DriverMacvlan {
-		return nil
-	}
-	if n.MTU == 0 && n.Driver == DriverBridge {
-		n.MTU = h.uplinkMTU()
-	}
-	if n.Subnet.IsValid() || n.Subnet6.IsValid() {
-		return nil
-	}
-	if n.Driver != DriverBridge {
-		return invalidf("network %q: a %s network needs a subnet", n.Name, n.Driver)
-	}
-	taken, err := h.usedPrefixes()
-	if err != nil {
-		return err
-	}
-	base := netip.MustParsePrefix("10.89.0.0/16").Addr().As4()
-	for i := 0; i < 256; i++ {
-		base[2] = byte(i)
-		p := netip.PrefixFrom(netip.AddrFrom4(base), 24)
-		free := true
-		for _, t := range taken {
-			if overlaps(p, t) {
-				free = false
-				break
-			}
-		}
-		if free {
-			n.Subnet, n.Gateway = p, p.Addr().Next()
-			return nil
-		}
-	}
-	return fmt.Errorf("network %q: no free /24 left in 10.89.0.0/16, give a subnet: %w", n.Name, ErrExhausted)
-}
-
-// usedPrefixes lists subnets of recorded networks and routes of the host namespace.
-func (h *Host) usedPrefixes() ([]netip.Prefix, error) {
-	recs, err := h.listNetworkRecords()
-	if err != nil {
-		return nil, err
-	}
-	var used []netip.Prefix
-	for _, r := range recs {
-		used = append(used, r.Network.Subnet)
-	}
-	nl, err := h.ns.Netlink()
-	if err != nil {
-		return nil, err
-	}
-	routes, err := nlwrap.Retry(func() ([]netlink.Route, error) { return nl.RouteList(nil, netlink.FAMILY_V4) })
-	if err != nil {
-		return nil, fmt.Errorf("listing host routes: %w", err)
-	}
-	for _, r := range routes {
-		if r.Dst == nil {
-			continue
-		}
-		if a, ok := netip.AddrFromSlice(r.Dst.IP); ok {
-			ones, _ := r.Dst.Mask.Size()
-			if ones > 0 {
-				used = append(used, netip.PrefixFrom(a.Unmap(), ones))
-			}
-		}
-	}
-	return used, nil
-}
-
-// uplinkMTU is the MTU of the host namespace's default-route link, else 1500.
-func (h *Host) uplinkMTU() int {
-	nl, err := h.ns.Netlink()
-	if err != nil {
-		return 1500
-	}
-	routes, err := nlwrap.Retry(func() ([]netlink.Route, error) { return nl.RouteList(nil, netlink.FAMILY_V4) })
-	if err != nil {
-		return 1500
-	}
-	for _, r := range routes {
-		if r.Dst == nil || r.Dst.IP.IsUnspecified() {
-			if l, err := nl.LinkByIndex(r.LinkIndex); err == nil && l.Attrs().MTU >= 68 {
-				return l.Attrs().MTU
-			}
-		}
-	}
-	return 1500
-}
-
 func (h *Host) checkOverlap(n Network) error {
-	recs, err := h.listNetworkRecords()
+	recs, err := h.st.Networks()
 	if err != nil {
 		return err
 	}
@@ -315,7 +201,7 @@ func (h *Host) RemoveNetwork(ctx context.Context, name string) error {
 	if err := checkName("network", name); err != nil {
 		return err
 	}
-	release, err := h.lockNetworkExclusive(ctx, name)
+	release, err := h.st.LockNetworkExclusive(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -326,7 +212,7 @@ func (h *Host) RemoveNetwork(ctx context.Context, name string) error {
 // removeNetworkLocked removes the network; the caller holds its locks.
 // onlyImplicit keeps networks that were created explicitly.
 func (h *Host) removeNetworkLocked(ctx context.Context, name string, onlyImplicit bool) error {
-	rec, err := h.readNetwork(name)
+	rec, err := h.st.ReadNetwork(name)
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
@@ -336,7 +222,7 @@ func (h *Host) removeNetworkLocked(ctx context.Context, name string, onlyImplici
 	if onlyImplicit && !rec.Implicit {
 		return nil
 	}
-	eps, err := h.listEndpointRecords(name)
+	eps, err := h.st.Endpoints(name)
 	if err != nil {
 		return err
 	}
@@ -350,8 +236,7 @@ func (h *Host) removeNetworkLocked(ctx context.Context, name string, onlyImplici
 	var errs []error
 	errs = append(errs, drv.removeNetwork(ctx, h, rec))
 	errs = append(errs, h.ipam.ReleaseNetwork(ctx, name))
-	errs = append(errs, os.RemoveAll(h.endpointDir(name)))
-	errs = append(errs, statefile.Remove(h.networkPath(name)))
+	errs = append(errs, h.st.RemoveNetwork(name))
 	h.mu.Lock()
 	delete(h.nets, name)
 	h.mu.Unlock()
@@ -361,18 +246,16 @@ func (h *Host) removeNetworkLocked(ctx context.Context, name string, onlyImplici
 	return nil
 }
 
-// lockNetworkExclusive takes the global networks lock, then the network's
-// own lock exclusively: no attach is in flight on it until release.
 // withNetworkExclusive runs fn on network name's record with the network
 // locked exclusively, so no attach is in flight; a network that is not
 // there is not an error, and fn does not run.
 func (h *Host) withNetworkExclusive(ctx context.Context, name string, fn func(*networkRecord) error) error {
-	release, err := h.lockNetworkExclusive(ctx, name)
+	release, err := h.st.LockNetworkExclusive(ctx, name)
 	if err != nil {
 		return err
 	}
 	defer release()
-	nrec, err := h.readNetwork(name)
+	nrec, err := h.st.ReadNetwork(name)
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
@@ -380,17 +263,4 @@ func (h *Host) withNetworkExclusive(ctx context.Context, name string, fn func(*n
 		return err
 	}
 	return fn(nrec)
-}
-
-func (h *Host) lockNetworkExclusive(ctx context.Context, name string) (release func(), err error) {
-	glock, err := statefile.Acquire(ctx, h.networksLockPath(), false)
-	if err != nil {
-		return nil, err
-	}
-	nlock, err := statefile.Acquire(ctx, h.networkLockPath(name), false)
-	if err != nil {
-		glock.Release()
-		return nil, err
-	}
-	return func() { nlock.Release(); glock.Release() }, nil
 }

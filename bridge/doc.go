@@ -1,0 +1,7 @@
+// Package bridge ensures Linux bridges and their ports: the virtual switch
+// that a network's sandboxes plug their host-side veths into.
+//
+// Contract: needs root (CAP_NET_ADMIN). Acts only in the namespace passed in.
+// Every call is idempotent: Ensure adopts a bridge that exists, address and
+// port changes that are already in place succeed. Safe for concurrent use.
+package bridge

@@ -1,0 +1,192 @@
+package dnsrun
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sandnet/sandnet/dns"
+	"github.com/sandnet/sandnet/internal/statefile"
+	"github.com/sandnet/sandnet/netns"
+)
+
+// The helper is the running program itself, re-executed (from
+// /proc/self/exe) with these variables set. An init function of the root
+// package turns such a process into the helper (HelperMain) before main (or
+// a test binary's TestMain) runs, so every program that can call Attach
+// contains the helper, with no hook to call and no second binary to install.
+const (
+	envHelper    = "SANDNET_DNS_HELPER" // the state dir
+	envNetNS     = "SANDNET_DNS_NETNS"  // the host namespace's path, as the attacher saw it (fd 3 is the namespace)
+	envNetNSIno  = "SANDNET_DNS_NETNS_INODE"
+	envResolv    = "SANDNET_DNS_RESOLV_CONF"
+	envResolved  = "SANDNET_DNS_RESOLVED_CONF"
+	envUpstreams = "SANDNET_DNS_UPSTREAMS" // comma-separated ADDR:PORT
+	envDebug     = "SANDNET_DNS_DEBUG"
+)
+
+// HelperDir returns the state dir this process is to serve as the helper,
+// or "" when it is not the helper.
+func HelperDir() string { return os.Getenv(envHelper) }
+
+// ensureHelper starts the helper process for the state dir unless a runner
+// holds server.lock; the caller holds start.lock.
+func (m *Manager) ensureHelper() error {
+	lock, free, err := statefile.TryAcquire(filepath.Join(m.cfg.dir(), "server.lock"))
+	if err != nil {
+		return err
+	}
+	if !free {
+		return nil // a runner serves the state dir: it picks the network up on its next sync
+	}
+	lock.Release()
+	return m.spawnHelper()
+}
+
+// spawnHelper starts the helper: a new session (so it outlives the
+// attacher's terminal and process group), stdin from /dev/null, output to
+// helper.log in the state dir, the host namespace passed as fd 3.
+func (m *Manager) spawnHelper() error {
+	c := &m.cfg
+	logf, err := os.OpenFile(filepath.Join(c.dir(), "helper.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("starting the DNS helper: %w", err)
+	}
+	defer logf.Close()
+	fd, err := unix.Dup(c.NS.Fd())
+	if err != nil {
+		return fmt.Errorf("starting the DNS helper: %w", err)
+	}
+	nsf := os.NewFile(uintptr(fd), "netns")
+	defer nsf.Close()
+
+	env := []string{
+		envHelper + "=" + c.Dir,
+		envNetNS + "=" + c.NS.Path(),
+		envNetNSIno + "=" + strconv.FormatUint(c.NS.Inode(), 10),
+		envResolv + "=" + c.Files.ResolvConf,
+		envResolved + "=" + c.Files.ResolvedConf,
+	}
+	var ups []string
+	for _, u := range c.Upstreams {
+		ups = append(ups, u.String())
+	}
+	env = append(env, envUpstreams+"="+strings.Join(ups, ","))
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SANDNET_DNS_") || strings.HasPrefix(kv, envDebug+"=") {
+			env = append(env, kv)
+		}
+	}
+	cmd := &exec.Cmd{
+		Path:        "/proc/self/exe",
+		Args:        []string{"sandnet-dns", c.Dir},
+		Env:         env,
+		Dir:         "/",
+		Stdout:      logf,
+		Stderr:      logf,
+		ExtraFiles:  []*os.File{nsf},
+		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting the DNS helper (/proc/self/exe): %w", err)
+	}
+	c.Logger.Debug("dns: started helper", "pid", cmd.Process.Pid, "stateDir", c.Dir)
+	// Reap it when it exits while this process still runs; if this process
+	// exits first, init adopts it.
+	go cmd.Wait()
+	return nil
+}
+
+// HelperMain is the helper process: it serves the state dir's networks, as
+// newSource lists them, until none needs a name server, the state dir or
+// the host namespace is gone, or it gets SIGTERM. It returns the exit
+// status.
+func HelperMain(dir string, newSource func(dir string) (Source, error)) int {
+	level := slog.LevelInfo
+	if os.Getenv(envDebug) != "" {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("pid", os.Getpid())
+	nsPath, _ := os.LookupEnv(envNetNS)
+	nsIno, _ := strconv.ParseUint(os.Getenv(envNetNSIno), 10, 64)
+	cfg := Config{
+		Dir:    dir,
+		Logger: log,
+		Files:  dns.HostFiles{ResolvConf: os.Getenv(envResolv), ResolvedConf: os.Getenv(envResolved)},
+	}
+	for _, s := range strings.Split(os.Getenv(envUpstreams), ",") {
+		if ap, err := netip.ParseAddrPort(s); err == nil {
+			cfg.Upstreams = append(cfg.Upstreams, ap)
+		}
+	}
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "SANDNET_DNS_") {
+			os.Unsetenv(k)
+		}
+	}
+	ns, err := netns.OpenPath("/proc/self/fd/3")
+	if err != nil {
+		log.Error("dns helper: opening the host namespace (fd 3)", "err", err)
+		return 1
+	}
+	os.NewFile(3, "netns").Close()
+	if strings.HasPrefix(nsPath, netns.Dir+"/") && netns.Alive(nsPath, ns.Inode()) {
+		// The same namespace, under the name messages should show.
+		if named, err := netns.Open(nsPath); err == nil && named.Equal(ns) {
+			ns.Close()
+			ns = named
+		}
+	}
+	cfg.NS = ns
+	src, err := newSource(dir)
+	if err != nil {
+		log.Error("dns helper", "err", err)
+		return 1
+	}
+	lock, ok, err := statefile.TryAcquire(filepath.Join(cfg.dir(), "server.lock"))
+	if err != nil {
+		log.Error("dns helper", "err", err)
+		return 1
+	}
+	if !ok {
+		log.Info("dns helper: another runner serves this state dir")
+		return 0
+	}
+	defer lock.Release()
+	pidFile := filepath.Join(cfg.dir(), "helper.pid")
+	if err := statefile.Write(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n")); err != nil {
+		log.Error("dns helper", "err", err)
+		return 1
+	}
+	log.Info("dns helper: started", "stateDir", dir, "hostNetNS", nsPath)
+	stop := make(chan struct{})
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	go func() { <-sigc; close(stop) }()
+	gone := func() bool {
+		if _, err := os.Stat(filepath.Join(dir, "version")); err != nil {
+			return true
+		}
+		return !strings.HasPrefix(nsPath, "/proc/self/") && nsPath != "" && !netns.Alive(nsPath, nsIno)
+	}
+	r := newRunner(&cfg, src, lock)
+	if _, errs := r.sync(); len(errs) > 0 {
+		log.Warn("dns helper: some networks cannot be served", "errors", errs)
+	}
+	r.run(stop, gone, func() {
+		statefile.Remove(pidFile)
+		statefile.Remove(filepath.Join(cfg.dir(), "status.json"))
+	})
+	statefile.Remove(pidFile)
+	log.Info("dns helper: exiting")
+	return 0
+}

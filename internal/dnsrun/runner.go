@@ -1,0 +1,286 @@
+package dnsrun
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sandnet/sandnet/dns"
+	"github.com/sandnet/sandnet/internal/statefile"
+	"github.com/sandnet/sandnet/netns"
+)
+
+const (
+	pollInterval = 200 * time.Millisecond
+	readyTimeout = 15 * time.Second
+)
+
+// Network is what the runner needs to know to serve a network.
+type Network struct {
+	Name              string
+	Subnet, Subnet6   netip.Prefix
+	Gateway, Gateway6 netip.Addr
+	// Internal networks' servers never forward.
+	Internal bool
+}
+
+// Source tells the runner what to serve.
+type Source interface {
+	// Networks returns the networks whose name server must run now.
+	Networks() []Network
+	// Names returns network's names.
+	Names(network string) dns.Source
+}
+
+// Config is what a runner needs.
+type Config struct {
+	// Dir is the state directory; the runner's files are in Dir/dns.
+	Dir string
+	// NS is the host namespace: the servers listen there, and forward from
+	// there (its routes and its loopback stub apply).
+	NS *netns.NS
+	// Logger receives the runner's messages.
+	Logger *slog.Logger
+	// Files are where the host's resolver configuration is read.
+	Files dns.HostFiles
+	// Upstreams, when set, replace the host's servers as forwarders.
+	Upstreams []netip.AddrPort
+	// InProcess serves from this process (while it runs) instead of a
+	// helper process.
+	InProcess bool
+}
+
+func (c *Config) dir() string { return filepath.Join(c.Dir, "dns") }
+
+// ID is what a network's server answers to a probe: it names the network
+// and the state dir, so a probe is sure the server is the right one.
+func ID(dir, network string) string {
+	sum := sha256.Sum256([]byte(dir))
+	return "sandnet dir=" + hex.EncodeToString(sum[:6]) + " net=" + network
+}
+
+// Dial returns a dial function whose connections come from namespace ns.
+func Dial(ns *netns.NS) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := ns.Do(func() (err error) {
+			var d net.Dialer
+			c, err = d.DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}
+}
+
+// status is the runner's status file.
+type status struct {
+	PID    int               `json:"pid"`
+	Errors map[string]string `json:"errors,omitempty"`
+}
+
+// runner serves every network its Source lists.
+type runner struct {
+	cfg  *Config
+	src  Source
+	lock *statefile.Lock // server.lock
+
+	mu      sync.Mutex
+	servers map[string]*netServer
+	status  status
+
+	ups     atomic.Pointer[[]netip.AddrPort]
+	upStamp [2]statefile.Stamp
+
+	stop, done chan struct{} // the in-process runner's
+}
+
+// netServer is one network's name server (one per gateway address).
+type netServer struct {
+	def     Network
+	servers []*dns.Server
+}
+
+func newRunner(cfg *Config, src Source, lock *statefile.Lock) *runner {
+	r := &runner{cfg: cfg, src: src, lock: lock, servers: map[string]*netServer{}}
+	r.refreshUpstreams()
+	return r
+}
+
+// sync starts the servers that are needed and stops the others; it returns
+// how many networks need serving and the error of each that could not be
+// served (retried on the next sync, while an endpoint still needs it).
+func (r *runner) sync() (int, map[string]error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.refreshUpstreams()
+	want := map[string]Network{}
+	for _, n := range r.src.Networks() {
+		want[n.Name] = n
+	}
+	log := r.cfg.Logger
+	for name, s := range r.servers {
+		if n, ok := want[name]; !ok || n != s.def {
+			s.close()
+			delete(r.servers, name)
+			log.Info("dns: stopped serving", "network", name)
+		}
+	}
+	errs := map[string]error{}
+	for name, n := range want {
+		if r.servers[name] != nil {
+			continue
+		}
+		s, err := r.start(n)
+		if err != nil {
+			errs[name] = err
+			continue
+		}
+		r.servers[name] = s
+		log.Info("dns: serving", "network", name, "gateway", n.Gateway)
+	}
+	st := status{PID: os.Getpid()}
+	for name, err := range errs {
+		if st.Errors == nil {
+			st.Errors = map[string]string{}
+		}
+		st.Errors[name] = err.Error()
+	}
+	if fmt.Sprint(st) != fmt.Sprint(r.status) {
+		r.status = st
+		if err := statefile.WriteJSON(filepath.Join(r.cfg.dir(), "status.json"), st); err != nil {
+			log.Warn("dns: writing status", "err", err)
+		}
+	}
+	return len(want), errs
+}
+
+// start listens on the network's gateway addresses; all or nothing.
+func (r *runner) start(n Network) (*netServer, error) {
+	cfg := dns.Config{
+		Names:   r.src.Names(n.Name),
+		Subnets: []netip.Prefix{n.Subnet, n.Subnet6},
+		Dial:    Dial(r.cfg.NS), // upstream queries leave from the host namespace: its routes and its loopback stub apply
+		ID:      ID(r.cfg.Dir, n.Name),
+		Logger:  r.cfg.Logger,
+	}
+	if !n.Internal {
+		cfg.Upstreams = func() []netip.AddrPort { return *r.ups.Load() }
+	}
+	s := &netServer{def: n}
+	for _, gw := range []netip.Addr{n.Gateway, n.Gateway6} {
+		if !gw.IsValid() {
+			continue
+		}
+		srv, err := dns.Listen(r.cfg.NS, gw, 53, cfg)
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("starting the name server of network %q: %w", n.Name, err)
+		}
+		s.servers = append(s.servers, srv)
+	}
+	return s, nil
+}
+
+func (s *netServer) close() {
+	for _, srv := range s.servers {
+		srv.Close()
+	}
+}
+
+// closeAll stops every server.
+func (r *runner) closeAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for name, s := range r.servers {
+		s.close()
+		delete(r.servers, name)
+	}
+}
+
+// refreshUpstreams re-reads the host's resolver configuration when it
+// changed. Loopback stubs are replaced by the real upstream servers; only if
+// there are none does the server forward to the stub itself, which it can
+// reach since it runs in the host namespace.
+func (r *runner) refreshUpstreams() {
+	if ups := r.cfg.Upstreams; len(ups) > 0 {
+		r.ups.Store(&ups)
+		return
+	}
+	files := r.cfg.Files
+	if files.ResolvConf == "" {
+		files.ResolvConf = dns.HostResolvConf
+	}
+	if files.ResolvedConf == "" {
+		files.ResolvedConf = dns.ResolvedConf
+	}
+	s0, _ := statefile.StampOf(files.ResolvConf)
+	s1, _ := statefile.StampOf(files.ResolvedConf)
+	if r.ups.Load() != nil && r.upStamp == [2]statefile.Stamp{s0, s1} {
+		return
+	}
+	r.upStamp = [2]statefile.Stamp{s0, s1}
+	rc, stubs, err := dns.ReadHost(files)
+	if err != nil {
+		r.cfg.Logger.Warn("dns: reading the host's resolver configuration", "err", err)
+	}
+	servers := rc.Nameservers
+	if len(servers) == 0 {
+		servers = stubs
+	}
+	ups := make([]netip.AddrPort, 0, len(servers))
+	for _, a := range servers {
+		ups = append(ups, netip.AddrPortFrom(a, 53))
+	}
+	r.ups.Store(&ups)
+}
+
+// run syncs every pollInterval until nothing is served any more (checked
+// again under start.lock, so no Attach starting meanwhile is left without a
+// server), stop is closed, or gone reports that the state dir or the host
+// namespace went away. It closes the servers before returning; the caller
+// releases the server lock.
+func (r *runner) run(stop <-chan struct{}, gone func() bool, onStop func()) {
+	t := time.NewTicker(pollInterval)
+	defer t.Stop()
+	defer r.closeAll()
+	log := r.cfg.Logger
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		if gone() {
+			log.Info("dns: state dir or host namespace gone, stopping")
+			return
+		}
+		if n, _ := r.sync(); n > 0 {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		lock, err := statefile.Acquire(ctx, filepath.Join(r.cfg.dir(), "start.lock"), false)
+		cancel()
+		if err != nil {
+			continue
+		}
+		if n, _ := r.sync(); n == 0 {
+			log.Info("dns: no endpoint needs a name server any more, stopping")
+			r.closeAll()
+			if onStop != nil {
+				onStop()
+			}
+			lock.Release()
+			return
+		}
+		lock.Release()
+	}
+}
