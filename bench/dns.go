@@ -311,7 +311,21 @@ func (s *sandnetDNS) pid() int {
 	if profileDir != "" {
 		return os.Getpid()
 	}
-	return s.h.DNSHelperPID()
+	return helperPID(s.h)
+}
+
+// helperPID is the PID of the Host's name-server helper process, from the
+// state dir's dns/helper.pid (0 when none runs).
+func helperPID(h *sandnet.Host) int {
+	b, err := os.ReadFile(filepath.Join(h.StateDir(), "dns", "helper.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if pid <= 0 || syscall.Kill(pid, 0) != nil {
+		return 0
+	}
+	return pid
 }
 
 func (s *sandnetDNS) setNames(ctx context.Context, n int) error {
@@ -349,7 +363,7 @@ func (s *sandnetDNS) close(ctx context.Context) error {
 	errs = append(errs, s.h.RemoveNetwork(ctx, s.net.Name))
 	// The helper stops by itself once no endpoint needs it; wait for it, so
 	// the next server's run does not share the CPU with it.
-	for deadline := time.Now().Add(5 * time.Second); s.h.DNSHelperPID() != 0 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(5 * time.Second); helperPID(s.h) != 0 && time.Now().Before(deadline); {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return errors.Join(append(errs, s.h.Close())...)
