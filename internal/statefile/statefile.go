@@ -382,7 +382,11 @@ func Flock(ctx context.Context, fd int, shared bool) error {
 			t.Stop()
 			return context.Cause(ctx)
 		}
-		delay = min(2*delay, 10*time.Millisecond)
+		// At most 1 ms: the locks are held for a few file operations, and a
+		// longer sleep mostly outlasts the holder (with 4 processes
+		// attaching at once, a 10 ms cap left each waiting longer than
+		// the work it waited for).
+		delay = min(2*delay, time.Millisecond)
 	}
 }
 
