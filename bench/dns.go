@@ -32,7 +32,7 @@ import (
 var (
 	dnsMode    = flag.Bool("dns", false, "measure the name servers instead: sandnet's, aardvark-dns and dnsmasq, with dnsperf from a sandbox (writes dns.md and dns.csv under -out)")
 	dnsServers = flag.String("dns-servers", "sandnet,aardvark,dnsmasq", "-dns: servers to measure")
-	dnsSecs    = flag.Duration("dns-time", 0, "-dns: length of each load (default 10s, -quick 3s)")
+	dnsLoad    = flag.Duration("dns-time", 0, "-dns: length of each load (default 10s, -quick 3s)")
 	dnsRuns    = flag.Int("dns-runs", 0, "-dns: runs of each load, the median run is reported (default 3, -quick 1)")
 	dnsNames   = flag.String("dns-names", "", "-dns: numbers of local names, comma-separated (default 10,1000; -quick 10,200)")
 )

@@ -38,8 +38,8 @@ func runDNS(ctx context.Context, scratch string, c config) error {
 	if *quickFlag {
 		secs, runs, counts = 3*time.Second, 1, []int{10, 200}
 	}
-	if *dnsSecs > 0 {
-		secs = *dnsSecs
+	if *dnsLoad > 0 {
+		secs = *dnsLoad
 	}
 	if *dnsRuns > 0 {
 		runs = *dnsRuns

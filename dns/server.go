@@ -181,7 +181,7 @@ func Serve(so *Sockets, cfg Config) (*Server, error) {
 	dom := strings.ToLower(strings.Trim(cfg.Domain, "."))
 	s := &Server{cfg: cfg, addr: so.Addr, domain: "." + dom + ".", suffix: "." + dom}
 	s.fwd = newForwarder(&s.cfg)
-	s.udp, s.udpDone = &udpSocket{fd: fd, v6: so.Addr.Addr().Is6()}, make(chan struct{})
+	s.udp, s.udpDone = &udpSocket{fd: fd}, make(chan struct{})
 	// One reader: it takes whatever has queued in one call, and a second
 	// reader on the same socket only adds wake-ups and contention (measured:
 	// one reader answers 30-50% more queries, with a third of the p99).

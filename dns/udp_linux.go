@@ -1,7 +1,6 @@
 package dns
 
 import (
-	"fmt"
 	"net/netip"
 	"runtime"
 	"sync/atomic"
@@ -20,7 +19,6 @@ import (
 // spent outside the kernel.
 type udpSocket struct {
 	fd     int
-	v6     bool
 	closed atomic.Bool
 }
 
@@ -190,18 +188,4 @@ func (b *udpBatch) reply(k, i int, resp []byte) {
 	b.oIov[k].SetLen(len(resp))
 	b.out[k].hdr.Name = (*byte)(unsafe.Pointer(&b.peers[i].b[0]))
 	b.out[k].hdr.Namelen = b.peers[i].n
-}
-
-func (a rawAddr) String() string {
-	switch a.n {
-	case unix.SizeofSockaddrInet4:
-		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&a.b[0]))
-		p := (*[2]byte)(unsafe.Pointer(&sa.Port))
-		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(p[0])<<8|uint16(p[1])).String()
-	case unix.SizeofSockaddrInet6:
-		sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(&a.b[0]))
-		p := (*[2]byte)(unsafe.Pointer(&sa.Port))
-		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), uint16(p[0])<<8|uint16(p[1])).String()
-	}
-	return fmt.Sprintf("address of %d bytes", a.n)
 }
