@@ -57,6 +57,9 @@ type attachTx struct {
 	opts AttachOptions
 	ep   *Endpoint
 	undo undoStack
+	// links are the sandbox's interface and its bridge port, as the steps
+	// that made them found them, for the later steps.
+	links neighLinks
 }
 
 func (tx *attachTx) step(ctx context.Context, name Step, fn func() error) error {

@@ -74,6 +74,7 @@ func hasObject(r CheckReport, obj Object) bool {
 // published ports flows again.
 func TestDriftReconcileRestoresRules(t *testing.T) {
 	ctx := context.Background()
+	testns.NeedProgram(t, "iptables backend", "iptables", "ip6tables") // the test flushes iptables rules by hand
 	lab := newNATLab(t, func(ns *netns.NS) nat.Backend { return nat.NewIPTables(ns) })
 	h := lab.h
 	nets := []Network{

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/sandnet/sandnet/explain"
 	"github.com/sandnet/sandnet/iface"
 	"github.com/sandnet/sandnet/internal/ifname"
@@ -199,7 +201,7 @@ func (tx *attachTx) vethStep(ctx context.Context) error {
 		if mac == nil {
 			mac = macFor(ep.Addresses)
 		}
-		err := createVeth(ctx, h, n, ep, tx.sb, mac)
+		port, br, err := createVeth(ctx, h, n, ep, tx.sb, mac)
 		if errors.Is(err, ErrExists) {
 			nl, nerr := h.ns.Netlink()
 			if nerr != nil {
@@ -207,7 +209,7 @@ func (tx *attachTx) vethStep(ctx context.Context) error {
 			}
 			if l, lerr := nl.LinkByName(ep.HostIfName); lerr == nil && l.Type() == "veth" {
 				if err = veth.Delete(ctx, h.ns, ep.HostIfName); err == nil {
-					err = createVeth(ctx, h, n, ep, tx.sb, mac)
+					port, br, err = createVeth(ctx, h, n, ep, tx.sb, mac)
 				}
 			}
 		}
@@ -215,6 +217,7 @@ func (tx *attachTx) vethStep(ctx context.Context) error {
 			return err
 		}
 		tx.undo.push(func(ctx context.Context) error { return veth.Delete(ctx, h.ns, ep.HostIfName) })
+		tx.links.port, tx.links.bridge = port, br
 		if mac != nil {
 			ep.MAC = mac.String()
 		}
@@ -226,24 +229,25 @@ func (tx *attachTx) vethStep(ctx context.Context) error {
 func hostVethName(id string) string { return ifname.Derive("snv", id) }
 
 // createVeth makes ep's veth pair: the host end a port of n's bridge, the
-// other end ep.IfName in sb; both up.
-func createVeth(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netns.NS, mac net.HardwareAddr) error {
+// other end ep.IfName in sb; both up. It returns the host end and the
+// bridge.
+func createVeth(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netns.NS, mac net.HardwareAddr) (port, br netlink.Link, err error) {
 	nl, err := h.ns.Netlink()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	br, err := nl.LinkByName(n.Bridge)
+	br, err = nl.LinkByName(n.Bridge)
 	if err != nil {
-		return fmt.Errorf("finding bridge %s in %s: %w", n.Bridge, h.ns, err)
+		return nil, nil, fmt.Errorf("finding bridge %s in %s: %w", n.Bridge, h.ns, err)
 	}
 	if !slices.ContainsFunc(ep.Addresses, func(p netip.Prefix) bool { return p.Addr().Is6() }) {
 		defer ipv6OffByDefault(sb)()
 	}
-	_, err = veth.Create(ctx, h.ns, veth.Pair{
+	port, err = veth.Create(ctx, h.ns, veth.Pair{
 		Name: ep.HostIfName, PeerName: ep.IfName, PeerNS: sb, MTU: ep.MTU, PeerMAC: mac,
 		Master: br.Attrs().Index, MasterName: n.Bridge, Up: true,
 	})
-	return err
+	return port, br, err
 }
 
 // ipv6OffByDefault makes an interface created in sb from now on start with
@@ -302,6 +306,7 @@ func (tx *attachTx) configureSandbox(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		tx.links.sandbox = link
 		for _, gw := range []netip.Addr{tx.ep.Gateway, tx.ep.Gateway6} {
 			if !gw.IsValid() || tx.net.Network.Internal {
 				continue

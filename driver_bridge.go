@@ -34,7 +34,12 @@ type bridgeDriver struct{}
 
 func (bridgeDriver) traits() traits { return traits{ipam: true, nameServer: true} }
 
-func (bridgeDriver) setFields(*Network) string { return "" }
+func (bridgeDriver) setFields(n *Network) string {
+	if n.NoNeighborProxy {
+		return "noNeighborProxy"
+	}
+	return ""
+}
 
 func (bridgeDriver) normalize(n *Network) error {
 	if n.Bridge == "" {
@@ -131,6 +136,9 @@ func (bridgeDriver) createNetwork(ctx context.Context, h *Host, rec *networkReco
 		rec.OwnsBridge = true
 		undo.push(func(ctx context.Context) error { return bridge.Delete(ctx, h.ns, n.Bridge) })
 	}
+	if err := h.ensureQuerier(ctx, rec); err != nil {
+		return nil, errors.Join(err, undo.run(ctx))
+	}
 	if err := ensureNetworkRules(ctx, h, rec); err != nil {
 		return nil, errors.Join(err, undo.run(ctx))
 	}
@@ -157,6 +165,9 @@ func (bridgeDriver) attach(ctx context.Context, tx *attachTx) error {
 	if err := tx.configureSandbox(ctx); err != nil {
 		return err
 	}
+	if err := tx.answerNeighbors(ctx); err != nil {
+		return err
+	}
 	if err := tx.step(ctx, StepDNS, func() error { return h.setupDNS(ctx, tx) }); err != nil {
 		return err
 	}
@@ -174,25 +185,33 @@ func (bridgeDriver) detach(ctx context.Context, h *Host, rec *networkRecord, ep 
 	if hostIf == "" { // an attach that died before recording it: the name is derived
 		hostIf = hostVethName(ep.ID)
 	}
+	// Everything but the veth: rules, DNS files, the bridge's neighbour
+	// entries.
+	others := func() error {
+		return errors.Join(
+			removeEndpointRules(ctx, h, rec, ep),
+			h.teardownDNS(ctx, rec, ep),
+			h.forgetNeighbors(ctx, &rec.Network, ep),
+		)
+	}
 	if sandboxGoing(ctx) {
 		// The namespace's deletion removes the pair; a leftover is replaced
 		// by the next attach of this endpoint (see vethStep).
-		err := errors.Join(removeEndpointRules(ctx, h, rec, ep), h.teardownDNS(ctx, rec, ep))
+		err := others()
 		explain.Say(ctx, "# %s: left to the kernel, which removes it with the sandbox namespace", hostIf)
 		return err
 	}
 	if explain.Enabled(ctx) { // one step after the other, as the explanation reads
-		err := errors.Join(removeEndpointRules(ctx, h, rec, ep), h.teardownDNS(ctx, rec, ep))
+		err := others()
 		return errors.Join(err, veth.Delete(ctx, h.ns, hostIf))
 	}
 	// Deleting the veth is mostly the kernel waiting (RCU grace periods,
-	// references going; the bare deletion takes about 16 ms): the rules
-	// and the DNS files go meanwhile. The lease is released after both (by
-	// the caller), so the address is not handed out while the old
-	// interface still has it.
+	// references going; the bare deletion takes about 16 ms): the rest goes
+	// meanwhile. The lease is released after both (by the caller), so the
+	// address is not handed out while the old interface still has it.
 	vethErr := make(chan error, 1)
 	go func() { vethErr <- veth.Delete(ctx, h.ns, hostIf) }()
-	err := errors.Join(removeEndpointRules(ctx, h, rec, ep), h.teardownDNS(ctx, rec, ep))
+	err := others()
 	return errors.Join(err, <-vethErr)
 }
 
@@ -219,6 +238,9 @@ func (bridgeDriver) checkNetwork(ctx context.Context, h *Host, nrec *networkReco
 				rep.add(ObjGatewayAddr, p.String(), "missing from bridge %s", n.Bridge)
 			}
 		}
+	}
+	if err := h.checkQuerier(nrec, rep); err != nil {
+		return err
 	}
 	for _, key := range networkSysctls(n) {
 		if v, err := h.ns.ReadSysctl(key); err == nil && v != "1" {
@@ -248,7 +270,8 @@ func (bridgeDriver) missingRules(ctx context.Context, h *Host, n *Network, eps [
 }
 
 // checkEndpoint verifies the host end of the veth pair (present, up, a port
-// of the bridge) and the endpoint's firewall rules.
+// of the bridge), the endpoint's firewall rules and the entries that let
+// the bridge answer address resolution for it.
 func (d bridgeDriver) checkEndpoint(ctx context.Context, h *Host, n *Network, ep *Endpoint, rep *CheckReport, missing []nat.Rule) (bool, error) {
 	linksOK := true
 	nl, err := h.ns.Netlink()
@@ -281,7 +304,7 @@ func (d bridgeDriver) checkEndpoint(ctx context.Context, h *Host, n *Network, ep
 			rep.add(ObjRule, r.Command(), "missing from %s", h.ns)
 		}
 	}
-	return linksOK, nil
+	return linksOK, h.checkNeighbors(n, ep, rep)
 }
 
 // repairNetwork puts back the bridge, its gateway addresses, the host
@@ -289,6 +312,9 @@ func (d bridgeDriver) checkEndpoint(ctx context.Context, h *Host, n *Network, ep
 func (bridgeDriver) repairNetwork(ctx context.Context, h *Host, nrec *networkRecord) error {
 	n := &nrec.Network
 	if _, _, err := bridge.Ensure(ctx, h.ns, bridge.Config{Name: n.Bridge, MTU: n.MTU, Addrs: gatewayPrefixes(n)}); err != nil {
+		return fmt.Errorf("repairing network %q: %w", n.Name, err)
+	}
+	if err := h.ensureQuerier(ctx, nrec); err != nil {
 		return fmt.Errorf("repairing network %q: %w", n.Name, err)
 	}
 	rec := *nrec // ensureNetworkRules notes host changes; the record stays as it is
@@ -299,7 +325,8 @@ func (bridgeDriver) repairNetwork(ctx context.Context, h *Host, nrec *networkRec
 }
 
 // repairEndpoint puts back the veth pair with what each end needs, then
-// the bridge port flags (on a new pair) and the published-port rules.
+// the bridge port flags (on a new pair), the published-port rules and the
+// entries that answer address resolution.
 func (bridgeDriver) repairEndpoint(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netns.NS, has func(...Object) bool) error {
 	var errs []error
 	relinked := false
@@ -314,6 +341,9 @@ func (bridgeDriver) repairEndpoint(ctx context.Context, h *Host, n *Network, ep 
 	if (relinked || has(ObjRule)) && len(ep.Ports) > 0 {
 		errs = append(errs, h.fw.AddEndpoint(ctx, natNetwork(n), natEndpoint(ep, ep.Ports)))
 	}
+	// A new pair, or a port that left the bridge and came back, has none
+	// of its flags and entries.
+	errs = append(errs, h.repairNeighbors(ctx, n, ep, sb, has, relinked))
 	return errors.Join(errs...)
 }
 
@@ -346,7 +376,7 @@ func repairLinks(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *net
 			}
 		}
 		mac, _ := net.ParseMAC(ep.MAC)
-		if err := createVeth(ctx, h, n, ep, sb, mac); err != nil {
+		if _, _, err := createVeth(ctx, h, n, ep, sb, mac); err != nil {
 			return false, err
 		}
 		if hostLink, err = nl.LinkByName(ep.HostIfName); err != nil {

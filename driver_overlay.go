@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/sandnet/sandnet/bridge"
+	"github.com/sandnet/sandnet/explain"
 	"github.com/sandnet/sandnet/internal/ifname"
 	"github.com/sandnet/sandnet/overlay"
 	"github.com/sandnet/sandnet/veth"
@@ -53,8 +54,10 @@ func (overlayDriver) normalize(n *Network) error {
 	if n.VXLANPort < 1 || n.VXLANPort > 65535 {
 		return invalidf("network %q: VXLAN port %d out of range 1-65535", n.Name, n.VXLANPort)
 	}
-	if !n.Underlay.IsValid() || n.Underlay.IsUnspecified() || n.Underlay.IsMulticast() {
-		return invalidf("network %q: an overlay needs this host's underlay address (Underlay), got %v", n.Name, n.Underlay)
+	// A zero Underlay with peers is the source address of the route to the
+	// first peer, filled in by createNetwork (defaultUnderlay).
+	if (n.Underlay.IsValid() || len(n.Peers) == 0) && (!n.Underlay.IsValid() || n.Underlay.IsUnspecified() || n.Underlay.IsMulticast()) {
+		return invalidf("network %q: an overlay needs this host's underlay address (Underlay), or peers to find it from, got %v", n.Name, n.Underlay)
 	}
 	n.Underlay = n.Underlay.Unmap()
 	peers, err := normPeers(n.Name, n.Underlay, n.Peers)
@@ -89,7 +92,7 @@ func checkPeer(network string, underlay, p netip.Addr) error {
 	switch {
 	case !p.IsValid() || p.IsUnspecified() || p.IsMulticast():
 		return invalidf("network %q: peer %v is not a unicast address", network, p)
-	case p.Is4() != underlay.Is4():
+	case underlay.IsValid() && p.Is4() != underlay.Is4():
 		return invalidf("network %q: peer %s and underlay %s are of different address families", network, p, underlay)
 	case p == underlay:
 		return invalidf("network %q: peer %s is this host's own underlay address", network, p)
@@ -104,6 +107,11 @@ func (overlayDriver) createNetwork(ctx context.Context, h *Host, rec *networkRec
 	n := &rec.Network
 	if err := checkVNI(h, *n); err != nil {
 		return nil, err
+	}
+	if !n.Underlay.IsValid() {
+		if err := h.defaultUnderlay(ctx, n); err != nil {
+			return nil, err
+		}
 	}
 	under, err := overlay.UnderlayLink(h.ns, n.Underlay)
 	if err != nil {
@@ -278,5 +286,43 @@ func (h *Host) changePeer(ctx context.Context, network string, peer netip.Addr, 
 	delete(h.nets, network)
 	h.mu.Unlock()
 	h.log.Debug("overlay peers changed", "network", network, "peers", n.Peers)
+	return nil
+}
+
+// ErrNoRouteToPeer is the error of an overlay network left without an
+// Underlay when the host namespace has no route to its first peer, from
+// which the underlay address would be taken. It is also ErrInvalid.
+var ErrNoRouteToPeer = errors.New("no route to the overlay peer")
+
+// defaultUnderlay sets n.Underlay to the source address of the host
+// namespace's route to the first peer, as the kernel would pick it for
+// VXLAN packets to that peer.
+//
+// Equivalent to: ip route get PEER  (the "src" it shows)
+func (h *Host) defaultUnderlay(ctx context.Context, n *Network) error {
+	peer := n.Peers[0]
+	explain.Say(ctx, "%s", h.ns.Shell("ip route get "+peer.String()+"   # this host's underlay address is the src"))
+	nl, err := h.ns.Netlink()
+	if err != nil {
+		return err
+	}
+	routes, err := nl.RouteGet(peer.AsSlice())
+	var src netip.Addr
+	if err == nil && len(routes) > 0 {
+		src, _ = netip.AddrFromSlice(routes[0].Src)
+	}
+	if !src.IsValid() {
+		if err == nil {
+			err = errors.New("the route has no source address")
+		}
+		return fmt.Errorf("network %q: finding this host's underlay address (ip route get %s in %s): %w: %w (%v); give it explicitly (Network.Underlay, sandnet net create --underlay IP)",
+			n.Name, peer, h.ns, ErrInvalid, ErrNoRouteToPeer, err)
+	}
+	n.Underlay = src.Unmap()
+	for _, p := range n.Peers {
+		if err := checkPeer(n.Name, n.Underlay, p); err != nil {
+			return err
+		}
+	}
 	return nil
 }

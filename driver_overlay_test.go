@@ -16,6 +16,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/sandnet/sandnet/internal/probe"
 	"github.com/sandnet/sandnet/internal/testns"
 	"github.com/sandnet/sandnet/netns"
 	"github.com/sandnet/sandnet/overlay"
@@ -85,8 +86,15 @@ func TestOverlayAcrossHosts(t *testing.T) {
 	if err := dialEcho(a, netip.AddrPortFrom(epB.Addr(false), 8080).String()); err != nil {
 		t.Fatalf("TCP from host 1's sandbox to host 2's: %v", err)
 	}
-	if out, err := testns.Try(a, "ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1422", epB.Addr(false).String()); err != nil {
-		t.Fatalf("a 1450-byte packet (the overlay MTU) does not cross: %v\n%s", err, out)
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := probe.PingDF(pctx, a, epB.Addr(false), 1422); err != nil {
+		t.Fatalf("a 1450-byte packet (the overlay MTU) does not cross: %v", err)
+	}
+	tooBig, cancel2 := context.WithTimeout(ctx, time.Second)
+	defer cancel2()
+	if err := probe.PingDF(tooBig, a, epB.Addr(false), 1423); err == nil {
+		t.Fatalf("a 1451-byte unfragmentable packet crosses an overlay whose MTU is 1450: the MTU proof proves nothing")
 	}
 	transfer(t, a, b, netip.AddrPortFrom(epB.Addr(false), 9000), 8<<20)
 
@@ -211,7 +219,8 @@ func TestOverlayValidation(t *testing.T) {
 	}{
 		{"no VNI", func(n *Network) { n.VNI = 0 }},
 		{"VNI too big", func(n *Network) { n.VNI = 1 << 24 }},
-		{"no underlay", func(n *Network) { n.Underlay = netip.Addr{} }},
+		{"no underlay and no peers", func(n *Network) { n.Underlay, n.Peers = netip.Addr{}, nil }},
+		{"underlay unspecified", func(n *Network) { n.Underlay = netip.IPv4Unspecified() }},
 		{"port out of range", func(n *Network) { n.VXLANPort = 70000 }},
 		{"peer is self", func(n *Network) { n.Peers = []netip.Addr{underlay[0]} }},
 		{"peer of other family", func(n *Network) { n.Peers = []netip.Addr{netip.MustParseAddr("fd00::1")} }},
@@ -275,5 +284,53 @@ func TestOverlayConflictsOnOneHost(t *testing.T) {
 	}
 	if got := linksOf(t, h.NS()); len(got) != 1 {
 		t.Fatalf("host links = %v, want only eth0", got)
+	}
+}
+
+// TestOverlayUnderlayDefault: an overlay that names peers but not its
+// underlay address takes the source of the host's route to the first peer
+// (ip route get PEER), works across hosts, and is the same network when
+// defined again the same way; with no route to the peer it fails with a
+// typed error and leaves nothing.
+func TestOverlayUnderlayDefault(t *testing.T) {
+	ctx := context.Background()
+	seg := testns.NewSegment(t, "sw")
+	h1 := labHost(t, seg, "h1", underlay[0].String()+"/24")
+	h2 := labHost(t, seg, "h2", underlay[1].String()+"/24")
+	a, b := testns.New(t, "a"), testns.New(t, "b")
+	n1, n2 := overlayNet(0, underlay[1]), overlayNet(1, underlay[0])
+	n1.Underlay, n2.Underlay = netip.Addr{}, netip.Addr{}
+	epA := mustAttach(t, h1, a, n1, AttachOptions{})
+	epB := mustAttach(t, h2, b, n2, AttachOptions{})
+	for i, h := range []*Host{h1, h2} {
+		got, err := h.Network("ov")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Underlay != underlay[i] {
+			t.Errorf("host %d: underlay %v, want %v (the src of its route to the peer)", i+1, got.Underlay, underlay[i])
+		}
+	}
+	if _, err := h1.CreateNetwork(ctx, n1); err != nil {
+		t.Errorf("the same definition again (underlay left to the default): %v", err)
+	}
+	mustPing(t, a, epB.Addr(false))
+	mustPing(t, b, epA.Addr(false))
+
+	lone := newTestHost(t)
+	bad := Network{Name: "ov2", Driver: DriverOverlay, VNI: 7, Subnet: pfx("10.43.0.0/24"), Peers: []netip.Addr{netip.MustParseAddr("198.51.100.9")}}
+	_, err := lone.CreateNetwork(ctx, bad)
+	if !errors.Is(err, ErrNoRouteToPeer) || !errors.Is(err, ErrInvalid) {
+		t.Fatalf("overlay with no route to its peer: %v, want ErrNoRouteToPeer and ErrInvalid", err)
+	}
+	if nets, _ := lone.Networks(); len(nets) != 0 {
+		t.Errorf("networks after the failed create: %v", nets)
+	}
+	nl, _ := lone.NS().Netlink()
+	if links, _ := nl.LinkList(); len(links) != 1 {
+		t.Errorf("links after the failed create: %d, want only lo", len(links))
+	}
+	if _, err := lone.CreateNetwork(ctx, Network{Name: "ov3", Driver: DriverOverlay, VNI: 8, Subnet: pfx("10.44.0.0/24")}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("overlay with neither underlay nor peers: %v, want ErrInvalid", err)
 	}
 }

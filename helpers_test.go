@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
+	"github.com/sandnet/sandnet/internal/statefile"
 	"github.com/sandnet/sandnet/internal/testns"
 	"github.com/sandnet/sandnet/netns"
 )
@@ -29,13 +31,41 @@ func newTestHost(t testing.TB) *Host {
 // rules with that backend's own tools.
 func newTestHostFW(t testing.TB, backend string) *Host {
 	t.Helper()
+	if backend == "iptables" {
+		testns.NeedProgram(t, "iptables backend", "iptables", "ip6tables")
+	}
 	hns := testns.New(t, "host")
-	h, err := NewHostNS(hns, HostConfig{StateDir: filepath.Join(t.TempDir(), "state"), FirewallBackend: backend})
+	state := filepath.Join(t.TempDir(), "state")
+	h, err := NewHostNS(hns, HostConfig{StateDir: state, FirewallBackend: backend})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { h.Close() })
+	t.Cleanup(func() {
+		pid := h.DNSHelperPID()
+		h.Close()
+		stopDNSHelper(t, state, pid)
+	})
 	return h
+}
+
+// stopDNSHelper ends the state dir's DNS helper process, if one runs, and
+// waits until it has let go of its state (server.lock), so that it writes
+// nothing more there while the test's temporary directory is removed.
+func stopDNSHelper(t testing.TB, state string, pid int) {
+	t.Helper()
+	if pid == 0 {
+		return
+	}
+	unix.Kill(pid, unix.SIGTERM)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	lock, err := statefile.Acquire(ctx, filepath.Join(state, "dns", "server.lock"), false)
+	if err != nil {
+		unix.Kill(pid, unix.SIGKILL)
+		t.Errorf("the DNS helper %d did not stop on SIGTERM: %v", pid, err)
+		return
+	}
+	lock.Release()
 }
 
 // listenTCP opens a TCP listener inside ns that echoes one line back.

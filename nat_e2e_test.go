@@ -186,7 +186,12 @@ func firewallResidue(t *testing.T, ns *netns.NS) []string {
 func TestNATEndToEnd(t *testing.T) {
 	for _, b := range firewallBackends {
 		for _, brnf := range []string{"0", "1"} {
-			t.Run(b.name+"/bridge-nf-call-iptables="+brnf, func(t *testing.T) { testNATEndToEnd(t, b.new, brnf) })
+			t.Run(b.name+"/bridge-nf-call-iptables="+brnf, func(t *testing.T) {
+				if b.name == "iptables" {
+					testns.NeedProgram(t, "iptables backend", "iptables", "ip6tables")
+				}
+				testNATEndToEnd(t, b.new, brnf)
+			})
 		}
 	}
 }

@@ -51,6 +51,15 @@ type Network struct {
 	Routed bool `json:"routed,omitempty"`
 	// Bridge is the bridge device's name; default "sn-" followed by a hash of Name.
 	Bridge string `json:"bridge,omitempty"`
+	// NoNeighborProxy makes the bridge flood every ARP request to all its
+	// ports, as a plain bridge (Docker's, the CNI plugin's) does. By default
+	// the bridge answers address resolution for the sandboxes' addresses
+	// itself, and each sandbox knows its gateway's MAC, so a network of
+	// thousands of sandboxes does not drown in broadcasts. Turn it off only
+	// for sandboxes that move their sandnet-assigned addresses or change
+	// their MACs themselves (VRRP-style failover between sandboxes): the
+	// bridge would go on answering with the address's recorded MAC.
+	NoNeighborProxy bool `json:"noNeighborProxy,omitempty"`
 
 	// Parent is the host link macvlan devices hang off; "eth0.50" means VLAN 50 on eth0.
 	Parent string `json:"parent,omitempty"`
@@ -192,6 +201,9 @@ func (n Network) sameAs(o Network) bool {
 	}
 	if n.MTU == 0 {
 		n.MTU = o.MTU
+	}
+	if !n.Underlay.IsValid() {
+		n.Underlay = o.Underlay // an overlay's underlay defaults to the route's source
 	}
 	n.Peers, o.Peers = nil, nil
 	return fmt.Sprint(n) == fmt.Sprint(o)

@@ -7,6 +7,7 @@
 //	go run ./bench -quick       # N = 10, 100, for development (-parallel at N = 200)
 //	go run ./bench -parallel    # only the concurrent attach/detach table (parallel.md)
 //	go run ./bench -dns         # the name servers instead: sandnet, aardvark-dns, dnsmasq (dns.md)
+//	go run ./bench -talk        # one big network: a fresh sandbox's first packets, flooding vs answering (talk.md)
 //
 // Everything happens in private namespaces: each tool and run gets its own
 // lab namespace playing the host and N sandbox namespaces, made beforehand
@@ -154,6 +155,8 @@ func run() error {
 		return runParallel(ctx, scratch, c)
 	case *dnsMode:
 		return runDNS(ctx, scratch, c)
+	case *talkMode:
+		return runTalk(ctx, scratch, c)
 	}
 
 	for _, ports := range c.ports {

@@ -1,5 +1,8 @@
 // Package bridge ensures Linux bridges and their ports: the virtual switch
-// that a network's sandboxes plug their host-side veths into.
+// that a network's sandboxes plug their host-side veths into; the port
+// flags (hairpin, isolated, proxy_arp_wifi), static FDB entries and the
+// multicast querier with which a bridge answers address resolution instead
+// of flooding it (proxy.go, querier.go).
 //
 // Contract: needs root (CAP_NET_ADMIN). Acts only in the namespace passed in.
 // Every call is idempotent: Ensure adopts a bridge that exists, address and

@@ -39,6 +39,7 @@ const (
 	CheckBridgePort = "bridge-port"     // the host-side veth is up, on the bridge, forwarding
 	CheckGatewayIP  = "gateway-address" // the bridge carries the gateway address
 	CheckGateway    = "gateway"         // the gateway answers (ARP and ICMP echo)
+	CheckNeighbors  = "neighbor-proxy"  // the bridge answers ARP for the sandbox, which knows its gateway's MAC
 	CheckResolvConf = "resolv-conf"     // resolv.conf exists and names servers
 	CheckDNSServers = "dns-servers"     // each server is routed to and answers
 	CheckDNSResolve = "dns-resolve"     // a name resolves
@@ -149,6 +150,7 @@ var checks = []check{
 	{CheckBridgePort, []string{CheckLinkUp}, (*checker).bridgePort},
 	{CheckGatewayIP, nil, (*checker).gatewayAddr},
 	{CheckGateway, []string{CheckLinkUp, CheckAddress, CheckBridgePort, CheckGatewayIP}, (*checker).gateway},
+	{CheckNeighbors, []string{CheckBridgePort, CheckGatewayIP}, (*checker).neighborProxy},
 	{CheckResolvConf, []string{CheckNamespace}, (*checker).resolvConf},
 	{CheckDNSServers, []string{CheckResolvConf}, (*checker).dnsServers},
 	{CheckDNSResolve, []string{CheckDNSServers}, (*checker).dnsResolve},
@@ -519,7 +521,11 @@ func (c *checker) gateway() (Status, string) {
 		return Pass, fmt.Sprintf("%s answers ping from the sandbox (neighbour %s)", gw, neigh)
 	}
 	switch neigh {
-	case "REACHABLE", "STALE", "DELAY", "PROBE", "PERMANENT":
+	case "PERMANENT":
+		// sandnet sets the gateway's MAC: nothing was asked, so the
+		// entry says nothing about whether the gateway is there.
+		return Fail, fmt.Sprintf("%s does not answer on %s (its MAC is a permanent neighbour entry, so ARP was not asked; ping: %v): is %s the gateway, on the bridge, and is the host side of %s up?", gw, name, err, gw, name)
+	case "REACHABLE", "STALE", "DELAY", "PROBE":
 		return Fail, fmt.Sprintf("%s answers ARP on %s but not ping (%v): an INPUT rule in the host namespace may drop ICMP", gw, name, err)
 	}
 	return Fail, fmt.Sprintf("%s does not answer on %s (ARP %s, ping: %v): is %s the gateway, on the bridge, and is the host side of %s up?", gw, name, neigh, err, gw, name)

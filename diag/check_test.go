@@ -37,7 +37,7 @@ func TestCheckLinkDown(t *testing.T) {
 	blockedBy(t, rs, CheckGateway, CheckLinkUp)
 	blockedBy(t, rs, CheckBridgePort, CheckLinkUp)
 	for _, n := range []string{CheckForwarding, CheckFirewall, CheckGatewayIP, CheckResolvConf} {
-		if r, _ := Find(rs, n); r.Status != Pass {
+		if r, _ := Find(rs, n); r.Status != Pass && !noIptablesSave(r) {
 			t.Errorf("%s = %s, want pass", n, r.Status)
 		}
 	}
@@ -93,9 +93,7 @@ func TestCheckForwardingOff(t *testing.T) {
 }
 
 func TestCheckForwardDropRule(t *testing.T) {
-	if !testns.HasCommand("iptables") {
-		t.Skip("iptables is not installed")
-	}
+	testns.NeedProgram(t, "breaking the FORWARD chain by hand", "iptables")
 	l := newLab(t)
 	testns.Run(t, l.hns, "iptables", "-I", "FORWARD", "-i", l.ep.Bridge, "-j", "DROP")
 	expectOnly(t, l.check(t, CheckOptions{}), CheckFirewall,
@@ -103,9 +101,7 @@ func TestCheckForwardDropRule(t *testing.T) {
 }
 
 func TestCheckForwardPolicyDrop(t *testing.T) {
-	if !testns.HasCommand("iptables") {
-		t.Skip("iptables is not installed")
-	}
+	testns.NeedProgram(t, "breaking the FORWARD chain by hand", "iptables")
 	l := newLab(t)
 	testns.Run(t, l.hns, "iptables", "-P", "FORWARD", "DROP")
 	// sandnet's own forward chain accepts the network's traffic whatever the policy.

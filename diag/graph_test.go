@@ -34,9 +34,7 @@ func TestTopologyRendersWithDot(t *testing.T) {
 	if got := strings.Count(topo.Only(l.sb.Inode()).DOT(), "veth"); got != 1 {
 		t.Errorf("Only(sb) draws %d veth pairs, want 1", got)
 	}
-	if !testns.HasCommand("dot") {
-		t.Skip("graphviz (dot) is not installed")
-	}
+	testns.NeedProgram(t, "rendering the DOT", "dot")
 	cmd := exec.Command("dot", "-Tsvg")
 	cmd.Stdin = strings.NewReader(dot)
 	out, err := cmd.CombinedOutput()

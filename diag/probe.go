@@ -2,8 +2,6 @@ package diag
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -11,9 +9,10 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
+	"github.com/sandnet/sandnet/bridge"
+	"github.com/sandnet/sandnet/internal/probe"
 	"github.com/sandnet/sandnet/netns"
 )
 
@@ -27,64 +26,13 @@ func deadline(ctx context.Context, timeout time.Duration) time.Time {
 }
 
 // Ping sends ICMP echo requests to dst from inside sb (a raw socket opened
-// in sb) and returns nil when one is answered; two tries of timeout each.
+// in sb) and returns nil when one is answered within two times timeout.
 //
 // Equivalent to: ip netns exec SB ping -c 2 -W TIMEOUT DST
 func Ping(ctx context.Context, sb *netns.NS, dst netip.Addr, timeout time.Duration) error {
-	if !dst.Is4() {
-		return fmt.Errorf("ping %s: only IPv4 is supported", dst)
-	}
-	var c net.PacketConn
-	if err := sb.Do(func() (err error) {
-		c, err = net.ListenPacket("ip4:icmp", "0.0.0.0")
-		return err
-	}); err != nil {
-		return fmt.Errorf("opening an ICMP socket in %s: %w", sb, err)
-	}
-	defer c.Close()
-	var idb [2]byte
-	rand.Read(idb[:])
-	id := binary.BigEndian.Uint16(idb[:])
-	to := &net.IPAddr{IP: dst.AsSlice()}
-	buf := make([]byte, 1500)
-	for seq := uint16(1); seq <= 2; seq++ {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if _, err := c.WriteTo(echoRequest(id, seq), to); err != nil {
-			return fmt.Errorf("sending echo to %s: %w", dst, err)
-		}
-		c.SetReadDeadline(deadline(ctx, timeout))
-		for {
-			n, from, err := c.ReadFrom(buf)
-			if err != nil {
-				break // timeout: try again
-			}
-			ip, _ := netip.AddrFromSlice(from.(*net.IPAddr).IP)
-			if ip.Unmap() == dst && n >= 8 && buf[0] == 0 && binary.BigEndian.Uint16(buf[4:]) == id {
-				return nil
-			}
-		}
-	}
-	return errors.New("no echo reply")
-}
-
-// echoRequest builds an ICMP echo request with its checksum.
-func echoRequest(id, seq uint16) []byte {
-	b := make([]byte, 8+16)
-	b[0] = 8 // echo request
-	binary.BigEndian.PutUint16(b[4:], id)
-	binary.BigEndian.PutUint16(b[6:], seq)
-	copy(b[8:], "sandnet doctor!!")
-	var sum uint32
-	for i := 0; i < len(b); i += 2 {
-		sum += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	binary.BigEndian.PutUint16(b[2:], ^uint16(sum))
-	return b
+	ctx, cancel := context.WithDeadline(ctx, deadline(ctx, 2*timeout))
+	defer cancel()
+	return probe.Ping(ctx, sb, dst)
 }
 
 // Query sends one DNS query (UDP, port 53) from inside sb to server and
@@ -154,67 +102,8 @@ func rcodeName(m *dns.Msg) string {
 	return fmt.Sprint(m.Rcode)
 }
 
-// bridge port states (IFLA_BRPORT_STATE, include/uapi/linux/if_bridge.h).
-var portStates = []string{"disabled", "listening", "learning", "forwarding", "blocking"}
-
 // PortState returns the STP state of bridge port index in ns: disabled,
-// listening, learning, forwarding or blocking. It asks netlink for the
-// link's IFLA_INFO_SLAVE_DATA/IFLA_BRPORT_STATE.
+// listening, learning, forwarding or blocking (see bridge.PortState).
 //
 // Equivalent to: bridge -n NS link show dev PORT
-func PortState(ns *netns.NS, index int) (string, error) {
-	state := -1
-	err := ns.Do(func() error {
-		req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
-		msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
-		msg.Index = int32(index)
-		req.AddData(msg)
-		msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
-		if err != nil {
-			return err
-		}
-		for _, m := range msgs {
-			attrs, err := nl.ParseRouteAttr(m[unix.SizeofIfInfomsg:])
-			if err != nil {
-				return err
-			}
-			for _, a := range attrs {
-				if a.Attr.Type&nlaTypeMask != unix.IFLA_LINKINFO {
-					continue
-				}
-				infos, err := nl.ParseRouteAttr(a.Value)
-				if err != nil {
-					return err
-				}
-				for _, i := range infos {
-					if i.Attr.Type&nlaTypeMask != nl.IFLA_INFO_SLAVE_DATA {
-						continue
-					}
-					data, err := nl.ParseRouteAttr(i.Value)
-					if err != nil {
-						return err
-					}
-					for _, d := range data {
-						if d.Attr.Type&nlaTypeMask == nl.IFLA_BRPORT_STATE && len(d.Value) > 0 {
-							state = int(d.Value[0])
-						}
-					}
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return "", err
-	}
-	if state < 0 {
-		return "", errors.New("not a bridge port")
-	}
-	if state < len(portStates) {
-		return portStates[state], nil
-	}
-	return fmt.Sprint(state), nil
-}
-
-// nlaTypeMask strips NLA_F_NESTED and NLA_F_NET_BYTEORDER from an attribute type.
-const nlaTypeMask = 0x3fff
+func PortState(ns *netns.NS, index int) (string, error) { return bridge.PortState(ns, index) }

@@ -1,7 +1,9 @@
 // Package iface configures one network interface inside a namespace: brings
 // it up, puts addresses on it and adds routes through it. These are the last
 // steps of plugging a sandbox in (`ip link set eth0 up`, `ip addr add`,
-// `ip route add default via GW`), usable alone, as the teaching examples do.
+// `ip route add default via GW`), usable alone, as the teaching examples do;
+// and sets permanent neighbour entries on a link (`ip neigh replace ADDR
+// lladdr MAC dev NAME nud permanent`), so a known address is never resolved.
 //
 // Every call reports its equivalent iproute2 command through the explain
 // hook in ctx.

@@ -34,6 +34,18 @@ func Open(ns *netns.NS, name string) (*Link, error) {
 	return lookup(ns, h, name)
 }
 
+// Wrap makes a Link of link, a link of ns that the caller has looked up
+// through h (a handle bound to ns), so its methods need no lookup.
+func Wrap(ns *netns.NS, h *netlink.Handle, link netlink.Link) *Link {
+	return &Link{ns: ns, h: h, link: link}
+}
+
+// Index is the link's interface index.
+func (l *Link) Index() int { return l.link.Attrs().Index }
+
+// MAC is the link's hardware address.
+func (l *Link) MAC() net.HardwareAddr { return l.link.Attrs().HardwareAddr }
+
 func lookup(ns *netns.NS, h *netlink.Handle, name string) (*Link, error) {
 	link, err := h.LinkByName(name)
 	if err != nil {

@@ -117,6 +117,14 @@ func residue(t *testing.T, ns *netns.NS) string {
 	return save(t, ns) + nftList(t, ns)
 }
 
+// needBackend skips a test of the iptables backend where iptables is not
+// installed.
+func needBackend(t testing.TB, name string) {
+	if name == "iptables" {
+		testns.NeedProgram(t, "iptables backend", "iptables", "ip6tables")
+	}
+}
+
 func save(t *testing.T, ns *netns.NS) string {
 	t.Helper()
 	var b strings.Builder
@@ -133,6 +141,7 @@ func save(t *testing.T, ns *netns.NS) string {
 func TestBackendLifecycle(t *testing.T) {
 	for _, bk := range backends {
 		t.Run(bk.name, func(t *testing.T) {
+			needBackend(t, bk.name)
 			ctx := context.Background()
 			host := testns.New(t, "host")
 			fw := bk.new(host)
@@ -211,6 +220,7 @@ func TestBackendLifecycle(t *testing.T) {
 func TestAddEndpointNeedsNetwork(t *testing.T) {
 	for _, bk := range backends {
 		t.Run(bk.name, func(t *testing.T) {
+			needBackend(t, bk.name)
 			host := testns.New(t, "host")
 			n := nat.Network{Name: "n", Bridge: "sn-n", Subnet: netip.MustParsePrefix("10.91.3.0/24")}
 			err := bk.new(host).AddEndpoint(context.Background(), n, nat.Endpoint{ID: "e", Addr: netip.MustParseAddr("10.91.3.2"),

@@ -130,6 +130,7 @@ func BenchmarkEndpoint(b *testing.B) {
 	for _, bk := range backends {
 		for _, n := range []int{10, 100, 1000} {
 			b.Run(fmt.Sprintf("%s/endpoints=%d", bk.name, n), func(b *testing.B) {
+				needBackend(b, bk.name)
 				ctx := context.Background()
 				host := testns.New(b, "host")
 				fw := bk.new(host)

@@ -3,7 +3,6 @@ package nat
 import (
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -45,9 +44,7 @@ func TestRenderNFT(t *testing.T) {
 // TestRenderNFTLoads: the rendered script is real nft syntax (loaded by
 // nft -c, which checks it against the kernel without applying it).
 func TestRenderNFTLoads(t *testing.T) {
-	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skip("nft is not installed")
-	}
+	testns.NeedProgram(t, "checking the rendered script with nft -c", "nft")
 	host := testns.New(t, "host")
 	f := filepath.Join(t.TempDir(), "sandnet.nft")
 	if err := os.WriteFile(f, []byte(nftGoldenScript(t)), 0o644); err != nil {

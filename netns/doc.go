@@ -15,4 +15,8 @@
 //   - [NS.Netlink] gives a netlink handle bound to the namespace; it is created
 //     once per NS, shared, and safe for concurrent use.
 //   - An NS is safe for concurrent use; Close it once when done.
+//   - [NS.Command] runs a program through nsenter --net (the only program
+//     this package runs); [NS.Start] starts one the way `ip netns exec`
+//     does (private mount namespace, /etc/netns/NAME over /etc, the
+//     namespace's own /sys) and runs no other program.
 package netns

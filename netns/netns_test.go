@@ -244,3 +244,44 @@ func TestShellForPIDNamespace(t *testing.T) {
 		t.Errorf("Shell = %q, want %q", got, want)
 	}
 }
+
+// TestStartLikeIPNetnsExec: a program started with NS.Start sees the
+// namespace's /etc/netns/NAME files in place of /etc's (the system
+// resolver finds a name from its hosts file), a /sys that lists the
+// namespace's own devices, and its network; the caller's /etc and /sys
+// do not change.
+func TestStartLikeIPNetnsExec(t *testing.T) {
+	ns := testns.New(t, "exec")
+	dir := netns.EtcDir + "/" + ns.Name()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir+"/hosts", []byte("127.0.0.1 localhost\n10.1.2.3 h14-api-only-in-the-sandbox\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hostsBefore, _ := os.ReadFile("/etc/hosts")
+	script := "getent hosts h14-api-only-in-the-sandbox; echo devices: $(ls /sys/class/net); ip -o link show | wc -l"
+	cmd := exec.Command("sh", "-c", script)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := ns.Start(cmd); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("%s: %v\n%s", script, err, out.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "10.1.2.3 ") || lines[1] != "devices: lo" || strings.TrimSpace(lines[2]) != "1" {
+		t.Errorf("inside %s:\n%s\nwant the sandbox's hosts entry, only lo in /sys/class/net, one link", ns, out.String())
+	}
+	if after, _ := os.ReadFile("/etc/hosts"); string(after) != string(hostsBefore) {
+		t.Error("the caller's /etc/hosts changed")
+	}
+	if _, err := os.Stat("/sys/class/net/lo"); err != nil {
+		t.Errorf("the caller's /sys: %v", err)
+	}
+	// The same through Command (nsenter --net): the host's /etc/hosts.
+	if out, err := ns.Command(context.Background(), "getent", "hosts", "h14-api-only-in-the-sandbox").CombinedOutput(); err == nil {
+		t.Errorf("Command resolved the sandbox-only name (%s): it should not bind-mount /etc", out)
+	}
+}

@@ -2,17 +2,14 @@ package nettest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
-	"errors"
 	"fmt"
-	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sandnet/sandnet/internal/probe"
 )
 
 // PingTimeout is how long Ping waits for an answer.
@@ -56,94 +53,7 @@ func WaitReachable(ctx context.Context, from, to *Sandbox) error {
 // PingAddr pings the IPv4 or IPv6 address to from inside sandbox from until
 // a reply comes or ctx ends.
 func PingAddr(ctx context.Context, from *Sandbox, to netip.Addr) error {
-	network, reqType, replyType := "ip4:icmp", byte(8), byte(0)
-	if to.Is6() && !to.Is4In6() {
-		network, reqType, replyType = "ip6:ipv6-icmp", 128, 129
-	}
-	to = to.Unmap()
-	var c net.PacketConn
-	if err := from.NS.Do(func() (err error) {
-		c, err = net.ListenPacket(network, "")
-		return err
-	}); err != nil {
-		return fmt.Errorf("opening an ICMP socket in %s: %w", from.Name, err)
-	}
-	defer c.Close()
-	var idb [2]byte
-	rand.Read(idb[:])
-	id := binary.BigEndian.Uint16(idb[:])
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		select {
-		case <-ctx.Done():
-			c.SetReadDeadline(time.Now())
-		case <-done:
-		}
-	}()
-	dst := &net.IPAddr{IP: to.AsSlice()}
-	buf := make([]byte, 1500)
-	for seq := uint16(1); ; seq++ {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("no reply from %s: %w", to, err)
-		}
-		msg := echo(reqType, id, seq, to.Is4())
-		if _, err := c.WriteTo(msg, dst); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-			// Unreachable networks fail at once; keep trying until ctx ends.
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("sending to %s: %w", to, err)
-			case <-time.After(200 * time.Millisecond):
-			}
-			continue
-		}
-		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-		if ctx.Err() != nil {
-			c.SetReadDeadline(time.Now())
-		}
-		for {
-			n, src, err := c.ReadFrom(buf)
-			if err != nil {
-				break // deadline: send the next request
-			}
-			ip, ok := src.(*net.IPAddr)
-			if !ok || n < 8 || buf[0] != replyType {
-				continue
-			}
-			from, _ := netip.AddrFromSlice(ip.IP)
-			if from.Unmap() != to || binary.BigEndian.Uint16(buf[4:]) != id {
-				continue
-			}
-			return nil
-		}
-	}
-}
-
-// echo builds an ICMP echo request; the kernel computes ICMPv6 checksums.
-func echo(typ byte, id, seq uint16, v4 bool) []byte {
-	b := make([]byte, 8+16)
-	b[0] = typ
-	binary.BigEndian.PutUint16(b[4:], id)
-	binary.BigEndian.PutUint16(b[6:], seq)
-	copy(b[8:], "nettest-ping....")
-	if v4 {
-		binary.BigEndian.PutUint16(b[2:], checksum(b))
-	}
-	return b
-}
-
-func checksum(b []byte) uint16 {
-	var sum uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		sum += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if len(b)%2 == 1 {
-		sum += uint32(b[len(b)-1]) << 8
-	}
-	for sum>>16 != 0 {
-		sum = sum&0xffff + sum>>16
-	}
-	return ^uint16(sum)
+	return probe.Ping(ctx, from.NS, to)
 }
 
 // Want says whether from should reach to, for Matrix.

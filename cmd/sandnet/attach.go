@@ -47,19 +47,8 @@ func (a *app) attach(ctx context.Context, args []string) error {
 	if network == "" {
 		return usagef("attach: --net NAME is required")
 	}
-	opts := sandnet.AttachOptions{Hostname: name, Aliases: aliases}
-	if ip != "" {
-		addr, err := netip.ParseAddr(ip)
-		if err != nil {
-			return usagef("--ip %q is not an IP address", ip)
-		}
-		if addr.Is4() {
-			opts.IP = addr
-		} else {
-			opts.IP6 = addr
-		}
-	}
-	if opts.Ports, err = parsePorts(ports); err != nil {
+	opts, err := attachOptions(ip, name, aliases, ports)
+	if err != nil {
 		return err
 	}
 	h, err := a.host(ctx)
@@ -151,4 +140,23 @@ func portString(p sandnet.PortMapping) string {
 		proto = "tcp"
 	}
 	return fmt.Sprintf("%s%d->%d/%s", host, p.HostPort, p.ContainerPort, proto)
+}
+
+// attachOptions makes the options of attach and run from their flags.
+func attachOptions(ip, name string, aliases, ports strList) (sandnet.AttachOptions, error) {
+	opts := sandnet.AttachOptions{Hostname: name, Aliases: aliases}
+	if ip != "" {
+		addr, err := netip.ParseAddr(ip)
+		if err != nil {
+			return opts, usagef("--ip %q is not an IP address", ip)
+		}
+		if addr.Is4() {
+			opts.IP = addr
+		} else {
+			opts.IP6 = addr
+		}
+	}
+	var err error
+	opts.Ports, err = parsePorts(ports)
+	return opts, err
 }

@@ -384,24 +384,6 @@ func TestErrorsAreOneLine(t *testing.T) {
 	}
 }
 
-func TestHelpEverywhere(t *testing.T) {
-	testns.RequireRoot(t)
-	bin := sandnetBin(t)
-	for _, args := range [][]string{
-		{"ns", "add"}, {"ns", "del"}, {"ns", "ls"}, {"ns", "exec"},
-		{"net", "create"}, {"net", "rm"}, {"net", "ls"},
-		{"attach"}, {"detach"}, {"inspect"}, {"doctor"}, {"graph"}, {"gc"},
-	} {
-		out, err := exec.Command(bin, append(args, "--help")...).Output()
-		if err != nil || !strings.Contains(string(out), "Usage: sandnet "+strings.Join(args, " ")) || !strings.Contains(string(out), "Examples:\n  sandnet ") {
-			t.Errorf("sandnet %s --help: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	if out, err := exec.Command(bin, "--help").Output(); err != nil || !strings.Contains(string(out), "doctor NS") {
-		t.Errorf("sandnet --help: %v\n%s", err, out)
-	}
-}
-
 func TestGCAfterNamespaceVanished(t *testing.T) {
 	c := newCLI(t)
 	if out := c.ok("gc"); !strings.Contains(out, "nothing to collect") {

@@ -105,3 +105,18 @@ type strList []string
 
 func (s *strList) String() string     { return strings.Join(*s, ",") }
 func (s *strList) Set(v string) error { *s = append(*s, v); return nil }
+
+// groupHelp prints the help of a command group (sandnet ns --help): each
+// subcommand's usage, summary and examples.
+func (a *app) groupHelp(group, summary string, cmds ...command) error {
+	fmt.Fprintf(a.stdout, "Usage: sandnet %s SUBCOMMAND [ARGS] [flags]\n\n%s\n\nSubcommands:\n", group, summary)
+	for _, c := range cmds {
+		fmt.Fprintf(a.stdout, "\n  sandnet %s\n      %s\n", c.usage, c.summary)
+	}
+	fmt.Fprintf(a.stdout, "\nExamples:\n")
+	for _, c := range cmds {
+		fmt.Fprint(a.stdout, c.examples)
+	}
+	fmt.Fprintf(a.stdout, "\nRun 'sandnet %s SUBCOMMAND --help' for its flags.\n", group)
+	return nil
+}

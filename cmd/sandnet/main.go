@@ -6,6 +6,7 @@
 //	sandnet attach NS --net NAME [--ip IP] [-p SPEC]... [--name N] [--alias A]...
 //	sandnet detach NS --net NAME
 //	sandnet inspect NS [--graph]     sandnet doctor NS     sandnet graph     sandnet gc
+//	sandnet run --net NAME [--name N] [--alias A]... [-p SPEC]... [--ip IP] [--keep] -- CMD [ARGS...]
 //
 // NS is a name under /run/netns, a path, or pid:PID. Global flags:
 // --host-ns NAME (a namespace that plays the host: a safe lab),
@@ -81,6 +82,7 @@ Commands:
   gc                   remove what crashed processes left
   repair NS            put back what is missing for a sandbox (rules, veths...)
   reconcile            repair every network and endpoint (after iptables -F)
+  run --net N -- CMD   run CMD in a throwaway sandbox on network N (docker run --rm)
 
 NS is a name from /run/netns, a path (/proc/PID/ns/net), or pid:PID.
 
@@ -179,6 +181,8 @@ func (a *app) dispatch(ctx context.Context, cmd string, args []string) error {
 		return a.repair(ctx, args)
 	case "reconcile":
 		return a.reconcile(ctx, args)
+	case "run":
+		return a.run(ctx, args)
 	case "help":
 		fmt.Fprint(a.stdout, topUsage)
 		return nil

@@ -11,7 +11,7 @@ import (
 
 var (
 	netCreateCmd = command{
-		usage:   "net create NAME [--driver D] [--subnet CIDR] [--subnet6 CIDR] [--gateway IP] [--internal] [--no-icc] [--routed] [--parent IF] [--vni N --peer IP...]",
+		usage:   "net create NAME [--driver D] [--subnet CIDR] [--subnet6 CIDR] [--gateway IP] [--internal] [--no-icc] [--routed] [--no-neighbor-proxy] [--parent IF] [--vni N --peer IP... [--underlay IP]]",
 		summary: "Create a network in the host namespace. A bridge network gets a bridge with the gateway address (and, when not internal, NAT).",
 		min:     1, max: 1,
 		examples: `  sandnet --host-ns lab net create n1 --subnet 10.88.0.0/24
@@ -29,9 +29,11 @@ var (
 
 func (a *app) net(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return usagef("net: give create, rm or ls (see sandnet net create --help)")
+		return usagef("net: give create, rm or ls (see sandnet net --help)")
 	}
 	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		return a.groupHelp("net", "Networks of the host namespace (bridge, macvlan, overlay, host, none).", netCreateCmd, netRmCmd, netLsCmd)
 	case "create", "add":
 		return a.netCreate(ctx, args[1:])
 	case "rm", "del", "remove":
@@ -78,10 +80,10 @@ func (a *app) net(ctx context.Context, args []string) error {
 func (a *app) netCreate(ctx context.Context, args []string) error {
 	fs := a.flags(netCreateCmd)
 	var (
-		driver, subnet, subnet6, gateway, parent string
-		internal, noICC, routed                  bool
-		vni                                      uint
-		peers                                    strList
+		driver, subnet, subnet6, gateway, parent, underlay string
+		internal, noICC, routed, noProxy                   bool
+		vni                                                uint
+		peers                                              strList
 	)
 	fs.StringVar(&driver, "driver", "bridge", "`D`: bridge, macvlan, overlay, host or none")
 	fs.StringVar(&subnet, "subnet", "", "IPv4 subnet `CIDR` (default: a free /24 of 10.89.0.0/16 for bridge networks)")
@@ -90,14 +92,16 @@ func (a *app) netCreate(ctx context.Context, args []string) error {
 	fs.BoolVar(&internal, "internal", false, "no way out: no masquerade, no default route")
 	fs.BoolVar(&noICC, "no-icc", false, "forbid traffic between the network's sandboxes")
 	fs.BoolVar(&routed, "routed", false, "no NAT: other hosts may route to the sandboxes' addresses directly")
+	fs.BoolVar(&noProxy, "no-neighbor-proxy", false, "bridge: flood ARP to every port instead of answering it (for sandboxes that move their addresses or MACs themselves)")
 	fs.StringVar(&parent, "parent", "", "macvlan: the host link `IF` to hang off (eth0.50 for VLAN 50)")
 	fs.UintVar(&vni, "vni", 0, "overlay: VXLAN network identifier `N`")
 	fs.Var(&peers, "peer", "overlay: another host's underlay `IP` (repeat)")
+	fs.StringVar(&underlay, "underlay", "", "overlay: this host's underlay `IP` (default: the source address of the route to the first peer, as ip route get PEER shows)")
 	pos, _, err := a.parse(fs, netCreateCmd, args)
 	if err != nil {
 		return err
 	}
-	n := sandnet.Network{Name: pos[0], Driver: sandnet.Driver(driver), Internal: internal, NoICC: noICC, Routed: routed, Parent: parent, VNI: uint32(vni)}
+	n := sandnet.Network{Name: pos[0], Driver: sandnet.Driver(driver), Internal: internal, NoICC: noICC, Routed: routed, NoNeighborProxy: noProxy, Parent: parent, VNI: uint32(vni)}
 	if n.Subnet, err = optPrefix("--subnet", subnet); err != nil {
 		return err
 	}
@@ -113,6 +117,11 @@ func (a *app) netCreate(ctx context.Context, args []string) error {
 			n.Gateway = gw
 		} else {
 			n.Gateway6 = gw
+		}
+	}
+	if underlay != "" {
+		if n.Underlay, err = netip.ParseAddr(underlay); err != nil {
+			return usagef("--underlay %q is not an IP address", underlay)
 		}
 	}
 	for _, p := range peers {

@@ -3,10 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"text/tabwriter"
 
 	"github.com/sandnet/sandnet/netns"
@@ -19,15 +16,17 @@ var (
 		examples: "  sandnet ns del sbx1\n"}
 	nsLsCmd = command{usage: "ns ls", summary: "List the named namespaces with their inode (what ls -l /proc/PID/ns/net shows).", max: 0,
 		examples: "  sandnet ns ls\n  sandnet ns ls --json\n"}
-	nsExecCmd = command{usage: "ns exec NS -- CMD [ARGS...]", summary: "Run a command inside a namespace (like nsenter -t PID -n, or ip netns exec NAME). NS is a name, a path or pid:PID.", min: 1, max: 1, dash: true,
+	nsExecCmd = command{usage: "ns exec NS -- CMD [ARGS...]", summary: "Run a command inside a namespace, as ip netns exec NAME does: in a private mount namespace where /etc/netns/NAME/* (the sandbox's resolv.conf and hosts) is bind-mounted over /etc and /sys shows the namespace's own devices, so ping NAME, getent hosts NAME and curl http://NAME/ resolve the network's names. NS is a name, a path or pid:PID. Stdin, stdout and stderr are passed through, signals forwarded; the exit status is CMD's.", min: 1, max: 1, dash: true,
 		examples: "  sandnet ns exec sbx1 -- ip addr\n  sandnet ns exec pid:4242 -- ss -lnt     # the namespace of process 4242\n"}
 )
 
 func (a *app) ns(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return usagef("ns: give add, del, ls or exec (see sandnet ns add --help)")
+		return usagef("ns: give add, del, ls or exec (see sandnet ns --help)")
 	}
 	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		return a.groupHelp("ns", "Named network namespaces, as ip netns manages them.", nsAddCmd, nsDelCmd, nsLsCmd, nsExecCmd)
 	case "add":
 		pos, _, err := a.parse(a.flags(nsAddCmd), nsAddCmd, args[1:])
 		if err != nil {
@@ -85,17 +84,7 @@ func (a *app) ns(ctx context.Context, args []string) error {
 			return err
 		}
 		defer ns.Close()
-		cmd := ns.Command(ctx, rest[0], rest[1:]...)
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, a.stdout, a.stderr
-		err = cmd.Run()
-		var ee *exec.ExitError
-		if errors.As(err, &ee) && ee.ExitCode() > 0 {
-			return exitCode(ee.ExitCode())
-		}
-		if err != nil {
-			return fmt.Errorf("running %s in %s: %w", rest[0], ns, err)
-		}
-		return nil
+		return a.runInside(ns, rest)
 	}
 	return usagef("ns: unknown subcommand %q: give add, del, ls or exec", args[0])
 }

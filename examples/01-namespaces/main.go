@@ -14,11 +14,13 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 
 	"github.com/sandnet/sandnet/examples/internal/guide"
 	"github.com/sandnet/sandnet/iface"
+	"github.com/sandnet/sandnet/internal/tools"
 	"github.com/sandnet/sandnet/netns"
 )
 
@@ -80,16 +82,29 @@ func run(ctx context.Context, lab *guide.Lab) error {
 	guide.Step(4, "ip netns exec: run a program inside the namespace")
 	guide.Say("ns.Command is `ip netns exec`: the program runs with its network inside.\n" +
 		"With lo down even 127.0.0.1 is unreachable: there is no route at all.")
-	ping := []string{"ping", "-c", "1", "-W", "1", "127.0.0.1"}
-	if _, err := inside(ctx, ns, ping); err == nil {
-		return fmt.Errorf("ping 127.0.0.1 worked with lo down")
+	if _, err := inside(ctx, ns, []string{"ip", "-br", "addr"}); err != nil {
+		return err
+	}
+	guide.Say("ping (shown where it is installed) and this program's own ICMP echo, from a\n" +
+		"socket opened inside the namespace, agree:")
+	loopback := netip.MustParseAddr("127.0.0.1")
+	if tools.Installed("ping") {
+		inside(ctx, ns, []string{"ping", "-c", "1", "-W", "1", "127.0.0.1"})
+	} else {
+		guide.Say("(%s: its output is not shown)", tools.NotFound("ping"))
+	}
+	if err := guide.Ping(ctx, ns, loopback.String(), false); err != nil {
+		return fmt.Errorf("ping 127.0.0.1 with lo down: %w", err)
 	}
 	guide.OK("ping 127.0.0.1 fails: nothing is up in here")
 	guide.Say("Bring lo up, as every container runtime does first:")
 	if err := iface.Up(ctx, ns, "lo"); err != nil {
 		return err
 	}
-	if _, err := inside(ctx, ns, ping); err != nil {
+	if tools.Installed("ping") {
+		inside(ctx, ns, []string{"ping", "-c", "1", "-W", "1", "127.0.0.1"})
+	}
+	if err := guide.Ping(ctx, ns, loopback.String(), true); err != nil {
 		return fmt.Errorf("ping 127.0.0.1 with lo up: %w", err)
 	}
 	guide.OK("ping 127.0.0.1 answers inside the namespace")

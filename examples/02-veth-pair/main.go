@@ -12,7 +12,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"strings"
 
 	"github.com/sandnet/sandnet/examples/internal/guide"
 	"github.com/sandnet/sandnet/iface"
@@ -88,9 +87,8 @@ func run(ctx context.Context, lab *guide.Lab) error {
 	}
 
 	guide.Step(4, "proof: a pings b across the cable")
-	out, err := guide.Look(ctx, a, "ping", "-c", "2", "-W", "2", addrB.Addr().String())
-	if err != nil || !strings.Contains(out, "2 received") {
-		return fmt.Errorf("ping from a to %s failed: %v", addrB.Addr(), err)
+	if err := guide.Reach(ctx, a, addrB.Addr()); err != nil {
+		return err
 	}
 	guide.OK("a (%s) and b (%s) talk over the veth pair", addrA.Addr(), addrB.Addr())
 

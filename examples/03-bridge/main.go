@@ -110,9 +110,8 @@ func run(ctx context.Context, lab *guide.Lab) error {
 
 	guide.Step(5, "proof: a pings b through the bridge, and the gateway")
 	for _, dst := range []netip.Addr{addrs["b"], gateway.Addr()} {
-		out, err := guide.Look(ctx, a, "ping", "-c", "1", "-W", "2", dst.String())
-		if err != nil || !strings.Contains(out, "1 received") {
-			return fmt.Errorf("ping from a to %s failed: %v", dst, err)
+		if err := guide.Reach(ctx, a, dst); err != nil {
+			return err
 		}
 	}
 	guide.OK("a reaches b (%s) and the gateway (%s)", addrs["b"], gateway.Addr())

@@ -127,9 +127,5 @@ func cable(ctx context.Context, a *netns.NS, name string, aAddr netip.Prefix, b 
 }
 
 func ping(ctx context.Context, from *netns.NS, to netip.Addr) error {
-	out, err := guide.Look(ctx, from, "ping", "-c", "1", "-W", "2", to.String())
-	if err != nil || !strings.Contains(out, "1 received") {
-		return fmt.Errorf("ping %s from %s: no reply (%v)", to, from, err)
-	}
-	return nil
+	return guide.Reach(ctx, from, to)
 }

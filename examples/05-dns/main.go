@@ -24,6 +24,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -130,27 +131,37 @@ func run(ctx context.Context, lab *guide.Lab) error {
 	}
 	guide.OK("a server listens on %s:53 (UDP, and TCP too) in the host namespace: every sandbox reaches it over its eth0", gw)
 
-	guide.Step(5, "a resolves b by name: dig, and Go's own resolver")
-	for _, name := range []string{"db", "postgres", "b", "db.sandnet.internal"} {
+	guide.Step(5, "a resolves b by name: the C library, dig, and Go's own resolver")
+	guide.Say("getent asks the C library, which reads /etc/resolv.conf as any program does:")
+	out, err := guide.Look(ctx, nil, "ip", "netns", "exec", a.Name(), "getent", "hosts", "db")
+	if err != nil || !strings.HasPrefix(out, epB.Addr(false).String()+" ") {
+		return fmt.Errorf("getent hosts db in a: %q (%v), want %s", out, err, epB.Addr(false))
+	}
+	for _, name := range []string{"db", "postgres"} {
 		out, err := guide.Look(ctx, nil, "ip", "netns", "exec", a.Name(), "dig", "+short", "+time=2", "+tries=2", name)
+		if errors.Is(err, guide.ErrNotInstalled) {
+			break
+		}
 		if err != nil || strings.TrimSpace(out) != epB.Addr(false).String() {
 			return fmt.Errorf("dig %s from a: %q, want %s (%v)", name, out, epB.Addr(false), err)
 		}
 	}
-	guide.OK("hostname, alias, sandbox ID and the full name under sandnet.internal all give %s", epB.Addr(false))
 	guide.Say("Go's pure resolver reads /etc/resolv.conf and sends its own queries. This\n" +
 		"program was not started by `ip netns exec`, so it reads a's file itself and\n" +
 		"sends the queries from a socket opened inside a:")
-	addrs, err := goLookup(a, path, "db")
-	if err != nil || len(addrs) != 1 || addrs[0] != epB.Addr(false).String() {
-		return fmt.Errorf("Go resolver in a: db = %v (%v), want %s", addrs, err, epB.Addr(false))
+	for _, name := range []string{"db", "postgres", "b", "db.sandnet.internal"} {
+		addrs, err := goLookup(a, path, name)
+		if err != nil || len(addrs) != 1 || addrs[0] != epB.Addr(false).String() {
+			return fmt.Errorf("Go resolver in a: %s = %v (%v), want %s", name, addrs, err, epB.Addr(false))
+		}
+		guide.Say("net.Resolver in a: %s = %s", name, addrs[0])
 	}
-	guide.OK("net.Resolver in a: db = %s", addrs[0])
+	guide.OK("hostname, alias, sandbox ID and the full name under sandnet.internal all give %s", epB.Addr(false))
 
 	guide.Step(6, "ping by name, the everyday check")
-	out, err := guide.Look(ctx, nil, "ip", "netns", "exec", a.Name(), "ping", "-c", "1", "-W", "2", "db")
-	if err != nil || !strings.Contains(out, "1 received") {
-		return fmt.Errorf("ping db from a: %v", err)
+	guide.Look(ctx, nil, "ip", "netns", "exec", a.Name(), "ping", "-c", "1", "-W", "2", "db") // shown where installed
+	if err := guide.Ping(ctx, a, epB.Addr(false).String(), true); err != nil {
+		return fmt.Errorf("ping db from a: %w", err)
 	}
 	guide.OK("a pings db: the C library asked %s, as resolv.conf says, and got %s", gw, epB.Addr(false))
 
@@ -160,9 +171,13 @@ func run(ctx context.Context, lab *guide.Lab) error {
 	if err := host.Detach(ctx, epB); err != nil {
 		return err
 	}
-	out, _ = guide.Look(ctx, nil, "ip", "netns", "exec", a.Name(), "dig", "+time=2", "+tries=2", "db")
-	if !strings.Contains(out, "status: NXDOMAIN") {
+	out, err = guide.Look(ctx, nil, "ip", "netns", "exec", a.Name(), "dig", "+time=2", "+tries=2", "db")
+	if !errors.Is(err, guide.ErrNotInstalled) && !strings.Contains(out, "status: NXDOMAIN") {
 		return fmt.Errorf("db after b detached: no NXDOMAIN:\n%s", out)
+	}
+	var dnsErr *net.DNSError
+	if addrs, err := goLookup(a, path, "db.sandnet.internal"); !errors.As(err, &dnsErr) || !dnsErr.IsNotFound {
+		return fmt.Errorf("db after b detached: Go resolver says %v (%v), want no such host", addrs, err)
 	}
 	if _, err := os.Stat(filepath.Join(guide.EtcNetns, b.Name())); !os.IsNotExist(err) {
 		return fmt.Errorf("%s/%s is still there after detach (%v)", guide.EtcNetns, b.Name(), err)

@@ -333,11 +333,7 @@ func overlayCase(ctx context.Context, l *lab) error {
 }
 
 func ping(ctx context.Context, from *netns.NS, to netip.Addr) error {
-	out, err := guide.Look(ctx, from, "ping", "-c", "1", "-W", "2", to.String())
-	if err != nil || !strings.Contains(out, "1 received") {
-		return fmt.Errorf("ping %s from %s: no reply (%v)", to, from, err)
-	}
-	return nil
+	return guide.Reach(ctx, from, to)
 }
 
 // listen opens a TCP echo server inside ns: a socket belongs to the

@@ -29,10 +29,12 @@ import (
 	"time"
 
 	"github.com/sandnet/sandnet"
+	"github.com/sandnet/sandnet/bridge"
 	"github.com/sandnet/sandnet/diag"
 	"github.com/sandnet/sandnet/dns"
 	"github.com/sandnet/sandnet/examples/internal/guide"
 	"github.com/sandnet/sandnet/iface"
+	"github.com/sandnet/sandnet/internal/tools"
 	"github.com/sandnet/sandnet/nat"
 	"github.com/sandnet/sandnet/netns"
 )
@@ -55,6 +57,7 @@ type lab struct {
 type fault struct {
 	what, why string
 	check     string
+	needs     string // a program breakIt runs, if any
 	breakIt   func(ctx context.Context, l *lab) error
 	repair    func(ctx context.Context, l *lab) error
 }
@@ -74,7 +77,7 @@ var faults = []fault{
 	},
 	{
 		what: "eth0 is down", check: diag.CheckLinkUp,
-		why: "an `ip link set eth0 down` inside the container; note that the kernel drops the link's routes with it",
+		why: "an `ip link set eth0 down` inside the container; note that the kernel drops the link's routes and neighbour entries with it",
 		breakIt: func(ctx context.Context, l *lab) error {
 			return guide.Run(ctx, l.web, "ip", "link", "set", "eth0", "down")
 		},
@@ -84,8 +87,11 @@ var faults = []fault{
 			}
 			guide.Say("eth0 is up again, but the checklist is not green yet:")
 			printFailures(diag.Check(ctx, l.web, l.options()))
-			guide.Say("the default route went down with the link and does not come back by itself:")
-			return iface.AddRoute(ctx, l.web, iface.Route{Dst: defaultRoute, Via: l.gw.Addr(), Dev: "eth0"})
+			guide.Say("the default route and the gateway's permanent neighbour entry went down with the link and do not come back by themselves:")
+			if err := iface.AddRoute(ctx, l.web, iface.Route{Dst: defaultRoute, Via: l.gw.Addr(), Dev: "eth0"}); err != nil {
+				return err
+			}
+			return iface.SetNeighbor(ctx, l.web, "eth0", l.gw.Addr(), bridge.StableMAC(l.ep.Bridge))
 		},
 	},
 	{
@@ -102,7 +108,16 @@ var faults = []fault{
 		breakIt: func(ctx context.Context, l *lab) error {
 			return iface.DelAddr(ctx, l.hostNS, l.ep.Bridge, l.gw)
 		},
-		repair: func(ctx context.Context, l *lab) error { return iface.AddAddr(ctx, l.hostNS, l.ep.Bridge, l.gw) },
+		repair: func(ctx context.Context, l *lab) error {
+			if err := iface.AddAddr(ctx, l.hostNS, l.ep.Bridge, l.gw); err != nil {
+				return err
+			}
+			// With its last IPv4 address the bridge also lost its ARP
+			// table, and with it the permanent entries that let it
+			// answer for the sandboxes; sandnet's Repair puts them back.
+			_, err := l.host.Repair(ctx, l.ep)
+			return err
+		},
 	},
 	{
 		what: "resolv.conf points at a server that is not there", check: diag.CheckDNSServers,
@@ -128,7 +143,7 @@ var faults = []fault{
 		},
 	},
 	{
-		what: "a firewall rule drops the bridge's traffic", check: diag.CheckFirewall,
+		what: "a firewall rule drops the bridge's traffic", check: diag.CheckFirewall, needs: "iptables",
 		why: "a host firewall inserting its own rules at the top of FORWARD",
 		breakIt: func(ctx context.Context, l *lab) error {
 			return guide.Run(ctx, l.hostNS, "iptables", "-w", "-I", "FORWARD", "-i", l.ep.Bridge, "-j", "DROP")
@@ -138,7 +153,7 @@ var faults = []fault{
 		},
 	},
 	{
-		what: "the masquerade rule is gone", check: diag.CheckNATRules,
+		what: "the masquerade rule is gone", check: diag.CheckNATRules, needs: "iptables",
 		why: "`iptables -t nat -F` on the host, or a firewall reload that does not know sandnet's rules",
 		breakIt: func(ctx context.Context, l *lab) error {
 			r, err := l.masquerade()
@@ -176,9 +191,13 @@ func run(ctx context.Context, gl *guide.Lab) error {
 	if err := os.WriteFile(resolv, nil, 0o644); err != nil {
 		return err
 	}
+	backend := "iptables"
+	if !tools.Installed("iptables") {
+		backend = "" // nftables, through netlink
+	}
 	l.host, err = sandnet.NewHostNS(l.hostNS, sandnet.HostConfig{
 		StateDir: filepath.Join(dir, "state"), ResolvConf: resolv, ResolvedConf: resolv, DNS: sandnet.DNSInProcess,
-		FirewallBackend: "iptables", // the faults below are made with the iptables command
+		FirewallBackend: backend, // two faults below are made with the iptables command
 	})
 	if err != nil {
 		return err
@@ -203,6 +222,10 @@ func run(ctx context.Context, gl *guide.Lab) error {
 	for i, f := range faults {
 		guide.Step(3+i, "fault: %s", f.what)
 		guide.Say("In real life: %s.", f.why)
+		if f.needs != "" && !tools.Installed(f.needs) {
+			guide.Say("(%s: this fault is made with it, so it is skipped here)", tools.NotFound(f.needs))
+			continue
+		}
 		if err := f.breakIt(ctx, &l); err != nil {
 			return err
 		}

@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/signal"
 	"strings"
 
 	"github.com/sandnet/sandnet"
@@ -32,42 +31,23 @@ import (
 	"github.com/sandnet/sandnet/veth"
 )
 
-func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "macvlan:", err)
-		os.Exit(1)
-	}
-}
+func main() { guide.Main("mv", run) }
 
-func run() error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	ctx = explain.With(ctx, func(cmd string) { fmt.Println("    $", cmd) })
-
-	id := fmt.Sprint(os.Getpid())
-	names := map[string]string{}
-	for _, role := range []string{"switch", "router", "host", "a", "b"} {
-		names[role] = "mv-" + role + "-" + id
-	}
-	defer func() {
-		fmt.Println("\n== cleaning up: deleting the lab's namespaces (the cables and macvlan devices go with them)")
-		for _, role := range []string{"a", "b", "host", "router", "switch"} {
-			netns.Delete(context.WithoutCancel(ctx), names[role])
-		}
-	}()
-
-	fmt.Println("== 1. the lab: a switch, a router, a host and two sandboxes, each a namespace")
+func run(ctx context.Context, lab *guide.Lab) error {
+	// guide.Main removes the lab however run ends (error, panic, Ctrl-C),
+	// /etc/netns files included. This lab is not kept: -keep is ignored.
+	lab.Keep = false
+	guide.Step(1, "the lab: a switch, a router, a host and two sandboxes, each a namespace")
 	ns := map[string]*netns.NS{}
 	for _, role := range []string{"switch", "router", "host", "a", "b"} {
-		n, err := netns.Create(ctx, names[role])
+		n, err := lab.NewNS(ctx, role)
 		if err != nil {
 			return err
 		}
-		defer n.Close()
 		ns[role] = n
 	}
 
-	fmt.Println("\n== 2. the physical network 192.168.50.0/24: a bridge plays the switch, veth pairs play the cables")
+	guide.Step(2, "the physical network 192.168.50.0/24: a bridge plays the switch, veth pairs play the cables")
 	if _, _, err := bridge.Ensure(ctx, ns["switch"], bridge.Config{Name: "sw"}); err != nil {
 		return err
 	}
@@ -115,7 +95,7 @@ func run() error {
 	}
 	a, b := ns["a"], ns["b"]
 
-	fmt.Println("\n== 5. proof: a pings the router and b; TCP from a to b")
+	guide.Step(5, "proof: a pings the router and b; TCP from a to b")
 	if err := guide.Ping(ctx, a, "192.168.50.1", true); err != nil {
 		return err
 	}
@@ -128,13 +108,13 @@ func run() error {
 	out, _ := ns["router"].Command(ctx, "ip", "neigh", "show", "dev", "eth0").CombinedOutput()
 	fmt.Printf("   the router's ARP table: sandbox a is a machine with its own MAC there:\n%s", indent(string(out)))
 
-	fmt.Println("\n== 6. the limitation: the host itself cannot reach its macvlan sandboxes through eth0")
+	guide.Step(6, "the limitation: the host itself cannot reach its macvlan sandboxes through eth0")
 	if err := guide.Ping(ctx, ns["host"], eps[0].Addr(false).String(), false); err != nil {
 		return err
 	}
 	fmt.Println("   (the kernel gives frames from eth0 to its macvlan devices only when they come from the wire)")
 
-	fmt.Println("\n== 7. the workaround: a macvlan for the host too, in bridge mode, and a route to the sandboxes through it")
+	guide.Step(7, "the workaround: a macvlan for the host too, in bridge mode, and a route to the sandboxes through it")
 	if _, err := macvlan.Create(ctx, ns["host"], macvlan.Link{Name: "mv-host", Parent: "eth0", Mode: "bridge"}); err != nil {
 		return err
 	}
@@ -154,7 +134,7 @@ func run() error {
 		return err
 	}
 
-	fmt.Println("\n== 8. detach both (their macvlan devices are deleted) and remove the network")
+	guide.Step(8, "detach both (their macvlan devices are deleted) and remove the network")
 	for _, ep := range eps {
 		if err := host.Detach(ctx, ep); err != nil {
 			return err

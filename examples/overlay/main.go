@@ -23,7 +23,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/signal"
 	"strings"
 	"time"
 
@@ -31,50 +30,32 @@ import (
 	"github.com/sandnet/sandnet/bridge"
 	"github.com/sandnet/sandnet/examples/internal/guide"
 	"github.com/sandnet/sandnet/explain"
+	"github.com/sandnet/sandnet/internal/probe"
 	"github.com/sandnet/sandnet/netns"
 	"github.com/sandnet/sandnet/overlay"
 	"github.com/sandnet/sandnet/veth"
 )
 
-func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "overlay:", err)
-		os.Exit(1)
-	}
-}
+func main() { guide.Main("ov", run) }
 
 var underlay = []netip.Addr{netip.MustParseAddr("192.168.60.11"), netip.MustParseAddr("192.168.60.12")}
 
-func run() error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	ctx = explain.With(ctx, func(cmd string) { fmt.Println("    $", cmd) })
-
-	id := fmt.Sprint(os.Getpid())
+func run(ctx context.Context, lab *guide.Lab) error {
+	// guide.Main removes the lab however run ends (error, panic, Ctrl-C),
+	// /etc/netns files included. This lab is not kept: -keep is ignored.
+	lab.Keep = false
 	roles := []string{"switch", "host1", "host2", "a", "b"}
-	names := map[string]string{}
-	for _, r := range roles {
-		names[r] = "ov-" + r + "-" + id
-	}
-	defer func() {
-		fmt.Println("\n== cleaning up: deleting the lab's namespaces (cables, bridges and VXLAN devices go with them)")
-		for i := len(roles) - 1; i >= 0; i-- {
-			netns.Delete(context.WithoutCancel(ctx), names[roles[i]])
-		}
-	}()
-
-	fmt.Println("== 1. the lab: a switch, two hosts and a sandbox on each, each a namespace")
+	guide.Step(1, "the lab: a switch, two hosts and a sandbox on each, each a namespace")
 	ns := map[string]*netns.NS{}
 	for _, r := range roles {
-		n, err := netns.Create(ctx, names[r])
+		n, err := lab.NewNS(ctx, r)
 		if err != nil {
 			return err
 		}
-		defer n.Close()
 		ns[r] = n
 	}
 
-	fmt.Println("\n== 2. the underlay 192.168.60.0/24: a bridge plays the switch, veth pairs play the cables")
+	guide.Step(2, "the underlay 192.168.60.0/24: a bridge plays the switch, veth pairs play the cables")
 	sw, _, err := bridge.Ensure(ctx, ns["switch"], bridge.Config{Name: "sw"})
 	if err != nil {
 		return err
@@ -133,14 +114,16 @@ func run() error {
 	a, b := ns["a"], ns["b"]
 	bAddr := eps[1].Addr(false)
 
-	fmt.Println("\n== 5. proof: a (host1) pings b (host2), a full-size packet crosses whole, TCP echo and 8 MB")
+	guide.Step(5, "proof: a (host1) pings b (host2), a full-size packet crosses whole, TCP echo and 8 MB")
 	if err := guide.Ping(ctx, a, bAddr.String(), true); err != nil {
 		return err
 	}
-	if out, err := a.Command(ctx, "ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1422", bAddr.String()).CombinedOutput(); err != nil {
-		return fmt.Errorf("a 1450-byte packet did not cross: %v\n%s", err, out)
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := probe.PingDF(pctx, a, bAddr, 1422); err != nil {
+		return fmt.Errorf("a 1450-byte packet did not cross: %w", err)
 	}
-	fmt.Println("   ping -M do -s 1422 (a 1450-byte packet, not fragmentable): answered")
+	fmt.Println("   ICMP echo with 1422 bytes of data, don't-fragment set (ping -M do -s 1422), a 1450-byte packet: answered")
 	if err := guide.Echo(a, b, netip.AddrPortFrom(bAddr, 8080), "hello across the overlay"); err != nil {
 		return err
 	}
@@ -162,7 +145,7 @@ func run() error {
 
 	// Peers are removed on both sides, as a control plane does when a host
 	// leaves: with learning on, a host that still sends would be learnt again.
-	fmt.Println("\n== 7. a control plane takes host2 out of the overlay: each host drops the other from its peers")
+	guide.Step(7, "a control plane takes host2 out of the overlay: each host drops the other from its peers")
 	for i := range hosts {
 		if err := hosts[i].RemovePeer(ctx, "ov", underlay[1-i]); err != nil {
 			return err
@@ -171,7 +154,7 @@ func run() error {
 	if err := guide.Ping(ctx, a, bAddr.String(), false); err != nil {
 		return err
 	}
-	fmt.Println("\n== 8. ... and brings it back: reachable again")
+	guide.Step(8, "... and brings it back: reachable again")
 	for i := range hosts {
 		if err := hosts[i].AddPeer(ctx, "ov", underlay[1-i]); err != nil {
 			return err
@@ -181,7 +164,7 @@ func run() error {
 		return err
 	}
 
-	fmt.Println("\n== 9. detach and remove the network on each host: veth, VXLAN device (with its FDB) and bridge go")
+	guide.Step(9, "detach and remove the network on each host: veth, VXLAN device (with its FDB) and bridge go")
 	for i, ep := range eps {
 		if err := hosts[i].Detach(ctx, ep); err != nil {
 			return err

@@ -4,13 +4,16 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
+	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sandnet/sandnet/internal/probe"
+	"github.com/sandnet/sandnet/internal/tools"
 	"github.com/sandnet/sandnet/netns"
 )
 
@@ -50,9 +53,11 @@ func New(t testing.TB, tag string) *netns.NS {
 }
 
 // Run runs a command inside ns and returns its combined output; the test
-// fails if it fails.
+// fails if it fails, and skips (see NeedProgram) if the program is not
+// installed.
 func Run(t testing.TB, ns *netns.NS, name string, args ...string) string {
 	t.Helper()
+	NeedProgram(t, "running "+name, name)
 	out, err := Try(ns, name, args...)
 	if err != nil {
 		t.Fatalf("%s %s in %s: %v\n%s", name, strings.Join(args, " "), ns, err, out)
@@ -68,14 +73,53 @@ func Try(ns *netns.NS, name string, args ...string) (string, error) {
 	return string(out), err
 }
 
-// Ping sends a few pings from ns to addr and reports whether one answered.
+// Ping sends ICMP echo requests from ns to addr, in this process (no ping
+// program), for up to 3 s, and returns nil at the first reply.
 func Ping(ns *netns.NS, addr string) error {
-	_, err := Try(ns, "ping", "-c", "1", "-W", "1", "-w", "3", addr)
-	return err
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	return probe.Ping(ctx, ns, a)
 }
 
 // HasCommand reports whether a program is installed.
-func HasCommand(name string) bool {
-	_, err := exec.LookPath(name)
-	return err == nil
+func HasCommand(name string) bool { return tools.Installed(name) }
+
+// MissingMarker ends the message of every test skipped because a program is
+// not installed (NeedProgram), so CI can find such skips in `go test -v`
+// output and fail: on CI every program is installed and every test runs.
+const MissingMarker = "[missing program]"
+
+// NeedProgram skips the test, with one line naming the program and the
+// Debian package that has it, unless every program in names is installed:
+//
+//	iptables backend: iptables not found (apt-get install iptables) [missing program]
+func NeedProgram(t testing.TB, why string, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		if !tools.Installed(name) {
+			msg := MissingMessage(why, name)
+			if log := os.Getenv(MissingLogEnv); log != "" {
+				if f, err := os.OpenFile(log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o666); err == nil {
+					fmt.Fprintf(f, "%s: %s\n", t.Name(), msg)
+					f.Close()
+				}
+			}
+			t.Skip(msg)
+		}
+	}
+}
+
+// MissingLogEnv names a file to which NeedProgram also appends each skip
+// ("TestX: why: prog not found (apt-get install pkg) [missing program]"):
+// .ci/run sets it and fails when the file is not empty, so on CI, where
+// every program is installed, no test is silently skipped.
+const MissingLogEnv = "SANDNET_MISSING_PROGRAMS"
+
+// MissingMessage is NeedProgram's skip message.
+func MissingMessage(why, name string) string {
+	return fmt.Sprintf("%s: %s %s", why, tools.NotFound(name), MissingMarker)
 }

@@ -19,17 +19,21 @@ package guide
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/sandnet/sandnet/explain"
+	"github.com/sandnet/sandnet/internal/tools"
 	"github.com/sandnet/sandnet/netns"
 )
 
@@ -54,12 +58,56 @@ func Main(tag string, fn func(ctx context.Context, lab *Lab) error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// Every library step reports the command a person would type for it.
 	ctx = explain.With(ctx, func(cmd string) { fmt.Println("    $", cmd) })
-	err := fn(ctx, lab)
+	err, panicked := guard(ctx, lab, fn)
 	stop()
+	// A second Ctrl-C must not cut the cleanup short.
+	signal.Ignore(os.Interrupt, syscall.SIGTERM)
 	lab.close(context.WithoutCancel(ctx))
+	if panicked != nil {
+		fmt.Fprintf(os.Stderr, "%s: panic (the lab was removed): %v", tag, panicked)
+		os.Exit(2)
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", tag, err)
 		os.Exit(1)
+	}
+}
+
+// guard runs fn and turns a panic into a value, so the lab is removed
+// however fn ends. A deliberate failure (FailEnv) at a step comes back as
+// the error a failed proof returns.
+func guard(ctx context.Context, lab *Lab, fn func(ctx context.Context, lab *Lab) error) (err error, panicked any) {
+	defer func() {
+		if p := recover(); p != nil {
+			if f, ok := p.(failure); ok && f.mode == "error" {
+				err = f
+				return
+			}
+			panicked = fmt.Sprintf("%v\n%s", p, debug.Stack())
+		}
+	}()
+	return fn(ctx, lab), nil
+}
+
+// FailEnv makes an example fail on purpose when it starts step N, to test
+// that its lab (namespaces and their /etc/netns files) is removed on every
+// failure path: "error:N" ends it as a failed proof does, "panic:N" panics.
+const FailEnv = "SANDNET_GUIDE_FAIL"
+
+type failure struct {
+	mode string
+	step int
+}
+
+func (f failure) Error() string {
+	return fmt.Sprintf("failing on purpose at step %d (%s=%s:%d)", f.step, FailEnv, f.mode, f.step)
+}
+
+// failAt panics with a failure if FailEnv asks for one at step n.
+func failAt(n int) {
+	mode, step, ok := strings.Cut(os.Getenv(FailEnv), ":")
+	if ok && step == strconv.Itoa(n) && (mode == "error" || mode == "panic") {
+		panic(failure{mode: mode, step: n})
 	}
 }
 
@@ -123,6 +171,7 @@ const EtcNetns = "/etc/netns"
 // Step starts a step of the guide.
 func Step(n int, format string, args ...any) {
 	fmt.Printf("\n== %d. %s\n", n, fmt.Sprintf(format, args...))
+	failAt(n)
 }
 
 // Say prints what a step does and why.
@@ -139,7 +188,11 @@ func OK(format string, args ...any) {
 
 // Look runs a command that only reads kernel state inside ns (nil: the
 // program's own namespace) and prints it, as the person would type it, with
-// its output. It returns the output and the command's error.
+// its output. It returns the output and the command's error. When the
+// program is not installed (a new machine has no ping, dig, iptables, nft,
+// conntrack), it prints one line saying how to install it and returns an
+// error that is ErrNotInstalled: the examples prove their steps in-process
+// and show such a tool's output only where it is there.
 func Look(ctx context.Context, ns *netns.NS, name string, args ...string) (string, error) {
 	line := Quote(append([]string{name}, args...))
 	var cmd *exec.Cmd
@@ -150,11 +203,28 @@ func Look(ctx context.Context, ns *netns.NS, name string, args ...string) (strin
 		cmd = exec.CommandContext(ctx, name, args...)
 	}
 	fmt.Println("    >", line)
+	for _, prog := range []string{name, wrapped(name, args)} {
+		if prog != "" && !tools.Installed(prog) {
+			fmt.Printf("      (%s: not shown here)\n", tools.NotFound(prog))
+			return "", fmt.Errorf("%s: %w", prog, ErrNotInstalled)
+		}
+	}
 	out, err := cmd.CombinedOutput()
 	for _, l := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
 		fmt.Println("      " + l)
 	}
 	return string(out), err
+}
+
+// ErrNotInstalled is Look's error for a program that is not installed.
+var ErrNotInstalled = errors.New("not installed")
+
+// wrapped is the program `ip netns exec NS PROG ...` runs, else "".
+func wrapped(name string, args []string) string {
+	if name == "ip" && len(args) >= 4 && args[0] == "netns" && args[1] == "exec" {
+		return args[3]
+	}
+	return ""
 }
 
 // Run runs a command that changes the kernel inside ns, the way a person
