@@ -133,9 +133,12 @@ func measureDNS(ctx context.Context, scratch string, k dnsServerKind, counts []i
 				go func() { defer close(done); changes, errs = during(stop) }()
 			}
 			stopProfile := startProfile(k.name, "dns-"+strings.NewReplacer(" ", "_", ",", "", "/", "-").Replace(measure), n, 0)
-			cpu0 := procCPU(srv.pid())
+			pid := srv.pid()
+			cpu0 := procCPU(pid)
 			ld, err := dnsperf(ctx, l, file, secs)
-			ld.cpu = procCPU(srv.pid()) - cpu0
+			if pid > 0 && srv.pid() == pid {
+				ld.cpu = max(0, procCPU(pid)-cpu0)
+			} // else the server went (or changed) during the run: its CPU time is unknown
 			stopProfile()
 			if during != nil {
 				close(stop)
@@ -269,7 +272,10 @@ func dnsTable(res []*dnsResult, servers []string, counts []int) string {
 			case rw.measure == mMemory:
 				fmt.Fprintf(&b, " %.1f MB |", float64(r.rss)/(1<<20))
 			default:
-				cell := fmt.Sprintf("%.0f q/s, p99 %s ms, %.1f µs CPU/q", r.load.qps, ms(r.load.p99), float64(r.load.cpuPerQuery())/1e3)
+				cell := fmt.Sprintf("%.0f q/s, p99 %s ms", r.load.qps, ms(r.load.p99))
+				if c := r.load.cpuPerQuery(); c > 0 {
+					cell += fmt.Sprintf(", %.1f µs CPU/q", float64(c)/1e3)
+				}
 				if ref != nil && ref.err == "" && ref.load.qps > 0 && s != "dnsmasq" {
 					cell += fmt.Sprintf(" (%s)", times(r.load.qps/ref.load.qps))
 				}
