@@ -40,6 +40,7 @@ type DirSource struct {
 	recs      map[string]Record // by file name; guarded by mu
 	changed   map[string]bool   // files named by events not applied yet; guarded by mu
 	rescanDue bool              // an overflow or the directory's going: read it all; guarded by mu
+	unwatched bool              // the directory went, and its watch with it; guarded by mu
 	buf       []byte            // event buffer; guarded by mu
 	stale     atomic.Bool       // changed or rescanDue is set
 	cur       atomic.Pointer[Table]
@@ -186,7 +187,10 @@ func (d *DirSource) drain() {
 			case ev.Mask&unix.IN_Q_OVERFLOW != 0:
 				d.rescanDue = true
 			case ev.Mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_IGNORED) != 0:
-				d.rescanDue = true // the directory went: the rescan finds nothing
+				// The directory went: the rescan finds nothing, and the
+				// watch is gone with it; update watches the directory
+				// again once it is back.
+				d.rescanDue, d.unwatched = true, true
 			case name != "":
 				d.changed[name] = true
 			default:
@@ -200,6 +204,18 @@ func (d *DirSource) drain() {
 // update reads the changed files (or all, after an overflow) and
 // publishes the new table; the caller holds mu.
 func (d *DirSource) update() {
+	if d.unwatched {
+		// Made again (a network removed and made again): watch it, then
+		// read it all. Until then every Table comes here (one syscall).
+		if _, err := unix.InotifyAddWatch(d.fd, d.dir, dirEvents); err != nil {
+			if d.rescanDue {
+				d.rescan() // empty now
+				d.rescanDue = false
+			}
+			return // stays stale
+		}
+		d.unwatched, d.rescanDue = false, true
+	}
 	if d.rescanDue {
 		d.rescan()
 	} else {

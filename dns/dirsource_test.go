@@ -171,3 +171,35 @@ func TestWatchDirMissing(t *testing.T) {
 		t.Fatal("watching a missing directory worked")
 	}
 }
+
+// TestDirSourceDirectoryRemade: the directory is removed (its names go)
+// and made again (a network removed and made again under a running
+// server): its files are followed again.
+func TestDirSourceDirectoryRemade(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "net")
+	os.Mkdir(dir, 0o755)
+	writeAtomic(t, dir, "a.rec", "web 10.0.0.2")
+	src, err := WatchDir(dir, decodeLine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	if got := lookup(src, "web"); got != "[10.0.0.2]" {
+		t.Fatalf("before: %s", got)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if got := lookup(src, "web"); got != "unknown" {
+		t.Fatalf("directory removed, name still answered: %s", got)
+	}
+	os.Mkdir(dir, 0o755)
+	writeAtomic(t, dir, "b.rec", "db 10.0.0.3")
+	if got := lookup(src, "db"); got != "[10.0.0.3]" {
+		t.Fatalf("directory made again: %s", got)
+	}
+	writeAtomic(t, dir, "c.rec", "app 10.0.0.4")
+	if got := lookup(src, "app"); got != "[10.0.0.4]" {
+		t.Fatalf("a file written after the directory came back: %s", got)
+	}
+}
