@@ -105,6 +105,9 @@ func (h *Host) AttachNS(ctx context.Context, sb *netns.NS, n Network, opts Attac
 	if err := checkOptions(n.Name, &opts); err != nil {
 		return nil, tx.fail(stepCheckOptions, err)
 	}
+	if err := checkInternalPorts(n, &opts); err != nil {
+		return nil, tx.fail(stepCheckOptions, err)
+	}
 	ep.ID = endpointID(n.Name, opts.SandboxID, opts.IfName)
 
 	var (
@@ -119,6 +122,9 @@ func (h *Host) AttachNS(ctx context.Context, sb *netns.NS, n Network, opts Attac
 	}
 	defer lock.Release()
 	tx.net = &st.rec
+	if err := checkInternalPorts(st.rec.Network, &opts); err != nil {
+		return nil, tx.fail(StepNetwork, err)
+	}
 	ep.Driver = st.rec.Network.Driver
 	drv, err := driverFor(ep.Driver)
 	if err != nil {
@@ -155,6 +161,15 @@ func (h *Host) claim(tx *attachTx) error {
 	}
 	network, id := tx.ep.Network, tx.ep.ID
 	tx.undo.push(func(context.Context) error { return h.st.RemoveEndpoint(network, id) })
+	return nil
+}
+
+// checkInternalPorts refuses published ports on an internal network:
+// nothing outside it may reach in, so a -p there could only mislead.
+func checkInternalPorts(n Network, o *AttachOptions) error {
+	if n.Internal && len(o.Ports) > 0 {
+		return invalidf("network %q is internal: nothing outside it reaches its sandboxes, so ports cannot be published (%s)", n.Name, o.Ports[0])
+	}
 	return nil
 }
 

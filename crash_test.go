@@ -3,16 +3,19 @@ package sandnet
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/sandnet/sandnet/dns"
 	"github.com/sandnet/sandnet/internal/testns"
 )
 
@@ -107,6 +110,9 @@ func TestCrashMatrixSIGKILL(t *testing.T) {
 		}
 		if left := hostResidue(t, h); fmt.Sprint(left) != fmt.Sprint(baseRes) {
 			t.Errorf("SIGKILL at %s, then GC: left %v (baseline %v)", step, left, baseRes)
+		}
+		if _, err := os.Stat(filepath.Join(dns.NetnsDir, sb.Name())); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("SIGKILL at %s, then GC: /etc/netns/%s left (%v)", step, sb.Name(), err)
 		}
 		if out := testns.Run(t, sb, "ip", "-o", "link"); strings.Contains(out, "eth0") {
 			t.Errorf("SIGKILL at %s, then GC: eth0 still in the sandbox", step)

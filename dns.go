@@ -14,6 +14,7 @@ import (
 	"github.com/sandnet/sandnet/internal/dnsrun"
 	"github.com/sandnet/sandnet/internal/state"
 	"github.com/sandnet/sandnet/internal/statefile"
+	"github.com/sandnet/sandnet/netns"
 )
 
 // DNSMode says how a Host runs the embedded name server that answers, on a
@@ -187,6 +188,16 @@ func (h *Host) teardownDNS(ctx context.Context, rec *networkRecord, ep *Endpoint
 			paths = append(paths, p)
 		}
 	}
+	// An attach killed between writing the files and recording them (GC's
+	// case) left them unrecorded: its references to them name them.
+	if dir, name := filepath.Split(ep.NetNS); filepath.Clean(dir) == netns.Dir && name != "" {
+		for _, f := range []string{"resolv.conf", "hosts"} {
+			p := filepath.Join(dns.NetnsDir, name, f)
+			if !slices.Contains(paths, p) && h.st.HasFileRef(p, ep.ID) {
+				paths = append(paths, p)
+			}
+		}
+	}
 	var errs []error
 	for _, p := range paths {
 		errs = append(errs, h.releaseDNSFile(ctx, p, ep.ID))
@@ -210,7 +221,8 @@ func hasNameServer(n *Network) bool { return traitsOf(n.Driver).nameServer && n.
 
 // dnsNetwork is what the name-server runner needs to know of n.
 func dnsNetwork(n *Network) dnsrun.Network {
-	return dnsrun.Network{Name: n.Name, Subnet: n.Subnet, Subnet6: n.Subnet6, Gateway: n.Gateway, Gateway6: n.Gateway6, Internal: n.Internal}
+	return dnsrun.Network{Name: n.Name, Subnet: n.Subnet, Subnet6: n.Subnet6, Gateway: n.Gateway, Gateway6: n.Gateway6, Bridge: n.Bridge,
+		Internal: n.Internal, Forward: n.DNSForward}
 }
 
 // The name-server runner (internal/dnsrun) runs in a helper process by

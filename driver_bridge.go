@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 
 	"github.com/vishvananda/netlink"
@@ -49,13 +50,14 @@ func (bridgeDriver) normalize(n *Network) error {
 }
 
 // hostDefaults picks the MTU of the host's uplink and, for a network that
-// names no subnet, a free /24 from 10.89.0.0/16, as netavark does.
+// names no subnet, a free /24 from 10.89.0.0/16, as netavark does; a
+// subnet given is checked against the host's addresses and routes.
 func (bridgeDriver) hostDefaults(h *Host, n *Network) error {
 	if n.MTU == 0 {
 		n.MTU = uplinkMTU(h)
 	}
 	if n.Subnet.IsValid() || n.Subnet6.IsValid() {
-		return nil
+		return checkHostAddrs(h, n)
 	}
 	taken, err := usedPrefixes(h)
 	if err != nil {
@@ -247,6 +249,14 @@ func (bridgeDriver) checkNetwork(ctx context.Context, h *Host, nrec *networkReco
 			rep.add(ObjSysctl, key, "is %s, want 1", v)
 		}
 	}
+	if v, err := h.ns.ReadSysctl(localnetKey(n)); err == nil {
+		switch want := localnetWanted(h, n, "", nil); {
+		case want && v != "1":
+			rep.add(ObjSysctl, localnetKey(n), "is %s, want 1 (a port is published on 127.0.0.1)", v)
+		case !want && v != "0":
+			rep.add(ObjSysctl, localnetKey(n), "is %s, want 0 (no port published on 127.0.0.1 needs it)", v)
+		}
+	}
 	missing, err := h.fw.Check(ctx, natNetwork(n), nil)
 	if err != nil {
 		return fmt.Errorf("checking firewall rules of network %q: %w", n.Name, err)
@@ -292,6 +302,9 @@ func (d bridgeDriver) checkEndpoint(ctx context.Context, h *Host, n *Network, ep
 			rep.add(ObjHostVeth, ep.HostIfName, "is not a port of bridge %s", n.Bridge)
 			linksOK = false
 		}
+		if err := checkPortFlags(h, n, ep, rep); err != nil {
+			return false, err
+		}
 	}
 	if missing == nil {
 		if missing, err = d.missingRules(ctx, h, n, []*Endpoint{ep}); err != nil {
@@ -321,12 +334,17 @@ func (bridgeDriver) repairNetwork(ctx context.Context, h *Host, nrec *networkRec
 	if err := ensureNetworkRules(ctx, h, &rec); err != nil {
 		return fmt.Errorf("repairing network %q: %w", n.Name, err)
 	}
+	if n.Subnet.IsValid() {
+		if err := setLocalnet(ctx, h, n, localnetWanted(h, n, "", nil)); err != nil {
+			return fmt.Errorf("repairing network %q: %w", n.Name, err)
+		}
+	}
 	return nil
 }
 
 // repairEndpoint puts back the veth pair with what each end needs, then
-// the bridge port flags (on a new pair), the published-port rules and the
-// entries that answer address resolution.
+// the bridge port flags (on a new pair, or any that is off), the
+// published-port rules and the entries that answer address resolution.
 func (bridgeDriver) repairEndpoint(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netns.NS, has func(...Object) bool) error {
 	var errs []error
 	relinked := false
@@ -335,7 +353,7 @@ func (bridgeDriver) repairEndpoint(ctx context.Context, h *Host, n *Network, ep 
 		relinked, err = repairLinks(ctx, h, n, ep, sb)
 		errs = append(errs, err)
 	}
-	if relinked {
+	if relinked || has(ObjPortFlag) {
 		errs = append(errs, setPortFlags(ctx, h, n, ep.HostIfName))
 	}
 	if (relinked || has(ObjRule)) && len(ep.Ports) > 0 {
@@ -405,17 +423,17 @@ func repairLinks(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *net
 }
 
 func natNetwork(n *Network) nat.Network {
-	return nat.Network{Name: n.Name, Bridge: n.Bridge, Subnet: n.Subnet, Subnet6: n.Subnet6, Internal: n.Internal, NoICC: n.NoICC, Routed: n.Routed}
+	return nat.Network{Name: n.Name, Bridge: n.Bridge, Subnet: n.Subnet, Subnet6: n.Subnet6, Gateway: n.Gateway, Gateway6: n.Gateway6,
+		Internal: n.Internal, NoICC: n.NoICC, Routed: n.Routed}
 }
 
 func natEndpoint(ep *Endpoint, ports []PortMapping) nat.Endpoint {
 	return nat.Endpoint{ID: ep.ID, Sandbox: ep.SandboxID, Addr: ep.Addr(false), Addr6: ep.Addr(true), Ports: ports}
 }
 
-// networkSysctls are the host settings a bridge network needs: forwarding
-// (host-wide, only for networks that go out) and route_localnet on the
-// network's bridge only, so the host can reach ports published on
-// 127.0.0.1 (the rules guard it against outside use).
+// networkSysctls are the host-wide settings a bridge network needs:
+// forwarding, only for networks that go out. (route_localnet, per bridge,
+// follows the network's published ports: see localnetKey.)
 func networkSysctls(n *Network) []string {
 	var keys []string
 	if !n.Internal && n.Subnet.IsValid() {
@@ -424,10 +442,57 @@ func networkSysctls(n *Network) []string {
 	if !n.Internal && n.Subnet6.IsValid() {
 		keys = append(keys, "net.ipv6.conf.all.forwarding")
 	}
-	if n.Subnet.IsValid() {
-		keys = append(keys, "net/ipv4/conf/"+n.Bridge+"/route_localnet")
-	}
 	return keys
+}
+
+// localnetKey is the route_localnet setting of the network's bridge. It is
+// on only while some endpoint of the network publishes a port that answers
+// on 127.0.0.1 (published there, or on every IPv4 address): the host's
+// packets to 127.0.0.1 are DNATed out of the bridge then, which the kernel
+// allows only with it. It lets 127.0.0.0/8 cross the bridge both ways, so
+// while it is on, the input chain's localnet guard drops what the
+// sandboxes send to 127.0.0.0/8; off, a flushed firewall (nft flush
+// ruleset, iptables -F) leaves the host's 127.0.0.1 services out of their
+// reach all the same.
+func localnetKey(n *Network) string { return "net/ipv4/conf/" + n.Bridge + "/route_localnet" }
+
+// needsLocalnet reports whether one of ports answers on 127.0.0.1.
+func needsLocalnet(ports []PortMapping) bool {
+	return slices.ContainsFunc(ports, func(p PortMapping) bool {
+		ip := p.HostIP
+		return !ip.IsValid() || (ip.Is4() && (ip.IsUnspecified() || ip.IsLoopback()))
+	})
+}
+
+// localnetWanted reports whether an endpoint of network n other than skip
+// (and, if extra is set, the endpoint being attached) needs route_localnet.
+func localnetWanted(h *Host, n *Network, skip string, extra []PortMapping) bool {
+	if !n.Subnet.IsValid() {
+		return false
+	}
+	return needsLocalnet(extra) || h.st.AnyEndpoint(n.Name, func(e *endpointRecord) bool {
+		return e.Endpoint.ID != skip && needsLocalnet(e.Endpoint.Ports)
+	})
+}
+
+// setLocalnet turns the bridge's route_localnet on or off, if it differs.
+// A bridge that is gone has nothing to turn off.
+func setLocalnet(ctx context.Context, h *Host, n *Network, on bool) error {
+	v := "0"
+	if on {
+		v = "1"
+	}
+	changed, err := h.ns.Sysctl(localnetKey(n), v)
+	if changed {
+		explain.Say(ctx, "%s", h.ns.Shell("sysctl -w "+localnetKey(n)+"="+v))
+	}
+	if err != nil && !on && errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("setting %s for network %q: %w", localnetKey(n), n.Name, err)
+	}
+	return nil
 }
 
 // ensureNetworkRules prepares the host for a bridge network and installs
@@ -472,11 +537,19 @@ func addEndpointRules(ctx context.Context, h *Host, rec *networkRecord, ep *Endp
 	if err != nil {
 		return err
 	}
-	if err := h.fw.AddEndpoint(ctx, natNetwork(n), natEndpoint(ep, claimed)); err != nil {
+	err = nil
+	if needsLocalnet(claimed) {
+		err = setLocalnet(ctx, h, n, true)
+	}
+	if err == nil {
+		err = h.fw.AddEndpoint(ctx, natNetwork(n), natEndpoint(ep, claimed))
+	}
+	if err != nil {
 		ctx := context.WithoutCancel(ctx)
 		return errors.Join(err,
 			h.fw.RemoveEndpoint(ctx, natNetwork(n), natEndpoint(ep, claimed)),
-			h.st.ReleasePorts(ctx, holderOf(ep), claimed))
+			h.st.ReleasePorts(ctx, holderOf(ep), claimed),
+			setLocalnet(ctx, h, n, localnetWanted(h, n, ep.ID, nil)))
 	}
 	ep.Ports = claimed
 	return nil
@@ -492,23 +565,137 @@ func removeEndpointRules(ctx context.Context, h *Host, rec *networkRecord, ep *E
 	if err := h.fw.RemoveEndpoint(ctx, natNetwork(&rec.Network), natEndpoint(ep, ep.Ports)); err != nil {
 		return err
 	}
+	if needsLocalnet(ep.Ports) && !localnetWanted(h, &rec.Network, ep.ID, nil) {
+		// The last port answering on 127.0.0.1 goes: so does route_localnet.
+		if err := setLocalnet(ctx, h, &rec.Network, false); err != nil {
+			return err
+		}
+	}
 	return h.st.ReleasePorts(ctx, holderOf(ep), ep.Ports)
 }
 
-// setPortFlags sets the flags of the endpoint's bridge port. Where bridged
-// IPv4 traffic goes through iptables (br_netfilter loaded and
-// net.bridge.bridge-nf-call-iptables=1, which sandnet never changes), a
-// sandbox reaching its own published port is DNATed back out of the port it
-// came in by, so the port needs hairpin mode; ICC is enforced by the
-// FORWARD rules, and port isolation would also stop a sibling's hairpin
-// traffic. Otherwise bridged frames never reach iptables, and a NoICC
-// network isolates its ports at L2.
-func setPortFlags(ctx context.Context, h *Host, n *Network, port string) error {
-	if v, err := h.ns.ReadSysctl("net.bridge.bridge-nf-call-iptables"); err == nil && v == "1" {
-		return bridge.SetPortFlag(ctx, h.ns, port, bridge.Hairpin)
+// portFlags are the flags the endpoint's bridge port must have. Where
+// bridged traffic goes through netfilter (br_netfilter loaded and
+// net.bridge.bridge-nf-call-iptables / -ip6tables = 1, which sandnet never
+// changes), a sandbox reaching its own published port is DNATed back out
+// of the port it came in by, so the port needs hairpin mode, and the
+// FORWARD rules enforce ICC. Where a family's bridged frames bypass
+// netfilter, a NoICC network isolates its ports at L2; that holds for every
+// family at once, so it is needed unless both settings are on (with only
+// the IPv4 one on, IPv6 went from sandbox to sandbox). Isolation also stops
+// a sandbox's hairpin traffic (an isolated port does not deliver to
+// itself), so with it a NoICC network's sandboxes do not reach their own
+// published ports through a host address.
+//
+// Check and Repair check and set each flag of this list.
+func portFlags(h *Host, n *Network) []bridge.PortFlag {
+	nf := func(key string) bool { v, err := h.ns.ReadSysctl(key); return err == nil && v == "1" }
+	nf4, nf6 := nf("net.bridge.bridge-nf-call-iptables"), nf("net.bridge.bridge-nf-call-ip6tables")
+	var fs []bridge.PortFlag
+	if n.NoICC && !(nf4 && nf6) {
+		fs = append(fs, bridge.Isolated)
+	} else if nf4 || nf6 {
+		fs = append(fs, bridge.Hairpin)
 	}
-	if n.NoICC {
-		return bridge.SetPortFlag(ctx, h.ns, port, bridge.Isolated)
+	return fs
+}
+
+// setPortFlags sets every flag of portFlags on the endpoint's bridge port.
+func setPortFlags(ctx context.Context, h *Host, n *Network, port string) error {
+	for _, f := range portFlags(h, n) {
+		if err := bridge.SetPortFlag(ctx, h.ns, port, f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkPortFlags reports each flag of portFlags that is off on the
+// endpoint's bridge port (a bridge deleted and made again by hand, or by
+// Repair, drops them all).
+func checkPortFlags(h *Host, n *Network, ep *Endpoint, rep *CheckReport) error {
+	want := portFlags(h, n)
+	if len(want) == 0 {
+		return nil
+	}
+	on, err := bridge.PortFlags(h.ns, ep.HostIfName)
+	if errors.Is(err, ErrNotFound) {
+		err = nil // not a port (any more): every flag is off
+	}
+	if err != nil {
+		return err
+	}
+	for _, f := range want {
+		if !f.In(on) {
+			rep.add(ObjPortFlag, ep.HostIfName+" "+string(f), "is off (bridge link set dev %s %s on)", ep.HostIfName, f)
+		}
+	}
+	return nil
+}
+
+// checkHostAddrs refuses a bridge network whose subnet holds an address
+// the host namespace already has on another link (its gateway, or a
+// sandbox, would take the host's own address, e.g. its LAN address), and
+// warns when the subnet overlaps a route of the host's: its sandboxes then
+// shadow part of what that route reaches.
+func checkHostAddrs(h *Host, n *Network) error {
+	nl, err := h.ns.Netlink()
+	if err != nil {
+		return err
+	}
+	links, err := nlwrap.Retry(nl.LinkList)
+	if err != nil {
+		return fmt.Errorf("network %q: listing host links: %w", n.Name, err)
+	}
+	names := map[int]string{}
+	for _, l := range links {
+		names[l.Attrs().Index] = l.Attrs().Name
+	}
+	// Other networks' bridges are checkOverlap's (a conflict, ErrExists).
+	ours := map[string]bool{n.Bridge: true}
+	recs, err := h.st.Networks()
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		ours[r.Network.Bridge] = true
+	}
+	addrs, err := nlwrap.Retry(func() ([]netlink.Addr, error) { return nl.AddrList(nil, netlink.FAMILY_ALL) })
+	if err != nil {
+		return fmt.Errorf("network %q: listing host addresses: %w", n.Name, err)
+	}
+	for _, a := range addrs {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok || ours[names[a.LinkIndex]] {
+			continue
+		}
+		ip = ip.Unmap()
+		for _, p := range []netip.Prefix{n.Subnet, n.Subnet6} {
+			if p.IsValid() && p.Contains(ip) {
+				return invalidf("network %q: subnet %s holds %s, an address the host already has on %s (the gateway or a sandbox would take the host's own address)", n.Name, p, ip, names[a.LinkIndex])
+			}
+		}
+	}
+	routes, err := nlwrap.Retry(func() ([]netlink.Route, error) { return nl.RouteList(nil, netlink.FAMILY_ALL) })
+	if err != nil {
+		return fmt.Errorf("network %q: listing host routes: %w", n.Name, err)
+	}
+	for _, r := range routes {
+		if r.Dst == nil || ours[names[r.LinkIndex]] {
+			continue
+		}
+		dst, ok := netip.AddrFromSlice(r.Dst.IP)
+		ones, _ := r.Dst.Mask.Size()
+		if !ok || ones == 0 {
+			continue
+		}
+		rp := netip.PrefixFrom(dst.Unmap(), ones)
+		for _, p := range []netip.Prefix{n.Subnet, n.Subnet6} {
+			if p.IsValid() && overlaps(p, rp) {
+				h.log.Warn("the network's subnet overlaps a route of the host's: its sandboxes shadow part of what that route reaches",
+					"network", n.Name, "subnet", p, "route", rp, "dev", names[r.LinkIndex])
+			}
+		}
 	}
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -226,5 +228,35 @@ func TestRebootWithPublishedPorts(t *testing.T) {
 	}
 	if d := duplicateRules(savedRules(t, h.ns)); len(d) > 0 {
 		t.Errorf("duplicate rules: %q", d)
+	}
+}
+
+// TestNetworkLockFilesGo (issue 16 item 9): net rm removes the network's
+// lock file, and a network made again under the same name locks as before.
+func TestNetworkLockFilesGo(t *testing.T) {
+	h := newTestHost(t)
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		sb := testns.New(t, "sb")
+		n := Network{Name: fmt.Sprintf("n%d", i), Subnet: netip.MustParsePrefix(fmt.Sprintf("10.97.%d.0/24", 80+i))}
+		ep := mustAttach(t, h, sb, n, AttachOptions{})
+		if err := h.Detach(ctx, ep); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.RemoveNetwork(ctx, n.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ents, _ := os.ReadDir(filepath.Join(h.dir, "networks"))
+	for _, e := range ents {
+		t.Errorf("left in networks/ after removing every network: %s", e.Name())
+	}
+	n := Network{Name: "n0", Subnet: netip.MustParsePrefix("10.97.80.0/24")}
+	ep := mustAttach(t, h, testns.New(t, "again"), n, AttachOptions{})
+	if err := h.Detach(ctx, ep); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.RemoveNetwork(ctx, "n0"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -127,6 +127,9 @@ func newHost(ns *netns.NS, c HostConfig) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkHostNS(dir, ns, log); err != nil {
+		return nil, err
+	}
 	store, err := ipam.Open(filepath.Join(dir, "ipam"))
 	if err != nil {
 		return nil, err

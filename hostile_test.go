@@ -4,16 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/sandnet/sandnet/internal/nlwrap"
 	"github.com/sandnet/sandnet/internal/testns"
 	"github.com/sandnet/sandnet/nat"
+	"github.com/sandnet/sandnet/netns"
 )
 
 // hostState is everything bad input must leave as it was: records, leases,
@@ -74,6 +78,20 @@ func TestHostileAttachInput(t *testing.T) {
 		{"subnet6 is v4", Network{Name: "s", Subnet6: sub}, AttachOptions{}, ErrInvalid},
 		{"subnet /31", Network{Name: "s", Subnet: netip.MustParsePrefix("10.97.41.0/31")}, AttachOptions{}, ErrInvalid},
 		{"gateway is network", Network{Name: "s", Subnet: sub, Gateway: sub.Addr()}, AttachOptions{}, ErrInvalid},
+		// Subnets that are not unicast ranges of their own (issue 16 item 7).
+		{"subnet loopback", Network{Name: "s", Subnet: netip.MustParsePrefix("127.0.0.0/24")}, AttachOptions{}, ErrInvalid},
+		{"subnet multicast", Network{Name: "s", Subnet: netip.MustParsePrefix("224.0.0.0/24")}, AttachOptions{}, ErrInvalid},
+		{"subnet 239", Network{Name: "s", Subnet: netip.MustParsePrefix("239.1.0.0/16")}, AttachOptions{}, ErrInvalid},
+		{"subnet link-local", Network{Name: "s", Subnet: netip.MustParsePrefix("169.254.7.0/24")}, AttachOptions{}, ErrInvalid},
+		{"subnet everything", Network{Name: "s", Subnet: netip.MustParsePrefix("0.0.0.0/0")}, AttachOptions{}, ErrInvalid},
+		{"subnet 0/8", Network{Name: "s", Subnet: netip.MustParsePrefix("0.0.0.0/24")}, AttachOptions{}, ErrInvalid},
+		{"subnet over loopback", Network{Name: "s", Subnet: netip.MustParsePrefix("64.0.0.0/2")}, AttachOptions{}, ErrInvalid},
+		{"subnet6 multicast", Network{Name: "s", Subnet: sub, Subnet6: netip.MustParsePrefix("ff02::/64")}, AttachOptions{}, ErrInvalid},
+		{"subnet6 link-local", Network{Name: "s", Subnet: sub, Subnet6: netip.MustParsePrefix("fe80::/64")}, AttachOptions{}, ErrInvalid},
+		{"subnet6 everything", Network{Name: "s", Subnet6: netip.MustParsePrefix("::/0")}, AttachOptions{}, ErrInvalid},
+		{"subnet6 loopback", Network{Name: "s", Subnet6: netip.MustParsePrefix("::/120")}, AttachOptions{}, ErrInvalid},
+		{"subnet6 v4-mapped", Network{Name: "s", Subnet6: netip.MustParsePrefix("::ffff:10.0.0.0/120")}, AttachOptions{}, ErrInvalid},
+		{"macvlan subnet loopback", Network{Name: "s", Driver: DriverMacvlan, Parent: "eth0", Subnet: netip.MustParsePrefix("127.1.0.0/24")}, AttachOptions{}, ErrInvalid},
 		{"gateway is broadcast", Network{Name: "s", Subnet: sub, Gateway: netip.MustParseAddr("10.97.41.255")}, AttachOptions{}, ErrInvalid},
 		{"range outside", Network{Name: "s", Subnet: sub, IPRange: netip.MustParsePrefix("10.97.42.0/25")}, AttachOptions{}, ErrInvalid},
 		{"gateway6 without subnet6", Network{Name: "s", Subnet: sub, Gateway6: netip.MustParseAddr("fd00::1")}, AttachOptions{}, ErrInvalid},
@@ -112,6 +130,7 @@ func TestHostileAttachInput(t *testing.T) {
 		{"host ip zone", good, AttachOptions{Ports: []PortMapping{{HostIP: netip.MustParseAddr("fe80::1%eth0"), HostPort: 18401, ContainerPort: 80}}}, ErrInvalid},
 		{"same host port twice", good, AttachOptions{Ports: mustPorts(t, "18402:80", "18402:81")}, ErrInvalid},
 		{"port taken", good, AttachOptions{Ports: mustPorts(t, "18400:81")}, ErrInUse},
+		{"port on internal", Network{Name: "int", Subnet: sub, Internal: true}, AttachOptions{Ports: mustPorts(t, "18403:80")}, ErrInvalid},
 	}
 	for _, c := range cases {
 		_, err := h.AttachNS(context.Background(), sb, c.n, c.o)
@@ -308,5 +327,158 @@ func TestHostileStateFiles(t *testing.T) {
 	os.Symlink(t.TempDir(), link)
 	if _, err := NewHostNS(h.ns, HostConfig{StateDir: link}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("symlinked state dir: %v", err)
+	}
+}
+
+// TestHostileSubnetHoldsHostAddress (issue 16 item 7): a bridge network
+// whose subnet holds an address the host namespace has on another link
+// (its LAN address) is refused with ErrInvalid and leaves nothing; one
+// that only overlaps a route of the host's is made, with a warning.
+func TestHostileSubnetHoldsHostAddress(t *testing.T) {
+	hns := testns.New(t, "host")
+	var logs strings.Builder
+	var mu sync.Mutex
+	h, err := NewHostNS(hns, HostConfig{StateDir: filepath.Join(t.TempDir(), "state"),
+		Logger: slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	lan := testns.New(t, "lan")
+	testns.Run(t, hns, "ip", "link", "add", "h16-lan0", "type", "veth", "peer", "name", "eth0", "netns", lan.Name())
+	testns.Run(t, hns, "ip", "addr", "add", "192.168.200.7/24", "dev", "h16-lan0")
+	testns.Run(t, hns, "ip", "addr", "add", "fd00:200::7/64", "dev", "h16-lan0", "nodad")
+	testns.Run(t, hns, "ip", "link", "set", "h16-lan0", "up")
+	testns.Run(t, hns, "ip", "route", "add", "172.30.0.0/16", "via", "192.168.200.1")
+	before := hostState(t, h)
+	ctx := context.Background()
+	sb := testns.New(t, "sb")
+	for _, n := range []Network{
+		{Name: "lan", Subnet: netip.MustParsePrefix("192.168.200.0/24")},
+		{Name: "lan2", Subnet: netip.MustParsePrefix("192.168.0.0/16")},
+		{Name: "lan6", Subnet: netip.MustParsePrefix("10.97.70.0/24"), Subnet6: netip.MustParsePrefix("fd00:200::/64")},
+	} {
+		_, err := h.CreateNetwork(ctx, n)
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "h16-lan0") {
+			t.Errorf("network %s over the host's LAN address: %v, want ErrInvalid naming h16-lan0", n.Subnet, err)
+		}
+		if _, err := h.AttachNS(ctx, sb, n, AttachOptions{}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("attach to network %s over the host's LAN address: %v, want ErrInvalid", n.Subnet, err)
+		}
+		if after := hostState(t, h); after != before {
+			t.Fatalf("state changed:\n%s\nwant\n%s", after, before)
+		}
+	}
+	if _, err := h.CreateNetwork(ctx, Network{Name: "routed", Subnet: netip.MustParsePrefix("172.30.5.0/24")}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.RemoveNetwork(ctx, "routed") })
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "overlaps a route") || !strings.Contains(logs.String(), "172.30.0.0/16") {
+		t.Errorf("no warning about the route 172.30.0.0/16:\n%s", logs.String())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+// TestPublishOnInternalRefused (issue 16 item 9): -p on an --internal
+// network, named in full or by name only, is refused before anything
+// changes.
+func TestPublishOnInternalRefused(t *testing.T) {
+	h := newTestHost(t)
+	ctx := context.Background()
+	if _, err := h.CreateNetwork(ctx, Network{Name: "int", Subnet: netip.MustParsePrefix("10.97.45.0/24"), Internal: true}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.RemoveNetwork(ctx, "int") })
+	before := hostState(t, h)
+	sb := testns.New(t, "sb")
+	for _, n := range []Network{{Name: "int"}, {Name: "int", Subnet: netip.MustParsePrefix("10.97.45.0/24"), Internal: true}} {
+		if _, err := h.AttachNS(ctx, sb, n, AttachOptions{Ports: mustPorts(t, "18450:80")}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "internal") {
+			t.Errorf("publishing on an internal network: %v, want ErrInvalid", err)
+		}
+		if after := hostState(t, h); after != before {
+			t.Fatalf("state changed:\n%s\nwant\n%s", after, before)
+		}
+	}
+}
+
+// TestStateDirServesOneNamespace (issue 16 item 9): a state dir records
+// the host namespace it serves; a Host over another namespace is refused
+// while that one lives, and takes the dir over once it is gone.
+func TestStateDirServesOneNamespace(t *testing.T) {
+	h := newTestHost(t)
+	other := testns.New(t, "other")
+	if _, err := NewHostNS(other, HostConfig{StateDir: h.dir}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "serves host namespace") {
+		t.Fatalf("a second host namespace over the same state dir: %v, want ErrInvalid", err)
+	}
+	h2, err := NewHostNS(h.ns, HostConfig{StateDir: h.dir}) // the same namespace again: fine
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2.Close()
+	// The first namespace gone, the dir's state is stale: taken over.
+	gone := testns.New(t, "gone")
+	dir := filepath.Join(t.TempDir(), "state")
+	h3, err := NewHostNS(gone, HostConfig{StateDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h3.Close()
+	gone.Close()
+	if err := netns.Delete(context.Background(), gone.Name()); err != nil {
+		t.Fatal(err)
+	}
+	h4, err := NewHostNS(other, HostConfig{StateDir: dir})
+	if err != nil {
+		t.Fatalf("taking over the state dir of a namespace that is gone: %v", err)
+	}
+	h4.Close()
+}
+
+// TestResolvConfPathThroughSymlinkRefused (issue 16 item 6): a
+// ResolvConfPath or HostsPath inside a container's root filesystem whose
+// etc is a symlink out of it is refused (ErrInvalid), the file behind the
+// link untouched and nothing of the attach left.
+func TestResolvConfPathThroughSymlinkRefused(t *testing.T) {
+	h := newTestHost(t)
+	tmp := t.TempDir()
+	hostEtc := filepath.Join(tmp, "host-etc")
+	os.Mkdir(hostEtc, 0o755)
+	for _, f := range []string{"resolv.conf", "hosts"} {
+		os.WriteFile(filepath.Join(hostEtc, f), []byte("precious\n"), 0o644)
+	}
+	rootfs := filepath.Join(tmp, "rootfs")
+	os.Mkdir(rootfs, 0o755)
+	if err := os.Symlink(hostEtc, filepath.Join(rootfs, "etc")); err != nil {
+		t.Fatal(err)
+	}
+	n := Network{Name: "ctr", Subnet: netip.MustParsePrefix("10.97.46.0/24")}
+	sb := testns.New(t, "ctr")
+	for _, o := range []AttachOptions{
+		{ResolvConfPath: filepath.Join(rootfs, "etc", "resolv.conf")},
+		{HostsPath: filepath.Join(rootfs, "etc", "hosts")},
+	} {
+		if _, err := h.AttachNS(context.Background(), sb, n, o); !errors.Is(err, ErrInvalid) {
+			t.Errorf("attach writing through a symlinked etc (%+v): %v, want ErrInvalid", o, err)
+		}
+		for _, f := range []string{"resolv.conf", "hosts"} {
+			if b, _ := os.ReadFile(filepath.Join(hostEtc, f)); string(b) != "precious\n" {
+				t.Fatalf("%s behind the symlink was written: %q", f, b)
+			}
+		}
+		if left := hostResidue(t, h); len(left) > 0 {
+			t.Errorf("left behind: %v", left)
+		}
 	}
 }

@@ -62,7 +62,7 @@ const StepNeighbors Step = "answering address resolution"
 const (
 	ObjNeighbor Object = "neighbor"      // a permanent neighbour entry (gateway in the sandbox, sandbox on the bridge)
 	ObjFDB      Object = "fdb"           // the static FDB entry of the sandbox's MAC on its port
-	ObjPortFlag Object = "port-flag"     // a flag of the endpoint's bridge port (proxy_arp_wifi)
+	ObjPortFlag Object = "port-flag"     // a flag of the endpoint's bridge port (hairpin, isolated: portFlags; proxy_arp_wifi)
 	ObjQuerier  Object = "mcast-querier" // an IPv6 network's bridge is its link's multicast querier
 )
 

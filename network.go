@@ -41,6 +41,12 @@ type Network struct {
 	MTU int `json:"mtu,omitempty"`
 	// Internal networks have no way out: no masquerade, no forwarding out.
 	Internal bool `json:"internal,omitempty"`
+	// DNSForward lets the name server of an Internal network forward the
+	// names that are not the network's to the host's upstream servers.
+	// Off, an internal network's server answers its own names and NXDOMAIN
+	// for the rest, so nothing inside it reaches the outside through DNS.
+	// (Other networks' servers always forward.)
+	DNSForward bool `json:"dnsForward,omitempty"`
 	// NoICC forbids traffic between sandboxes of this network (Docker's
 	// enable_icc=false); they still reach the outside and published ports work.
 	NoICC bool `json:"noICC,omitempty"`
@@ -147,6 +153,9 @@ func checkFamily(name string, subnet netip.Prefix, gw netip.Addr, rng netip.Pref
 	if subnet.Masked() != subnet {
 		return gw, invalidf("network %q: %s %s has host bits set (did you mean %s?)", name, fam, subnet, subnet.Masked())
 	}
+	if why := reservedRange(subnet); why != "" {
+		return gw, invalidf("network %q: %s %s %s: a network needs unicast addresses of its own", name, fam, subnet, why)
+	}
 	max := 30
 	if v6 {
 		max = 126
@@ -169,6 +178,37 @@ func checkFamily(name string, subnet netip.Prefix, gw netip.Addr, rng netip.Pref
 		}
 	}
 	return gw, nil
+}
+
+// reserved are the ranges no network's subnet may touch: a gateway there
+// would be loopback, multicast, link-local (the kernel's own, per link),
+// or everything at once.
+var reserved = []struct {
+	p   netip.Prefix
+	why string
+}{
+	{netip.MustParsePrefix("0.0.0.0/8"), "overlaps 0.0.0.0/8 (\"this network\", not routable)"},
+	{netip.MustParsePrefix("127.0.0.0/8"), "overlaps loopback 127.0.0.0/8"},
+	{netip.MustParsePrefix("169.254.0.0/16"), "overlaps link-local 169.254.0.0/16"},
+	{netip.MustParsePrefix("224.0.0.0/4"), "overlaps multicast 224.0.0.0/4"},
+	{netip.MustParsePrefix("240.0.0.0/4"), "overlaps reserved 240.0.0.0/4 (and broadcast)"},
+	{netip.MustParsePrefix("::/127"), "overlaps the unspecified and loopback addresses ::/127"},
+	{netip.MustParsePrefix("::ffff:0:0/96"), "overlaps IPv4-mapped ::ffff:0:0/96"},
+	{netip.MustParsePrefix("fe80::/10"), "overlaps link-local fe80::/10"},
+	{netip.MustParsePrefix("ff00::/8"), "overlaps multicast ff00::/8"},
+}
+
+// reservedRange says why subnet may not be a network's, or "".
+func reservedRange(subnet netip.Prefix) string {
+	if subnet.Bits() == 0 {
+		return "is the whole address space"
+	}
+	for _, r := range reserved {
+		if r.p.Addr().Is4() == subnet.Addr().Is4() && overlaps(subnet, r.p) {
+			return r.why
+		}
+	}
+	return ""
 }
 
 func broadcast(p netip.Prefix) netip.Addr {

@@ -75,3 +75,16 @@ func onOff(on bool) string {
 	}
 	return "off"
 }
+
+// In reports whether flag is on in a port's flags, as PortFlags reads them.
+func (flag PortFlag) In(pi netlink.Protinfo) bool {
+	switch flag {
+	case Hairpin:
+		return pi.Hairpin
+	case Isolated:
+		return pi.Isolated
+	case ProxyARPWiFi:
+		return pi.ProxyArpWiFi
+	}
+	return false
+}

@@ -598,6 +598,13 @@ func (c *checker) dnsServers() (Status, string) {
 			continue
 		}
 		if _, err := Query(c.ctx, c.sb, s, ".", "NS", c.opts.Timeout); err != nil {
+			if c.opts.Host != nil && c.ep != nil && (s == c.ep.Gateway || s == c.ep.Gateway6) {
+				// The network's own name server: say whether it runs at all.
+				if up, why := c.opts.Host.NameServerUp(c.ctx, c.ep.Network); !up {
+					bad = append(bad, why)
+					continue
+				}
+			}
 			bad = append(bad, fmt.Sprintf("%s does not answer DNS on port 53 (%v)", s, err))
 		}
 	}

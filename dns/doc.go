@@ -27,4 +27,8 @@
 //     records with inotify, re-reads only the files a change names, and
 //     swaps in a table built beside the current one, so a query never
 //     waits for a reload and a change is in the next query's answer.
+//   - A Server answers only the clients it is told to (Config.Clients, and
+//     Config.Interface for the arrival interface): everything else is
+//     dropped unanswered. One without Upstreams forwards nothing (NXDOMAIN
+//     for names that are not its network's).
 package dns

@@ -94,15 +94,28 @@ func TestForwardRejectsForgedAnswers(t *testing.T) {
 	}
 }
 
-// TestForwardInternal: no upstreams (an internal network): SERVFAIL at once.
+// TestForwardInternal: a server that does not forward (Upstreams nil, an
+// internal network's) answers NXDOMAIN at once; one that would forward but
+// knows no upstream (an empty list) answers SERVFAIL at once.
 func TestForwardInternal(t *testing.T) {
 	ns := labNS(t)
-	srv, err := Listen(ns, netip.MustParseAddr("127.0.0.1"), 53, Config{Names: Static{NewTable(nil)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	if r := query(t, ns, "udp", srv.Addr(), "example.test", mdns.TypeA); r.Rcode != mdns.RcodeServerFailure {
-		t.Fatalf("internal: %v", r)
+	for _, tc := range []struct {
+		addr  string
+		ups   func() []netip.AddrPort
+		rcode int
+	}{
+		{"127.0.0.1", nil, mdns.RcodeNameError},
+		{"127.0.0.2", func() []netip.AddrPort { return nil }, mdns.RcodeServerFailure},
+	} {
+		srv, err := Listen(ns, netip.MustParseAddr(tc.addr), 53, Config{Names: Static{NewTable(nil)}, Upstreams: tc.ups})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { srv.Close() })
+		for _, network := range []string{"udp", "tcp"} {
+			if r := query(t, ns, network, srv.Addr(), "example.test", mdns.TypeA); r.Rcode != tc.rcode {
+				t.Errorf("%s %s: %v, want %s", tc.addr, network, r, mdns.RcodeToString[tc.rcode])
+			}
+		}
 	}
 }

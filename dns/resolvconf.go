@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sandnet/sandnet/explain"
 )
 
@@ -175,53 +177,62 @@ func (rc ResolvConf) Merge(search, options []string) ResolvConf {
 
 // WriteFile writes data to path atomically (a temporary file renamed over
 // it), creating the directory if needed. It reports whether it created the
-// directory.
+// directory. It never follows a symlink: path must be clean and absolute,
+// and a symlink in any directory of it is refused with ErrInvalid (a file
+// that is a symlink is replaced, its target left alone).
 //
 // Equivalent to: mkdir -p DIR && cat > PATH
 func WriteFile(ctx context.Context, path string, data []byte) (createdDir bool, err error) {
-	dir := filepath.Dir(path)
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		createdDir = true
-	}
+	dir, base := filepath.Split(path)
+	dir = filepath.Clean(dir)
 	explain.Say(ctx, "mkdir -p %s && printf %s > %s", dir, printfQuote(string(data)), path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if !filepath.IsAbs(path) || filepath.Clean(path) != path || base == "" {
+		return false, fmt.Errorf("writing %s: not a clean absolute file path: %w", path, ErrInvalid)
+	}
+	fd, createdDir, err := openDir(dir, true)
+	if err != nil {
 		return false, fmt.Errorf("writing %s: %w", path, err)
 	}
-	tmp, err := os.CreateTemp(dir, ".sandnet-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return createdDir, fmt.Errorf("writing %s: %w", path, err)
-	}
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Chmod(0o644)
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
+	defer unix.Close(fd)
+	if err := writeBeneath(fd, base, data); err != nil {
 		return createdDir, fmt.Errorf("writing %s: %w", path, err)
 	}
 	return createdDir, nil
 }
 
 // RemoveFile removes path (a missing file is not an error) and then its
-// directory when that is now empty and removeEmptyDir is set.
+// directory when that is now empty and removeEmptyDir is set. Like
+// WriteFile, it follows no symlink: one in a directory of path is refused
+// (ErrInvalid), a file that is a symlink is removed itself.
 //
 // Equivalent to: rm -f PATH; rmdir DIR
 func RemoveFile(ctx context.Context, path string, removeEmptyDir bool) error {
 	explain.Say(ctx, "rm -f %s", path)
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if !filepath.IsAbs(path) || filepath.Clean(path) != path {
+		return fmt.Errorf("removing %s: not a clean absolute file path: %w", path, ErrInvalid)
+	}
+	dir, base := filepath.Split(path)
+	dir = filepath.Clean(dir)
+	fd, _, err := openDir(dir, false)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("removing %s: %w", path, err)
 	}
-	if removeEmptyDir {
-		dir := filepath.Dir(path)
-		if entries, err := os.ReadDir(dir); err == nil && len(entries) == 0 {
-			explain.Say(ctx, "rmdir %s", dir)
-			os.Remove(dir) // someone may have just added a file: then it stays
+	defer unix.Close(fd)
+	if err := unix.Unlinkat(fd, base, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("removing %s: %w", path, err)
+	}
+	if removeEmptyDir && dir != "/" {
+		parent, name := filepath.Split(dir)
+		pfd, _, err := openDir(filepath.Clean(parent), false)
+		if err == nil {
+			// Not empty (another file, or someone just added one): it stays.
+			if unix.Unlinkat(pfd, name, unix.AT_REMOVEDIR) == nil {
+				explain.Say(ctx, "rmdir %s", dir)
+			}
+			unix.Close(pfd)
 		}
 	}
 	return nil

@@ -49,9 +49,18 @@ type Config struct {
 	// them are answered here, NXDOMAIN when unknown; other reverse lookups are
 	// forwarded.
 	Subnets []netip.Prefix
+	// Clients are the source addresses served (the network's subnets);
+	// queries from anywhere else are dropped unanswered. Empty: any source.
+	Clients []netip.Prefix
+	// Interface, when set, is the interface (the network's bridge) whose
+	// UDP queries are served, besides the host's own over loopback; a query
+	// arriving on any other interface is dropped unanswered. See
+	// clients.go for why TCP needs only the source check.
+	Interface string
 	// Upstreams returns the servers to forward other names to, tried in
-	// order; nil or an empty list means no forwarding (SERVFAIL), as on an
-	// internal network.
+	// order. Nil means the server does not forward (an internal network's):
+	// names that are not the network's get NXDOMAIN. An empty list means
+	// forwarding is wanted but no server is known: SERVFAIL.
 	Upstreams func() []netip.AddrPort
 	// Dial opens connections to the upstream servers; the server's caller
 	// chooses the namespace they come from. Default: a net.Dialer.
@@ -83,6 +92,7 @@ type Server struct {
 	fwd     *forwarder
 	domain  string // lower-case, with leading and trailing dots: ".sandnet.internal."
 	suffix  string // the domain in key form, with a leading dot: ".sandnet.internal"
+	policy  *clientPolicy
 	close   sync.Once
 }
 
@@ -111,6 +121,9 @@ func Listen(ns *netns.NS, addr netip.Addr, port int, cfg Config) (*Server, error
 type Sockets struct {
 	Addr     netip.AddrPort
 	UDP, TCP *os.File
+	// NS is the namespace they were bound in (where Config.Interface is
+	// looked up); a process that gets them from another sets it.
+	NS *netns.NS
 }
 
 // Close closes sockets that were not handed to Serve.
@@ -143,7 +156,7 @@ func Bind(ns *netns.NS, addr netip.Addr, port int) (*Sockets, error) {
 		}
 		return nil, fmt.Errorf("listening for DNS on %s in %s: %w", ap, ns, err)
 	}
-	return &Sockets{Addr: ap, UDP: os.NewFile(uintptr(udp), "dns-udp:"+ap.String()), TCP: os.NewFile(uintptr(tcp), "dns-tcp:"+ap.String())}, nil
+	return &Sockets{Addr: ap, UDP: os.NewFile(uintptr(udp), "dns-udp:"+ap.String()), TCP: os.NewFile(uintptr(tcp), "dns-tcp:"+ap.String()), NS: ns}, nil
 }
 
 // Serve serves sockets that Bind made (in this process or another that
@@ -172,21 +185,28 @@ func Serve(so *Sockets, cfg Config) (*Server, error) {
 		so.UDP.Close()
 		return nil, fmt.Errorf("serving DNS on %s: %w", so.Addr, err)
 	}
+	policy := &clientPolicy{ns: so.NS, clients: cfg.Clients, iface: cfg.Interface}
 	fd, err := unix.FcntlInt(so.UDP.Fd(), unix.F_DUPFD_CLOEXEC, 0) // blocking, read by its own thread
 	so.UDP.Close()
+	if err == nil {
+		err = enablePktinfo(fd, so.Addr.Addr().Is6())
+		if err != nil {
+			unix.Close(fd)
+		}
+	}
 	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("serving DNS on %s: %w", so.Addr, err)
 	}
 	dom := strings.ToLower(strings.Trim(cfg.Domain, "."))
-	s := &Server{cfg: cfg, addr: so.Addr, domain: "." + dom + ".", suffix: "." + dom}
+	s := &Server{cfg: cfg, addr: so.Addr, domain: "." + dom + ".", suffix: "." + dom, policy: policy}
 	s.fwd = newForwarder(&s.cfg)
 	s.udp, s.udpDone = &udpSocket{fd: fd}, make(chan struct{})
 	// One reader: it takes whatever has queued in one call, and a second
 	// reader on the same socket only adds wake-ups and contention (measured:
 	// one reader answers 30-50% more queries, with a third of the p99).
 	go s.serveUDP()
-	s.tcp = &mdns.Server{Listener: ln, Handler: s, ReadTimeout: 5 * time.Second}
+	s.tcp = &mdns.Server{Listener: &filteredListener{Listener: ln, p: policy}, Handler: s, ReadTimeout: 5 * time.Second}
 	started := make(chan struct{})
 	s.tcp.NotifyStartedFunc = func() { close(started) }
 	go s.tcp.ActivateAndServe()
@@ -215,7 +235,10 @@ func (s *Server) Close() error {
 // Subnets), else the upstream servers' answer.
 func (s *Server) ServeDNS(w mdns.ResponseWriter, req *mdns.Msg) {
 	resp, fwd := s.answer(s.cfg.Names.Table(), req)
-	if fwd {
+	switch {
+	case fwd && s.cfg.Upstreams == nil:
+		resp = noForward(req)
+	case fwd:
 		resp = s.forwardSync(req, "tcp")
 	}
 	if resp != nil {
@@ -238,11 +261,21 @@ func (s *Server) serveUDP() {
 			s.cfg.Logger.Debug("dns: reading queries", "addr", s.addr, "err", err)
 			continue
 		}
+		// Only the network's clients, arriving on its bridge, or the host
+		// itself (see clients.go): the others are dropped unanswered.
+		for i := range n {
+			if !s.policy.datagram(b.peers[i].addr(), arrivalIndex(b.control(i))) {
+				b.in[i].len = 0
+			}
+		}
 		// One table for the batch: every query in it arrived before this
 		// call, so every change made before any of them is in it.
 		t := s.cfg.Names.Table()
 		k := 0
 		for i := range n {
+			if b.in[i].len == 0 {
+				continue // dropped, or empty
+			}
 			resp := s.handleUDP(t, b.bufs[i][:b.in[i].len], &b.peers[i], b.resp[i][:0], nameBuf)
 			if len(resp) == 0 {
 				continue
@@ -272,7 +305,7 @@ func (s *Server) handleUDP(t *Table, req []byte, from *rawAddr, out, nameBuf []b
 					return resp
 				}
 			}
-		} else if !isReverse(q.name) {
+		} else if !isReverse(q.name) && s.cfg.Upstreams != nil {
 			s.forwardUDP(req, *from)
 			return nil
 		}
@@ -285,7 +318,9 @@ func (s *Server) handleUDP(t *Table, req []byte, from *rawAddr, out, nameBuf []b
 		return nil
 	}
 	resp, fwd := s.answer(t, m)
-	if fwd {
+	if fwd && s.cfg.Upstreams == nil {
+		resp = noForward(m)
+	} else if fwd {
 		s.forwardUDP(req, *from)
 		return nil
 	}
@@ -302,6 +337,13 @@ func (s *Server) handleUDP(t *Table, req []byte, from *rawAddr, out, nameBuf []b
 		return nil
 	}
 	return b
+}
+
+// noForward is the answer of a server that does not forward (an internal
+// network's) to a name that is not its network's: NXDOMAIN.
+func noForward(req *mdns.Msg) *mdns.Msg {
+	m := new(mdns.Msg)
+	return m.SetRcode(req, mdns.RcodeNameError)
 }
 
 // forwardUDP hands a UDP client's query (copied) to the forwarder, which
@@ -437,12 +479,10 @@ func (s *Server) hdr(name string, t uint16) mdns.RR_Header {
 // forwardSync asks the upstream servers in turn for a TCP client, over UDP
 // (and again over TCP when the answer is truncated), and returns the first
 // answer; SERVFAIL when none answers within ForwardTimeout. UDP clients'
-// queries go through the forwarder instead.
+// queries go through the forwarder instead. A server that does not
+// forward (Upstreams nil) never gets here: see noForward.
 func (s *Server) forwardSync(req *mdns.Msg, network string) *mdns.Msg {
-	var ups []netip.AddrPort
-	if s.cfg.Upstreams != nil {
-		ups = s.cfg.Upstreams()
-	}
+	ups := s.cfg.Upstreams()
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ForwardTimeout)
 	defer cancel()
 	var errs []error

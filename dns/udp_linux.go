@@ -122,6 +122,7 @@ type udpBatch struct {
 	in    []mmsghdr
 	inIov []unix.Iovec
 	bufs  [][]byte
+	ctrl  [][]byte // each query's control messages (its arrival interface)
 	peers []rawAddr
 	out   []mmsghdr
 	oIov  []unix.Iovec
@@ -129,7 +130,7 @@ type udpBatch struct {
 }
 
 func newUDPBatch(n, size int) *udpBatch {
-	b := &udpBatch{in: make([]mmsghdr, n), inIov: make([]unix.Iovec, n), bufs: make([][]byte, n), peers: make([]rawAddr, n),
+	b := &udpBatch{in: make([]mmsghdr, n), inIov: make([]unix.Iovec, n), bufs: make([][]byte, n), ctrl: make([][]byte, n), peers: make([]rawAddr, n),
 		out: make([]mmsghdr, n), oIov: make([]unix.Iovec, n), resp: make([][]byte, n)}
 	for i := range n {
 		b.bufs[i] = make([]byte, size)
@@ -137,6 +138,8 @@ func newUDPBatch(n, size int) *udpBatch {
 		b.inIov[i].SetLen(size)
 		b.in[i].hdr.Iov, b.in[i].hdr.Iovlen = &b.inIov[i], 1
 		b.in[i].hdr.Name = (*byte)(unsafe.Pointer(&b.peers[i].b[0]))
+		b.ctrl[i] = make([]byte, 64)
+		b.in[i].hdr.Control = &b.ctrl[i][0]
 		b.out[i].hdr.Iov, b.out[i].hdr.Iovlen = &b.oIov[i], 1
 		b.resp[i] = make([]byte, 0, 512)
 	}
@@ -148,6 +151,7 @@ func newUDPBatch(n, size int) *udpBatch {
 func (u *udpSocket) recv(b *udpBatch) (int, error) {
 	for i := range b.in {
 		b.in[i].hdr.Namelen = uint32(len(b.peers[i].b))
+		b.in[i].hdr.SetControllen(len(b.ctrl[i]))
 		b.in[i].hdr.Flags = 0
 	}
 	n, _, errno := syscall.Syscall6(unix.SYS_RECVMMSG, uintptr(u.fd), uintptr(unsafe.Pointer(&b.in[0])), uintptr(len(b.in)),
@@ -180,6 +184,29 @@ func (u *udpSocket) send(b *udpBatch, k int) {
 		}
 		sent += int(n)
 	}
+}
+
+// control is the i-th received query's control messages.
+func (b *udpBatch) control(i int) []byte { return b.ctrl[i][:b.in[i].hdr.Controllen] }
+
+// addr is the peer's address.
+func (a *rawAddr) addr() netip.Addr {
+	switch a.n {
+	case unix.SizeofSockaddrInet4:
+		return netip.AddrFrom4((*unix.RawSockaddrInet4)(unsafe.Pointer(&a.b[0])).Addr)
+	case unix.SizeofSockaddrInet6:
+		return netip.AddrFrom16((*unix.RawSockaddrInet6)(unsafe.Pointer(&a.b[0])).Addr).Unmap()
+	}
+	return netip.Addr{}
+}
+
+// enablePktinfo has the kernel say on which interface each datagram
+// arrived (IP_PKTINFO, IPV6_RECVPKTINFO), for the client policy.
+func enablePktinfo(fd int, v6 bool) error {
+	if v6 {
+		return unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1)
+	}
+	return unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_PKTINFO, 1)
 }
 
 // reply puts answer resp to the i-th received query at position k of b.out.

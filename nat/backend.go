@@ -23,6 +23,11 @@ type Network struct {
 	Bridge string
 	// Subnet and Subnet6 are the network's subnets; either may be zero.
 	Subnet, Subnet6 netip.Prefix
+	// Gateway and Gateway6 are the bridge's addresses, where the network's
+	// name server listens. DNS queries to them (port 53, UDP and TCP) are
+	// accepted only from the bridge with a source in the subnet, or from
+	// the host itself (lo); either may be zero (no such guard).
+	Gateway, Gateway6 netip.Addr
 	// Internal networks get no masquerade and nothing is forwarded in or out.
 	Internal bool
 	// NoICC forbids traffic between the network's sandboxes (enforced by
@@ -116,7 +121,8 @@ func Conflicts(a, b PortMapping) bool {
 // Validate checks e's ports against network n: protocol, ports set, host
 // address of a family the network has and that NAT can serve.
 func Validate(n Network, e Endpoint) error {
-	for i, p := range e.Ports {
+	byPort := make(map[portKey][]PortMapping, len(e.Ports)) // earlier ports: a range costs linear time
+	for _, p := range e.Ports {
 		if err := checkProto(p.proto()); err != nil {
 			return fmt.Errorf("port %s: %v: %w", p, err, ErrInvalid)
 		}
@@ -135,11 +141,18 @@ func Validate(n Network, e Endpoint) error {
 				return fmt.Errorf("port %s: network %q has no IPv6 subnet: %w", p, n.Name, ErrInvalid)
 			}
 		}
-		for _, q := range e.Ports[:i] {
+		for _, q := range byPort[portKey{p.proto(), p.HostPort}] {
 			if Conflicts(p, q) {
 				return fmt.Errorf("ports %s and %s take the same host port: %w", q, p, ErrInvalid)
 			}
 		}
+		byPort[portKey{p.proto(), p.HostPort}] = append(byPort[portKey{p.proto(), p.HostPort}], p)
 	}
 	return nil
+}
+
+// portKey is what two conflicting ports share: protocol and host port.
+type portKey struct {
+	proto string
+	port  uint16
 }

@@ -46,6 +46,18 @@
 // publishing on [::1] is refused (ErrInvalid) and ports published on all
 // addresses do not answer on [::1].
 //
+// Name servers: a Network with a Gateway gets guard rules in the input
+// chain (SANDNET-INPUT): DNS queries (port 53, UDP and TCP) to the gateway
+// that do not arrive on the bridge, or arrive there from outside the
+// subnet, are dropped; the host's own (lo) pass. The network's name server
+// answers its own sandboxes only (the dns package checks too).
+//
+// Restorable: everything the nftables backend creates lists in a form nft
+// -f loads back (the bridges set's ifname key says its byte order; the
+// compatibility rules' comments are rule comments), so nft list ruleset >
+// f; nft flush ruleset; nft -f f restores it whole. Published ranges of any
+// size are split into netlink messages and transactions that fit.
+//
 // Contract: root (CAP_NET_ADMIN) is needed. A Backend acts only in the
 // namespace it was made for: commands are started from a thread inside it
 // (netns.NS.Do), the nftables netlink socket is opened in it (by its fd),

@@ -420,16 +420,16 @@ func (b *IPTables) RemoveEndpoint(ctx context.Context, n Network, e Endpoint) er
 }
 
 // Check returns the rules (shared, network's, endpoints') missing from the
-// kernel, testing each with iptables -C (exact match, not just the comment).
+// kernel. The shared and network rules are tested with iptables -C (exact
+// match, not just the comment); the endpoints' DNAT rules, which can be
+// thousands (a published range), are read with one iptables-save -t nat
+// per family and matched by comment and target.
 func (b *IPTables) Check(ctx context.Context, n Network, eps []Endpoint) ([]Rule, error) {
 	var want []Rule
 	for _, f := range Families(n) {
 		want = append(want, StaticRules(f)...)
 	}
 	want = append(want, NetworkRules(n)...)
-	for _, e := range eps {
-		want = append(want, EndpointRules(n, e)...)
-	}
 	var missing []Rule
 	for _, r := range want {
 		ipt, err := b.handle(r.Family)
@@ -453,5 +453,39 @@ func (b *IPTables) Check(ctx context.Context, n Network, eps []Endpoint) ([]Rule
 			missing = append(missing, r)
 		}
 	}
+	var eprules []Rule
+	for _, e := range eps {
+		eprules = append(eprules, EndpointRules(n, e)...)
+	}
+	for _, f := range Families(n) {
+		rs := split(eprules, f)
+		if len(rs) == 0 {
+			continue
+		}
+		cur, err := b.save(ctx, f, "nat")
+		if err != nil {
+			return nil, err
+		}
+		have := map[string]bool{}
+		for _, s := range cur.rules {
+			if s.chain == ChainDNAT {
+				have[s.comment+"\x00"+targetOf(s.line)] = true
+			}
+		}
+		for _, r := range rs {
+			if !have[r.Comment+"\x00"+targetOf(r.Line())] {
+				missing = append(missing, r)
+			}
+		}
+	}
 	return missing, nil
+}
+
+// targetOf is the "-j ..." end of a rule line, as iptables-save prints it
+// and as Line renders it.
+func targetOf(line string) string {
+	if i := strings.LastIndex(line, " -j "); i >= 0 {
+		return line[i:]
+	}
+	return ""
 }

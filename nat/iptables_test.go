@@ -65,7 +65,7 @@ var backends = []struct {
 			h := nftHandle(t, ns, "forward", `iifname "sn-n1" oifname != "sn-n1" accept comment "sandnet net=n1 outbound"`)
 			testns.Run(t, ns, "nft", "delete", "rule", "inet", "sandnet", "forward", "handle", h)
 		},
-		hint: `nft 'add rule inet sandnet postrouting ip saddr 10.91.1.0/24 oifname != "sn-n1" masquerade`,
+		hint: `nft 'add rule inet sandnet postrouting ip saddr 10.91.1.0/24 oifname != "sn-n1" fib daddr type != local masquerade`,
 	},
 }
 
@@ -150,7 +150,8 @@ func TestBackendLifecycle(t *testing.T) {
 				said []string
 			)
 			ectx := explain.With(ctx, func(cmd string) { mu.Lock(); said = append(said, cmd); mu.Unlock() })
-			n1 := nat.Network{Name: "n1", Bridge: "sn-n1", Subnet: netip.MustParsePrefix("10.91.1.0/24"), Subnet6: netip.MustParsePrefix("fd00:91:1::/64")}
+			n1 := nat.Network{Name: "n1", Bridge: "sn-n1", Subnet: netip.MustParsePrefix("10.91.1.0/24"), Subnet6: netip.MustParsePrefix("fd00:91:1::/64"),
+				Gateway: netip.MustParseAddr("10.91.1.1"), Gateway6: netip.MustParseAddr("fd00:91:1::1")}
 			n2 := nat.Network{Name: "n1x", Bridge: "sn-n1x", Subnet: netip.MustParsePrefix("10.91.2.0/24"), Internal: true}
 			ep := nat.Endpoint{ID: "e1", Sandbox: "s1", Addr: netip.MustParseAddr("10.91.1.2"), Addr6: netip.MustParseAddr("fd00:91:1::2"),
 				Ports: []nat.PortMapping{{HostPort: 8080, ContainerPort: 80, Proto: "tcp"}, {HostPort: 5353, ContainerPort: 53, Proto: "udp"}}}

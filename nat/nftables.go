@@ -335,7 +335,13 @@ func compatRules(c *nftables.Conn, f Family) ([]*nftables.Rule, bool, error) {
 	return rs, true, nil
 }
 
+// compatComment is the comment of a rule in iptables-nft's chains: its
+// user-data comment (how sandnet writes them), or an xt comment match (how
+// iptables-nft, and earlier sandnet versions, write them).
 func compatComment(r *nftables.Rule) string {
+	if s := nftComment(r); s != "" {
+		return s
+	}
 	for _, e := range r.Exprs {
 		if m, ok := e.(*expr.Match); ok && m.Name == "comment" {
 			if c, ok := m.Info.(*xt.Comment); ok {
@@ -360,7 +366,8 @@ func (b *NFTables) ensureCompat(ctx context.Context, c *nftables.Conn, n Network
 			}
 			explain.Say(ctx, "%s", b.ns.Shell(compatCommand(r)))
 			t := compatTable(f)
-			c.InsertRule(&nftables.Rule{Table: t, Chain: &nftables.Chain{Name: "FORWARD", Table: t}, Exprs: r.Exprs})
+			c.InsertRule(&nftables.Rule{Table: t, Chain: &nftables.Chain{Name: "FORWARD", Table: t}, Exprs: r.Exprs,
+				UserData: userdata.AppendString(nil, userdata.TypeComment, r.Comment)})
 		}
 	}
 	return nil
@@ -530,13 +537,56 @@ func (b *NFTables) addElems(ctx context.Context, es []nftElem) error {
 	if err != nil {
 		return err
 	}
+	for _, e := range es {
+		explain.Say(ctx, "%s", b.ns.Shell(e.Command(false)))
+	}
+	return b.inBatches(c, es, func(m string, part []nftElem) error {
+		return c.SetAddElements(mapOf(m), elems(part, false))
+	})
+}
+
+// Netlink limits on one change of set elements. A message's element list
+// is one netlink attribute, whose length is 16 bits: past 64 KiB it wraps
+// and the kernel reads garbage (a 1000-port range failed with a "missing"
+// map). And a transaction is sent with one sendmsg, which the socket's
+// send buffer bounds (EMSGSIZE, "message too long", from ~2400 ports).
+// So elements go maxElemBytes to a message and maxBatchBytes to a
+// transaction; an endpoint's ports fit in one transaction unless it
+// publishes hundreds of them.
+const (
+	maxElemBytes  = 32 << 10
+	maxBatchBytes = 128 << 10
+)
+
+// elemSize over-estimates an element's size in a netlink message.
+func elemSize(e nftElem) int { return len(e.Elem.Key) + len(e.Elem.Val) + len(e.Elem.Comment) + 64 }
+
+// inBatches queues es (grouped by map, in first-seen order) through add,
+// at most maxElemBytes per call, and flushes a transaction whenever
+// maxBatchBytes are queued, and at the end. A failure stops it: the
+// transactions flushed before it stay.
+func (b *NFTables) inBatches(c *nftables.Conn, es []nftElem, add func(m string, part []nftElem) error) error {
 	order, by := groupByMap(es)
+	queued := 0
 	for _, m := range order {
-		for _, e := range by[m] {
-			explain.Say(ctx, "%s", b.ns.Shell(e.Command(false)))
-		}
-		if err := c.SetAddElements(mapOf(m), elems(by[m], false)); err != nil {
-			return err
+		rest := by[m]
+		for len(rest) > 0 {
+			n, size := 0, 0
+			for n < len(rest) && (n == 0 || size+elemSize(rest[n]) <= maxElemBytes) {
+				size += elemSize(rest[n])
+				n++
+			}
+			if queued > 0 && queued+size > maxBatchBytes {
+				if err := c.Flush(); err != nil {
+					return err
+				}
+				queued = 0
+			}
+			if err := add(m, rest[:n]); err != nil {
+				return err
+			}
+			queued += size
+			rest = rest[n:]
 		}
 	}
 	return c.Flush()
@@ -571,19 +621,15 @@ func (b *NFTables) removeElems(ctx context.Context, n Network, e Endpoint, es []
 	if err != nil {
 		return err
 	}
-	order, by := groupByMap(es)
-	for _, m := range order {
-		for _, e := range by[m] {
-			explain.Say(ctx, "%s", b.ns.Shell(e.Command(true)))
-		}
-		if err := c.SetAddElements(mapOf(m), elems(by[m], false)); err != nil {
-			return err
-		}
-		if err := c.SetDeleteElements(mapOf(m), elems(by[m], true)); err != nil {
-			return err
-		}
+	for _, e := range es {
+		explain.Say(ctx, "%s", b.ns.Shell(e.Command(true)))
 	}
-	if err := c.Flush(); err == nil {
+	if err := b.inBatches(c, es, func(m string, part []nftElem) error {
+		if err := c.SetAddElements(mapOf(m), elems(part, false)); err != nil {
+			return err
+		}
+		return c.SetDeleteElements(mapOf(m), elems(part, true))
+	}); err == nil {
 		return nil
 	}
 	// Slow path: read the network's maps, delete what names the endpoint.
@@ -594,6 +640,7 @@ func (b *NFTables) removeElems(ctx context.Context, n Network, e Endpoint, es []
 		}
 		return err
 	}
+	var del []nftElem
 	for _, s := range sets {
 		if !strings.HasSuffix(s.Name, "-"+n.Name) || !strings.HasPrefix(s.Name, "dnat") {
 			continue
@@ -602,19 +649,15 @@ func (b *NFTables) removeElems(ctx context.Context, n Network, e Endpoint, es []
 		if err != nil {
 			return err
 		}
-		var del []nftables.SetElement
 		for _, el := range have {
 			if strings.HasPrefix(el.Comment, EndpointComment(n.Name, e.ID)) {
-				del = append(del, nftables.SetElement{Key: el.Key})
-			}
-		}
-		if len(del) > 0 {
-			if err := c.SetDeleteElements(s, del); err != nil {
-				return err
+				del = append(del, nftElem{Set: s.Name, Elem: nftables.SetElement{Key: el.Key}})
 			}
 		}
 	}
-	return c.Flush()
+	return b.inBatches(c, del, func(m string, part []nftElem) error {
+		return c.SetDeleteElements(mapOf(m), elems(part, true))
+	})
 }
 
 // Check returns what is missing from the kernel: static and network rules
@@ -639,19 +682,24 @@ func (b *NFTables) Check(ctx context.Context, n Network, eps []Endpoint) ([]Rule
 			missing = append(missing, r.rule())
 		}
 	}
-	elements := map[string][]nftables.SetElement{} // set -> elements; absent: set missing
-	get := func(name string) ([]nftables.SetElement, error) {
+	// set -> its elements' key and value; read once per set.
+	elements := map[string]map[string]bool{}
+	get := func(name string) (map[string]bool, error) {
 		if es, ok := elements[name]; ok {
 			return es, nil
 		}
+		es := map[string]bool{}
+		elements[name] = es
 		if !cur.table {
-			return nil, nil
+			return es, nil
 		}
-		es, err := c.GetSetElements(&nftables.Set{Table: nftTable, Name: name})
+		have, err := c.GetSetElements(&nftables.Set{Table: nftTable, Name: name})
 		if err != nil && !isNotExist(err) {
 			return nil, fmt.Errorf("reading set %s in %s: %w", name, b.ns, err)
 		}
-		elements[name] = es
+		for _, h := range have {
+			es[elemKey(h)] = true
+		}
 		return es, nil
 	}
 	want := []nftElem{nftBridgeElem(n)}
@@ -663,14 +711,7 @@ func (b *NFTables) Check(ctx context.Context, n Network, eps []Endpoint) ([]Rule
 		if err != nil {
 			return nil, err
 		}
-		found := false
-		for _, h := range have {
-			if bytes.Equal(h.Key, w.Elem.Key) && bytes.Equal(h.Val, w.Elem.Val) {
-				found = true
-				break
-			}
-		}
-		if !found {
+		if !have[elemKey(w.Elem)] {
 			missing = append(missing, w.rule())
 		}
 	}
@@ -690,6 +731,9 @@ func (b *NFTables) Check(ctx context.Context, n Network, eps []Endpoint) ([]Rule
 	}
 	return missing, nil
 }
+
+// elemKey identifies an element by its key and value.
+func elemKey(e nftables.SetElement) string { return string(e.Key) + "\x00" + string(e.Val) }
 
 // setIDs numbers the sets sandnet adds. google/nftables numbers sets it is
 // given without an ID from a package-global counter that is not safe for

@@ -10,7 +10,6 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
-	"github.com/google/nftables/xt"
 	"golang.org/x/sys/unix"
 )
 
@@ -149,14 +148,24 @@ func (b *rb) oif(name string, eq bool) { b.iface(expr.MetaKeyOIFNAME, "oifname",
 // addr matches the source or destination address against a prefix (the
 // family's nfproto first, as nft does in an inet table).
 func (b *rb) addr(dst bool, p netip.Prefix, eq bool) {
-	f, off, word := IPv4, uint32(12), "ip"
+	f := IPv4
 	if p.Addr().Is6() {
-		f, off, word = IPv6, 8, "ip6"
+		f = IPv6
+	}
+	b.nfproto(f)
+	b.addrOnly(dst, p, eq)
+}
+
+// addrOnly is addr without the nfproto test, for a rule's second address
+// match (nft tests the family once).
+func (b *rb) addrOnly(dst bool, p netip.Prefix, eq bool) {
+	off, word := uint32(12), "ip"
+	if p.Addr().Is6() {
+		off, word = 8, "ip6"
 	}
 	if dst {
 		off += uint32(p.Addr().BitLen() / 8)
 	}
-	b.nfproto(f)
 	bits := p.Bits()
 	full := p.Addr().AsSlice()
 	n := uint32((bits + 7) / 8)
@@ -184,6 +193,15 @@ func (b *rb) addr(dst bool, p netip.Prefix, eq bool) {
 		s = p.Addr().String()
 	}
 	b.say(fmt.Sprintf("%s %s %s%s", word, dir, neq(eq), s))
+}
+
+// dport is "PROTO dport PORT" (nft adds the meta l4proto test itself).
+func (b *rb) dport(proto string, port uint16) {
+	b.ex = append(b.ex, &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1})
+	b.cmp(expr.CmpOpEq, 1, []byte{protoNum[proto]})
+	b.ex = append(b.ex, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2})
+	b.cmp(expr.CmpOpEq, 1, port16(port))
+	b.say(fmt.Sprintf("%s dport %d", proto, port))
 }
 
 func native32(v uint32) []byte { return binaryutil.NativeEndian.PutUint32(v) }
@@ -216,10 +234,13 @@ func (b *rb) ctEstablished(set bool) {
 	}
 }
 
-func (b *rb) fibLocal() {
+func (b *rb) fibLocal() { b.fibType(true) }
+
+// fibType is "fib daddr type [!=] local".
+func (b *rb) fibType(local bool) {
 	b.ex = append(b.ex, &expr.Fib{Register: 1, ResultADDRTYPE: true, FlagDADDR: true})
-	b.cmp(expr.CmpOpEq, 1, native32(unix.RTN_LOCAL))
-	b.say("fib daddr type local")
+	b.cmp(eqOp(local), 1, native32(unix.RTN_LOCAL))
+	b.say("fib daddr type " + neq(local) + "local")
 }
 
 func (b *rb) verdict(k expr.VerdictKind, chain, text string) {
@@ -303,7 +324,7 @@ func nftNetworkRules(n Network) []nftRule {
 			rs = append(rs, b.rule(f, chain, c(tag)))
 		}
 		if !n.Internal && !n.Routed {
-			add(nftPostrouting, "masquerade", func(b *rb) { b.addr(false, s, true); b.oif(br, false); b.masquerade() })
+			add(nftPostrouting, "masquerade", func(b *rb) { b.addr(false, s, true); b.oif(br, false); b.fibType(false); b.masquerade() })
 		}
 		add(nftPostrouting, "hairpin", func(b *rb) { b.addr(false, s, true); b.oif(br, true); b.ctDNAT(true); b.masquerade() })
 		if f == IPv4 {
@@ -345,6 +366,25 @@ func nftNetworkRules(n Network) []nftRule {
 		}
 		add(nftPublished, fmt.Sprintf("dnat%d", f), func(b *rb) { dnatByMap(b, f, nftMapName(n.Name, f, false), false) })
 		add(nftPublished, fmt.Sprintf("dnat%d-any", f), func(b *rb) { dnatByMap(b, f, nftMapName(n.Name, f, true), true) })
+		if gw := n.gateway(f); gw.IsValid() {
+			one := netip.PrefixFrom(gw, gw.BitLen())
+			for _, p := range dnsGuardProtos {
+				add(nftInput, "dns-iface-"+p, func(b *rb) {
+					b.addr(true, one, true)
+					b.dport(p, 53)
+					b.iif("lo", false)
+					b.iif(br, false)
+					b.drop()
+				})
+				add(nftInput, "dns-source-"+p, func(b *rb) {
+					b.addr(true, one, true)
+					b.addrOnly(false, s, false)
+					b.dport(p, 53)
+					b.iif(br, true)
+					b.drop()
+				})
+			}
+		}
 	}
 	// The nfproto test is implied by "ip"/"ip6" in nft syntax: say it only
 	// where nothing else names the family.
@@ -436,8 +476,13 @@ func nftMaps(n Network) []*nftables.Set {
 	return ms
 }
 
+// nftBridgeSet is the set of every sandnet bridge. Its key is an interface
+// name, which nft keeps in host byte order: without that said in the set's
+// user data, nft lists every element as "" and cannot load its own listing
+// back (nft list ruleset > f; nft -f f fails, and takes the admin's own
+// tables in f down with it).
 func nftBridgeSet() *nftables.Set {
-	return &nftables.Set{Table: nftTable, Name: nftBridges, KeyType: nftables.TypeIFName, Comment: CommentPrefix}
+	return &nftables.Set{Table: nftTable, Name: nftBridges, KeyType: nftables.TypeIFName, KeyByteOrder: binaryutil.NativeEndian, Comment: CommentPrefix}
 }
 
 // nftBridgeElem is the network's element of the bridges set.
@@ -531,8 +576,12 @@ func nftEndpointElems(n Network, e Endpoint) []nftElem {
 // ip filter, ip6 filter) when they exist: an accept in table inet sandnet
 // does not stop a DROP policy or rule of another table, so, as the iptables
 // backend's jump does, these accept the networks' traffic there. They are
-// written as iptables-nft writes "-i BR -m comment --comment C -j ACCEPT",
-// so iptables-save shows them as such.
+// written so that both tools show them whole: iptables-save as "-i BR -m
+// comment --comment C -j ACCEPT" (iptables-nft reads a rule's user-data
+// comment as its comment match) and nft list ruleset as `iifname "BR"
+// counter accept comment "C"`, which nft -f loads back. (An xt comment
+// match, iptables-nft's own way, lists as nothing in nft and is lost by a
+// save and restore.)
 func nftCompatRules(n Network) []nftRule {
 	var rs []nftRule
 	for _, f := range Families(n) {
@@ -548,7 +597,6 @@ func nftCompatRules(n Network) []nftRule {
 				Exprs: []expr.Any{
 					&expr.Meta{Key: key, Register: 1},
 					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: append([]byte(n.Bridge), 0)},
-					&expr.Match{Name: "comment", Info: ptr(xt.Comment(comment))},
 					&expr.Counter{},
 					&expr.Verdict{Kind: expr.VerdictAccept},
 				},
@@ -557,8 +605,6 @@ func nftCompatRules(n Network) []nftRule {
 	}
 	return rs
 }
-
-func ptr[T any](v T) *T { return &v }
 
 func compatTable(f Family) *nftables.Table {
 	if f == IPv6 {

@@ -31,7 +31,7 @@ const (
 	ChainForward     = "SANDNET-FORWARD"     // filter: what the networks forward; from FORWARD
 	ChainIsolation1  = "SANDNET-ISOLATION-1" // filter: first rule of SANDNET-FORWARD; traffic leaving a bridge
 	ChainIsolation2  = "SANDNET-ISOLATION-2" // filter: drops what would enter another sandnet bridge
-	ChainInput       = "SANDNET-INPUT"       // filter, IPv4: guards 127.0.0.0/8 (route_localnet)
+	ChainInput       = "SANDNET-INPUT"       // filter: guards 127.0.0.0/8 (route_localnet, IPv4) and the networks' name servers
 )
 
 // CommentPrefix starts the comment of every rule sandnet adds.
@@ -137,17 +137,14 @@ func loopback(f Family) string {
 
 // StaticChains are the shared chains of a family, in creation order.
 func StaticChains(f Family) []Chain {
-	cs := []Chain{
+	return []Chain{
 		{f, "nat", ChainDNAT},
 		{f, "nat", ChainPostrouting},
 		{f, "filter", ChainIsolation2},
 		{f, "filter", ChainIsolation1},
 		{f, "filter", ChainForward},
+		{f, "filter", ChainInput},
 	}
-	if f == IPv4 {
-		cs = append(cs, Chain{f, "filter", ChainInput})
-	}
-	return cs
 }
 
 // StaticRules are the jumps into the shared chains and their fixed rules.
@@ -175,14 +172,33 @@ func StaticRules(f Family) []Rule {
 		rule(f, "filter", ChainForward, c, "-j", ChainIsolation1),
 	}
 	rs[3].Insert, rs[4].Insert = true, true
+	in := rule(f, "filter", "INPUT", c, "-j", ChainInput)
+	in.Insert = true
+	// The host's own traffic (lo) is never dropped here: the networks'
+	// DNS guards below drop what does not come from their bridge.
+	self := rule(f, "filter", ChainInput, c+" self", "-i", "lo", "-j", "RETURN")
+	self.Insert = true
+	rs = append(rs, in, self)
 	if f == IPv4 {
-		in := rule(f, "filter", "INPUT", c, "-j", ChainInput)
-		in.Insert = true
-		rs = append(rs, in, rule(f, "filter", ChainInput, c+" localnet-guard",
+		rs = append(rs, rule(f, "filter", ChainInput, c+" localnet-guard",
 			"!", "-i", "lo", "-d", lo, "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT", "-j", "DROP"))
 	}
 	return rs
 }
+
+// gateway is the network's gateway address of family f, or the zero Addr.
+func (n Network) gateway(f Family) netip.Addr {
+	if f == IPv6 {
+		return n.Gateway6
+	}
+	return n.Gateway
+}
+
+// dnsGuard is what the guard rules of the network's name server match:
+// per transport protocol, queries to the gateway not arriving on the bridge
+// ("dns-iface-PROTO"), and queries arriving on it from a source outside
+// the subnet ("dns-source-PROTO"). Both are dropped.
+var dnsGuardProtos = []string{"udp", "tcp"}
 
 // NetComment is the comment prefix of every rule of network name (its
 // endpoints' rules included), with the trailing space.
@@ -194,7 +210,9 @@ func EndpointComment(network, id string) string { return NetComment(network) + "
 // NetworkRules renders a network's rules, IPv4 then IPv6, in order.
 //
 //   - nat SANDNET-POSTROUTING: masquerade the subnet leaving by any other
-//     interface than the bridge (not for Internal); masquerade hairpin
+//     interface than the bridge, to a destination that is not the host's
+//     own (not for Internal; the host's own traffic from its gateway
+//     address to itself keeps its source, so the name server knows it); masquerade hairpin
 //     traffic (a sandbox reaching a published port of its own network
 //     through a host address), so the reply comes back through the host;
 //     masquerade 127.0.0.0/8 going out the bridge (the host reaching a port
@@ -208,13 +226,17 @@ func EndpointComment(network, id string) string { return NetComment(network) + "
 //     rest headed into the bridge (no direct routing to unpublished ports),
 //     unless the network is Routed: then it is not masqueraded and traffic
 //     routed to its sandboxes is accepted.
+//   - filter SANDNET-INPUT: the name server on the gateway address answers
+//     the network only: DNS queries to it that do not arrive on the bridge,
+//     or arrive there from outside the subnet, are dropped (the host's own,
+//     on lo, returned before).
 func NetworkRules(n Network) []Rule {
 	var rs []Rule
 	for _, f := range Families(n) {
 		s, br := n.subnet(f).String(), n.Bridge
 		c := func(tag string) string { return NetComment(n.Name) + tag }
 		if !n.Internal && !n.Routed {
-			rs = append(rs, rule(f, "nat", ChainPostrouting, c("masquerade"), "-s", s, "!", "-o", br, "-j", "MASQUERADE"))
+			rs = append(rs, rule(f, "nat", ChainPostrouting, c("masquerade"), "-s", s, "!", "-o", br, "-m", "addrtype", "!", "--dst-type", "LOCAL", "-j", "MASQUERADE"))
 		}
 		rs = append(rs, rule(f, "nat", ChainPostrouting, c("hairpin"), "-s", s, "-o", br, "-m", "conntrack", "--ctstate", "DNAT", "-j", "MASQUERADE"))
 		if f == IPv4 {
@@ -243,6 +265,13 @@ func NetworkRules(n Network) []Rule {
 			rs = append(rs, rule(f, "filter", ChainForward, c("routed"), "-o", br, "-j", "ACCEPT"))
 		} else {
 			rs = append(rs, rule(f, "filter", ChainForward, c("no-direct"), "-o", br, "-j", "DROP"))
+		}
+		if gw := n.gateway(f); gw.IsValid() {
+			for _, p := range dnsGuardProtos {
+				rs = append(rs,
+					rule(f, "filter", ChainInput, c("dns-iface-"+p), "-d", gw.String(), "!", "-i", br, "-p", p, "-m", p, "--dport", "53", "-j", "DROP"),
+					rule(f, "filter", ChainInput, c("dns-source-"+p), "-d", gw.String(), "-i", br, "!", "-s", s, "-p", p, "-m", p, "--dport", "53", "-j", "DROP"))
+			}
 		}
 	}
 	return rs

@@ -37,8 +37,9 @@ var (
 	dual = Network{
 		Name: "web", Bridge: "sn-web",
 		Subnet: netip.MustParsePrefix("10.88.0.0/24"), Subnet6: netip.MustParsePrefix("fd00:88::/64"),
+		Gateway: netip.MustParseAddr("10.88.0.1"), Gateway6: netip.MustParseAddr("fd00:88::1"),
 	}
-	internal = Network{Name: "db", Bridge: "sn-db", Subnet: netip.MustParsePrefix("10.89.0.0/24"), Internal: true, NoICC: true}
+	internal = Network{Name: "db", Bridge: "sn-db", Subnet: netip.MustParsePrefix("10.89.0.0/24"), Gateway: netip.MustParseAddr("10.89.0.1"), Internal: true, NoICC: true}
 )
 
 func TestRenderStatic(t *testing.T) {

@@ -51,7 +51,7 @@ func (a *app) attach(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	h, err := a.host(ctx)
+	h, err := a.touchingHost(ctx)
 	if err != nil {
 		return err
 	}
@@ -88,7 +88,7 @@ func (a *app) detach(ctx context.Context, args []string) error {
 	if network == "" {
 		return usagef("detach: --net NAME is required")
 	}
-	h, err := a.host(ctx)
+	h, err := a.touchingHost(ctx)
 	if err != nil {
 		return err
 	}

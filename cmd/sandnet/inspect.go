@@ -244,7 +244,7 @@ func hostReport[T any](a *app, ctx context.Context, c command, args []string, ru
 	if _, _, err := a.parse(a.flags(c), c, args); err != nil {
 		return err
 	}
-	h, err := a.host(ctx)
+	h, err := a.touchingHost(ctx)
 	if err != nil {
 		return err
 	}

@@ -195,6 +195,20 @@ func (a *app) host(ctx context.Context) (*sandnet.Host, error) {
 	return sandnet.NewHost(ctx, sandnet.HostConfig{NetNS: a.hostNS, StateDir: a.stateDir, FirewallBackend: a.firewall})
 }
 
+// touchingHost is host for the commands that touch the networks: it also
+// starts again a name server that endpoints need and that is down (the DNS
+// helper was killed), saying so on stderr; that never fails the command.
+func (a *app) touchingHost(ctx context.Context) (*sandnet.Host, error) {
+	h, err := a.host(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.EnsureNameServers(ctx); err != nil {
+		fmt.Fprintf(a.stderr, "sandnet: warning: %v\n", err)
+	}
+	return h, nil
+}
+
 // sandboxAndHost opens the sandbox namespace spec (a name, path or pid:PID)
 // and the Host; closeBoth closes them again.
 func (a *app) sandboxAndHost(ctx context.Context, spec string) (sb *netns.NS, h *sandnet.Host, closeBoth func(), err error) {

@@ -11,7 +11,7 @@ import (
 
 var (
 	netCreateCmd = command{
-		usage:   "net create NAME [--driver D] [--subnet CIDR] [--subnet6 CIDR] [--gateway IP] [--internal] [--no-icc] [--routed] [--no-neighbor-proxy] [--parent IF] [--vni N --peer IP... [--underlay IP]]",
+		usage:   "net create NAME [--driver D] [--subnet CIDR] [--subnet6 CIDR] [--gateway IP] [--internal [--dns-forward]] [--no-icc] [--routed] [--no-neighbor-proxy] [--parent IF] [--vni N --peer IP... [--underlay IP]]",
 		summary: "Create a network in the host namespace. A bridge network gets a bridge with the gateway address (and, when not internal, NAT).",
 		min:     1, max: 1,
 		examples: `  sandnet --host-ns lab net create n1 --subnet 10.88.0.0/24
@@ -41,7 +41,7 @@ func (a *app) net(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		h, err := a.host(ctx)
+		h, err := a.touchingHost(ctx)
 		if err != nil {
 			return err
 		}
@@ -81,7 +81,7 @@ func (a *app) netCreate(ctx context.Context, args []string) error {
 	fs := a.flags(netCreateCmd)
 	var (
 		driver, subnet, subnet6, gateway, parent, underlay string
-		internal, noICC, routed, noProxy                   bool
+		internal, dnsForward, noICC, routed, noProxy       bool
 		vni                                                uint
 		peers                                              strList
 	)
@@ -90,6 +90,7 @@ func (a *app) netCreate(ctx context.Context, args []string) error {
 	fs.StringVar(&subnet6, "subnet6", "", "IPv6 subnet `CIDR` (dual stack)")
 	fs.StringVar(&gateway, "gateway", "", "gateway `IP` (default: the subnet's first address)")
 	fs.BoolVar(&internal, "internal", false, "no way out: no masquerade, no default route")
+	fs.BoolVar(&dnsForward, "dns-forward", false, "with --internal: the name server forwards other names upstream (default: NXDOMAIN)")
 	fs.BoolVar(&noICC, "no-icc", false, "forbid traffic between the network's sandboxes")
 	fs.BoolVar(&routed, "routed", false, "no NAT: other hosts may route to the sandboxes' addresses directly")
 	fs.BoolVar(&noProxy, "no-neighbor-proxy", false, "bridge: flood ARP to every port instead of answering it (for sandboxes that move their addresses or MACs themselves)")
@@ -101,7 +102,8 @@ func (a *app) netCreate(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	n := sandnet.Network{Name: pos[0], Driver: sandnet.Driver(driver), Internal: internal, NoICC: noICC, Routed: routed, NoNeighborProxy: noProxy, Parent: parent, VNI: uint32(vni)}
+	n := sandnet.Network{Name: pos[0], Driver: sandnet.Driver(driver), Internal: internal, DNSForward: dnsForward, NoICC: noICC, Routed: routed,
+		NoNeighborProxy: noProxy, Parent: parent, VNI: uint32(vni)}
 	if n.Subnet, err = optPrefix("--subnet", subnet); err != nil {
 		return err
 	}
@@ -131,7 +133,7 @@ func (a *app) netCreate(ctx context.Context, args []string) error {
 		}
 		n.Peers = append(n.Peers, a)
 	}
-	h, err := a.host(ctx)
+	h, err := a.touchingHost(ctx)
 	if err != nil {
 		return err
 	}

@@ -39,7 +39,7 @@ func (a *app) run(ctx context.Context, args []string) error {
 		keep              bool
 	)
 	fs.StringVar(&network, "net", "", "the network `NAME` to join (required; create it with sandnet net create)")
-	fs.StringVar(&name, "name", "", "the sandbox's namespace and DNS name `N` (default: run-RANDOM, no DNS name)")
+	fs.StringVar(&name, "name", "", "the sandbox's namespace and DNS name `N` (default: run-RANDOM, which resolves on the network as well)")
 	fs.Var(&aliases, "alias", "another DNS name `A` (repeat)")
 	fs.Var(&ports, "p", "publish a port, Docker's `SPEC`: [HOSTIP:]HOSTPORT:PORT[/tcp|udp] (repeat)")
 	fs.StringVar(&ip, "ip", "", "a static `IP` from the network's subnet")

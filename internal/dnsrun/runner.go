@@ -30,8 +30,11 @@ type Network struct {
 	Name              string
 	Subnet, Subnet6   netip.Prefix
 	Gateway, Gateway6 netip.Addr
-	// Internal networks' servers never forward.
-	Internal bool
+	// Bridge is the interface the network's queries arrive on: the server
+	// answers only those (source in the subnets) and the host's own.
+	Bridge string
+	// Internal networks' servers do not forward, unless Forward asks them to.
+	Internal, Forward bool
 }
 
 // Source tells the runner what to serve.
@@ -237,11 +240,15 @@ func (r *runner) start(n Network) (*netServer, error) {
 	cfg := dns.Config{
 		Names:   names,
 		Subnets: []netip.Prefix{n.Subnet, n.Subnet6},
-		Dial:    Dial(r.cfg.NS), // upstream queries leave from the host namespace: its routes and its loopback stub apply
-		ID:      ID(r.cfg.Dir, n.Name),
-		Logger:  r.cfg.Logger,
+		// The network's sandboxes only: the source in its subnets, arriving
+		// on its bridge (or the host's own queries, on lo).
+		Clients:   []netip.Prefix{n.Subnet, n.Subnet6},
+		Interface: n.Bridge,
+		Dial:      Dial(r.cfg.NS), // upstream queries leave from the host namespace: its routes and its loopback stub apply
+		ID:        ID(r.cfg.Dir, n.Name),
+		Logger:    r.cfg.Logger,
 	}
-	if !n.Internal {
+	if !n.Internal || n.Forward {
 		cfg.Upstreams = func() []netip.AddrPort { return *r.ups.Load() }
 	}
 	s := &netServer{def: n, names: names}
@@ -252,6 +259,7 @@ func (r *runner) start(n Network) (*netServer, error) {
 		var srv *dns.Server
 		if so := r.inherited[netip.AddrPortFrom(gw, 53)]; so != nil {
 			delete(r.inherited, so.Addr)
+			so.NS = r.cfg.NS
 			srv, err = dns.Serve(so, cfg)
 		} else {
 			srv, err = dns.Listen(r.cfg.NS, gw, 53, cfg)

@@ -34,6 +34,13 @@ func (s *Store[N, E]) AddFileRef(path, id string) error {
 	return nil
 }
 
+// HasFileRef reports whether endpoint id is counted as a user of the file
+// at path (an attach killed before recording its files left only that).
+func (s *Store[N, E]) HasFileRef(path, id string) bool {
+	_, err := os.Lstat(filepath.Join(s.refDir(path), id))
+	return err == nil
+}
+
 // DropFileRef drops endpoint id's use of the file at path and reports
 // whether it was the last user (the caller removes the file then).
 func (s *Store[N, E]) DropFileRef(path, id string) (last bool, err error) {

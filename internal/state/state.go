@@ -143,7 +143,15 @@ func (s *Store[N, E]) LockNetworkExclusive(ctx context.Context, name string) (re
 		glock.Release()
 		return nil, err
 	}
-	return func() { nlock.Release(); glock.Release() }, nil
+	return func() {
+		// The network is gone (removed under this lock): so goes its lock
+		// file, which would otherwise stay forever (see statefile.RemoveLock).
+		if _, err := os.Lstat(s.NetworkPath(name)); errors.Is(err, os.ErrNotExist) {
+			nlock.RemoveLock(filepath.Join(s.dir, "networks", name+".lock"))
+		}
+		nlock.Release()
+		glock.Release()
+	}, nil
 }
 
 // Read reads and decodes the versioned record at path; a missing file is

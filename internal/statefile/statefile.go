@@ -277,13 +277,51 @@ func Acquire(ctx context.Context, path string, shared bool) (*Lock, error) {
 		l.unlockMutex()
 		return nil, fmt.Errorf("locking %s: %w", path, err)
 	}
-	if err = Flock(ctx, int(f.Fd()), shared); err == nil {
-		l.f = f
-		return l, nil
+	for {
+		if err = Flock(ctx, int(f.Fd()), shared); err != nil {
+			break
+		}
+		if sameFile(f, path) {
+			l.f = f
+			return l, nil
+		}
+		// The holder before us removed the lock file (RemoveLock): our
+		// flock is on a file nobody else will open. Start over on the file
+		// at path now.
+		f.Close()
+		if f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600); err != nil {
+			break
+		}
 	}
-	f.Close()
+	if f != nil {
+		f.Close()
+	}
 	l.unlockMutex()
 	return nil, fmt.Errorf("locking %s: %w", path, err)
+}
+
+// sameFile reports whether the open file f is still the file at path.
+func sameFile(f *os.File, path string) bool {
+	var a, b unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &a) != nil || unix.Lstat(path, &b) != nil {
+		return false
+	}
+	return a.Dev == b.Dev && a.Ino == b.Ino
+}
+
+// RemoveLock removes the lock file of l, which the caller holds
+// exclusively, when what it guards is gone for good (a removed network):
+// lock files do not pile up. Whoever waits on the old file finds it
+// removed once it gets the flock, and takes the lock on a new file at the
+// same path instead (Acquire checks), so two holders never coexist.
+func (l *Lock) RemoveLock(path string) error {
+	if l == nil || l.shared || !sameFile(l.f, path) {
+		return nil
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing lock %s: %w", path, err)
+	}
+	return nil
 }
 
 func (l *Lock) unlockMutex() {

@@ -1,0 +1,66 @@
+package sandnet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"time"
+
+	"github.com/sandnet/sandnet/dns"
+	"github.com/sandnet/sandnet/internal/dnsrun"
+)
+
+// EnsureNameServers starts again the name servers that endpoints use and
+// that do not answer: after the DNS helper was killed, resolution stays down
+// until someone does this. The CLI calls it from every command that touches
+// the networks (attach, detach, net create/rm, gc, reconcile); Reconcile and
+// Repair do it through Check's DNS problems too. Networks whose server
+// answers cost one probe each.
+func (h *Host) EnsureNameServers(ctx context.Context) error {
+	var errs []error
+	for _, n := range (recordSource{h.st}).Networks() {
+		if up, _ := h.NameServerUp(ctx, n.Name); up {
+			continue
+		}
+		if err := h.dns.Ensure(ctx, n); err != nil {
+			errs = append(errs, fmt.Errorf("restarting the name server of network %q: %w", n.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// NameServerUp reports whether network's embedded name server answers (a
+// probe from the host namespace), and if not, why: what runs, what to do.
+// It changes nothing. A network without an embedded server is up.
+func (h *Host) NameServerUp(ctx context.Context, network string) (bool, string) {
+	rec, err := h.st.ReadNetwork(network)
+	if err != nil {
+		return false, err.Error()
+	}
+	n := &rec.Network
+	if !h.usesEmbeddedDNS(n) {
+		return true, "network " + network + " has no embedded name server"
+	}
+	addr := netip.AddrPortFrom(n.Gateway, 53)
+	id, err := dns.Probe(ctx, dnsrun.Dial(h.ns), addr, "", 500*time.Millisecond)
+	if err == nil && id == dnsrun.ID(h.dir, n.Name) {
+		return true, fmt.Sprintf("the name server of network %q answers on %s", network, addr)
+	}
+	who := "the in-process name server"
+	if h.dnsMode != DNSInProcess {
+		who = "the DNS helper"
+		if pid := h.dns.HelperPID(); pid != 0 {
+			who += fmt.Sprintf(" (pid %d)", pid)
+		} else {
+			who += " (not running: killed?)"
+		}
+	}
+	why := fmt.Sprintf("no answer (%v)", err)
+	if err == nil {
+		why = fmt.Sprintf("another server answers there (%q)", id)
+	}
+	return false, fmt.Sprintf("the name server of network %q on %s is down: %s; it is %s (log %s); any sandnet command that touches the network (sandnet reconcile) starts it again",
+		network, addr, why, who, filepath.Join(h.dir, "dns", "helper.log"))
+}
