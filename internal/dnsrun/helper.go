@@ -1,6 +1,7 @@
 package dnsrun
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -79,6 +80,10 @@ func (m *Manager) ensureHelper(n Network) (started bool, err error) {
 // wakeHelper asks the state dir's helper process to sync now (SIGUSR1), if
 // it runs and is the helper: the PID is checked against its command line,
 // as a PID file can outlive its process.
+//
+// Only a helper that has written status.json is signalled: it set up its
+// handler for SIGUSR1 before, and one still starting (whose PID its starter
+// wrote already) would die of the signal. That one syncs on its own soon.
 func (m *Manager) wakeHelper() {
 	pid := m.HelperPID()
 	if pid <= 0 {
@@ -86,6 +91,10 @@ func (m *Manager) wakeHelper() {
 	}
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if err != nil || !strings.HasPrefix(string(cmdline), helperArg0+"\x00"+m.cfg.Dir+"\x00") {
+		return
+	}
+	var st status
+	if b, err := statefile.Read(filepath.Join(m.cfg.dir(), "status.json")); err != nil || json.Unmarshal(b, &st) != nil || st.PID != pid {
 		return
 	}
 	unix.Kill(pid, unix.SIGUSR1)
@@ -152,6 +161,10 @@ func (m *Manager) spawnHelper(lock *os.File, socks []*dns.Sockets) error {
 		return fmt.Errorf("starting the DNS helper (/proc/self/exe): %w", err)
 	}
 	c.Logger.Debug("dns: started helper", "pid", cmd.Process.Pid, "stateDir", c.Dir)
+	// helper.pid names it from now on (the helper writes it again): the
+	// caller does not wait for the helper, and whoever looks next must find
+	// it. A failure here is the helper's own write's to repeat.
+	statefile.Write(filepath.Join(c.dir(), "helper.pid"), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"))
 	// Reap it when it exits while this process still runs; if this process
 	// exits first, init adopts it.
 	go cmd.Wait()
