@@ -58,6 +58,11 @@ func bindSocket(ap netip.AddrPort, typ int) (int, error) {
 		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 			return fail(err)
 		}
+		// Now, not when served: the kernel notes a datagram's arrival
+		// interface as it queues it, and a query may queue before Serve.
+		if err := enablePktinfo(fd, family == unix.AF_INET6); err != nil {
+			return fail(err)
+		}
 	}
 	if err := unix.Bind(fd, sockaddr(ap)); err != nil {
 		return fail(err)
