@@ -98,12 +98,7 @@ func (l *dnsLab) host(t *testing.T, mode DNSMode) *Host {
 // hostFW is host with a given firewall backend.
 func (l *dnsLab) hostFW(t *testing.T, mode DNSMode, backend string) *Host {
 	t.Helper()
-	h, err := NewHostNS(l.hns, HostConfig{StateDir: l.dir, DNS: mode, ResolvConf: l.resolv, ResolvedConf: l.resd, FirewallBackend: backend})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	return h
+	return openTestHost(t, l.hns, HostConfig{StateDir: l.dir, DNS: mode, ResolvConf: l.resolv, ResolvedConf: l.resd, FirewallBackend: backend})
 }
 
 // dig asks the first server of the sandbox's resolv.conf

@@ -36,7 +36,12 @@ type bridgeDriver struct{}
 func (bridgeDriver) traits() traits { return traits{ipam: true, nameServer: true} }
 
 func (bridgeDriver) setFields(n *Network) string {
-	if n.NoNeighborProxy {
+	switch {
+	case n.ClusterCIDR.IsValid() && n.NoNeighborProxy:
+		return "clusterCIDR and noNeighborProxy"
+	case n.ClusterCIDR.IsValid():
+		return "clusterCIDR"
+	case n.NoNeighborProxy:
 		return "noNeighborProxy"
 	}
 	return ""
@@ -46,7 +51,7 @@ func (bridgeDriver) normalize(n *Network) error {
 	if n.Bridge == "" {
 		n.Bridge = ifname.Derive("sn-", n.Name)
 	}
-	return nil
+	return checkClusterCIDR(n)
 }
 
 // hostDefaults picks the MTU of the host's uplink and, for a network that
@@ -424,7 +429,7 @@ func repairLinks(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *net
 
 func natNetwork(n *Network) nat.Network {
 	return nat.Network{Name: n.Name, Bridge: n.Bridge, Subnet: n.Subnet, Subnet6: n.Subnet6, Gateway: n.Gateway, Gateway6: n.Gateway6,
-		Internal: n.Internal, NoICC: n.NoICC, Routed: n.Routed}
+		Internal: n.Internal, NoICC: n.NoICC, Routed: n.Routed, ClusterCIDR: n.ClusterCIDR}
 }
 
 func natEndpoint(ep *Endpoint, ports []PortMapping) nat.Endpoint {

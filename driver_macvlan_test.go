@@ -23,12 +23,7 @@ var pfx = netip.MustParsePrefix
 func labHost(t *testing.T, seg *testns.Segment, tag string, addr string) *Host {
 	t.Helper()
 	ns := seg.Machine(t, tag, pfx(addr))
-	h, err := NewHostNS(ns, HostConfig{StateDir: filepath.Join(t.TempDir(), "state")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	return h
+	return openTestHost(t, ns, HostConfig{StateDir: filepath.Join(t.TempDir(), "state")})
 }
 
 // mustPing waits up to 10 s for from to get an answer from to: a

@@ -29,7 +29,7 @@ type GCReport struct {
 func (h *Host) GC(ctx context.Context) (GCReport, error) {
 	var rep GCReport
 	err := h.eachNetwork(ctx, func(name string) error {
-		return h.withNetworkExclusive(ctx, name, func(nrec *networkRecord) error { return h.gcNetwork(ctx, nrec, &rep) })
+		return h.withNetworkExclusive(ctx, name, func(nrec *networkRecord) error { return h.gcNetwork(ctx, nrec, nil, &rep) })
 	})
 	ports, perr := h.st.GCPorts(ctx)
 	rep.Ports = ports
@@ -54,8 +54,10 @@ func (h *Host) eachNetwork(ctx context.Context, fn func(name string) error) erro
 	return errors.Join(errs...)
 }
 
-// gcNetwork collects one network; the caller holds its exclusive lock.
-func (h *Host) gcNetwork(ctx context.Context, nrec *networkRecord, rep *GCReport) error {
+// gcNetwork collects one network; the caller holds its exclusive lock. An
+// endpoint goes when its record is stale or, with keep set, when keep
+// rejects it.
+func (h *Host) gcNetwork(ctx context.Context, nrec *networkRecord, keep func(*Endpoint) bool, rep *GCReport) error {
 	name := nrec.Network.Name
 	eps, err := h.st.Endpoints(name)
 	errs := []error{err}
@@ -63,6 +65,9 @@ func (h *Host) gcNetwork(ctx context.Context, nrec *networkRecord, rep *GCReport
 	for _, r := range eps {
 		ep := &r.Endpoint
 		reason := stale(r)
+		if reason == "" && keep != nil && !keep(ep) {
+			reason = "not in the keep set"
+		}
 		if reason == "" {
 			held[leaseKey(ep).String()] = true
 			continue

@@ -35,15 +35,23 @@ func newTestHostFW(t testing.TB, backend string) *Host {
 		testns.NeedProgram(t, "iptables backend", "iptables", "ip6tables")
 	}
 	hns := testns.New(t, "host")
-	state := filepath.Join(t.TempDir(), "state")
-	h, err := NewHostNS(hns, HostConfig{StateDir: state, FirewallBackend: backend})
+	return openTestHost(t, hns, HostConfig{StateDir: filepath.Join(t.TempDir(), "state"), FirewallBackend: backend})
+}
+
+// openTestHost makes a Host over hns with cfg and, when t ends, closes it
+// and stops the DNS helper it may have started on cfg.StateDir (waiting
+// until the helper has let go of the dir), so that nothing writes there
+// while t.TempDir is removed.
+func openTestHost(t testing.TB, hns *netns.NS, cfg HostConfig) *Host {
+	t.Helper()
+	h, err := NewHostNS(hns, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		pid := h.DNSHelperPID()
 		h.Close()
-		stopDNSHelper(t, state, pid)
+		stopDNSHelper(t, cfg.StateDir, pid)
 	})
 	return h
 }

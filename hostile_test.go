@@ -338,12 +338,8 @@ func TestHostileSubnetHoldsHostAddress(t *testing.T) {
 	hns := testns.New(t, "host")
 	var logs strings.Builder
 	var mu sync.Mutex
-	h, err := NewHostNS(hns, HostConfig{StateDir: filepath.Join(t.TempDir(), "state"),
+	h := openTestHost(t, hns, HostConfig{StateDir: filepath.Join(t.TempDir(), "state"),
 		Logger: slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
 	lan := testns.New(t, "lan")
 	testns.Run(t, hns, "ip", "link", "add", "h16-lan0", "type", "veth", "peer", "name", "eth0", "netns", lan.Name())
 	testns.Run(t, hns, "ip", "addr", "add", "192.168.200.7/24", "dev", "h16-lan0")

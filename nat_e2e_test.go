@@ -68,11 +68,7 @@ func newNATLab(t *testing.T, backend func(*netns.NS) nat.Backend) *natLab {
 	} {
 		testns.Run(t, up, c[0], c[1:]...)
 	}
-	h, err := NewHostNS(hns, HostConfig{StateDir: filepath.Join(t.TempDir(), "state"), Firewall: backend(hns)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
+	h := openTestHost(t, hns, HostConfig{StateDir: filepath.Join(t.TempDir(), "state"), Firewall: backend(hns)})
 	return &natLab{h: h, hns: hns, up: up}
 }
 

@@ -55,6 +55,13 @@ type Network struct {
 	// own source addresses going out, and hosts that route the subnet to
 	// this host reach them directly. For routed multi-host labs.
 	Routed bool `json:"routed,omitempty"`
+	// ClusterCIDR (IPv4) is never masqueraded: traffic from the subnet to it
+	// keeps its source address (pods of other nodes see the pod's own
+	// address). Set, it also means that traffic to anywhere else is
+	// masqueraded, on a Routed network too: a Routed network with a
+	// ClusterCIDR is reachable directly and NATed only beyond the cluster.
+	// Bridge networks only.
+	ClusterCIDR netip.Prefix `json:"clusterCIDR,omitzero"`
 	// Bridge is the bridge device's name; default "sn-" followed by a hash of Name.
 	Bridge string `json:"bridge,omitempty"`
 	// NoNeighborProxy makes the bridge flood every ARP request to all its

@@ -66,13 +66,14 @@ func parseFlags() (config, error) {
 		c     config
 		nFlag = flag.String("n", "10,100,1000", "numbers of sandboxes, comma-separated")
 		pFlag = flag.String("ports", "0,1", "published ports per sandbox (0 and/or 1), comma-separated")
-		tFlag = flag.String("tools", "sandnet,cni,netavark", "tools to measure: sandnet, cni, netavark (the kernel floor is always measured)")
+		tFlag = flag.String("tools", "sandnet,sandnet-cni,cni,netavark", "tools to measure: sandnet, sandnet-cni, cni, netavark (the kernel floor is always measured)")
 	)
 	flag.StringVar(&c.out, "out", "docs/bench", "directory for bench.csv, bench.svg and bench.md")
 	flag.StringVar(&c.state, "state", "", "parent of the scratch dirs (state, leases); default: /dev/shm if it is tmpfs (as /run/sandnet should be), else $TMPDIR")
 	flag.DurationVar(&c.settle, "settle", 2*time.Second, "pause per 1000 deleted namespaces before the next run, so the kernel's cleanup does not weigh on it")
 	flag.BoolVar(&cniMasq, "cni-ipmasq", false, "turn on the CNI bridge plugin's per-sandbox masquerade (iptables execs per sandbox)")
 	flag.StringVar(&cniDir, "cni-path", cniDir, "directory of the CNI plugins")
+	flag.StringVar(&sandnetCNI, "sandnet-cni", "", "sandnet's CNI plugin binary; default: built from ./cmd/sandnet-cni with go build")
 	flag.StringVar(&profileDir, "cpuprofile", "", "write a CPU profile of sandnet's attach and of its detach loop per run to this directory (go tool pprof); with -dns, of each load on sandnet's name server (then run in the bench process)")
 	flag.Parse()
 	if *quickFlag {
@@ -89,11 +90,11 @@ func parseFlags() (config, error) {
 		switch t = strings.TrimSpace(t); t {
 		case "sandnet":
 			c.tools = append(c.tools, "sandnet", "sandnet-going")
-		case "cni", "netavark":
+		case "cni", "netavark", "sandnet-cni":
 			c.tools = append(c.tools, t)
 		case "":
 		default:
-			return c, fmt.Errorf("-tools: unknown tool %q (sandnet, cni, netavark)", t)
+			return c, fmt.Errorf("-tools: unknown tool %q (sandnet, sandnet-cni, cni, netavark)", t)
 		}
 	}
 	c.tools = append(c.tools, "kernel")

@@ -28,6 +28,7 @@ func cniMissing() string {
 
 type cniSession struct {
 	lab     *lab
+	dir     string           // looked in first for a plugin, then cniDir
 	plugins []map[string]any // the conflist's chain: bridge, then portmap when ports are on
 	results [][]byte         // the chain's final result per sandbox, cached for DEL as libcni does
 }
@@ -38,7 +39,7 @@ var cniMasq = false
 const cniVersion = "1.0.0"
 
 func startCNI(ctx context.Context, l *lab) (session, error) {
-	s := &cniSession{lab: l, results: make([][]byte, len(l.sbx))}
+	s := &cniSession{lab: l, dir: cniDir, results: make([][]byte, len(l.sbx))}
 	s.plugins = append(s.plugins, map[string]any{
 		"type":      "bridge",
 		"bridge":    "cni-bench0",
@@ -82,9 +83,13 @@ func (s *cniSession) exec(ctx context.Context, cmd string, p map[string]any, i i
 		"CNI_CONTAINERID=" + s.id(i),
 		"CNI_NETNS=" + s.lab.path(i),
 		"CNI_IFNAME=eth0",
-		"CNI_PATH=" + cniDir,
+		"CNI_PATH=" + s.dir + ":" + cniDir,
 	}
-	return runIn(ctx, s.lab.host, s.conf(p, i, prev), env, filepath.Join(cniDir, p["type"].(string)))
+	path := filepath.Join(s.dir, p["type"].(string))
+	if _, err := os.Stat(path); err != nil {
+		path = filepath.Join(cniDir, p["type"].(string))
+	}
+	return runIn(ctx, s.lab.host, s.conf(p, i, prev), env, path)
 }
 
 func (s *cniSession) attach(ctx context.Context, i int) error {

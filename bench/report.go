@@ -75,6 +75,7 @@ var toolLabel = map[string]string{
 	"sandnet":       "sandnet",
 	"sandnet-going": "sandnet (ns going)",
 	"cni":           "CNI bridge+host-local(+portmap)",
+	"sandnet-cni":   "sandnet as a CNI plugin (exec per call)",
 	"netavark":      "netavark",
 	"kernel":        "kernel floor (bare veth)",
 }

@@ -42,6 +42,7 @@ var allTools = []tool{
 	{name: "sandnet", missing: func() string { return "" }, start: startSandnet(false)},
 	{name: "sandnet-going", missing: func() string { return "" }, start: startSandnet(true)},
 	{name: "cni", missing: cniMissing, start: startCNI},
+	{name: "sandnet-cni", missing: sandnetCNIMissing, start: startSandnetCNI},
 	{name: "netavark", missing: netavarkMissing, start: startNetavark},
 	{name: "kernel", missing: func() string { return "" }, start: startKernel},
 }

@@ -36,6 +36,9 @@ type Network struct {
 	// Routed networks are not masqueraded and accept traffic routed to
 	// their sandboxes directly (Docker's gateway mode "routed").
 	Routed bool
+	// ClusterCIDR (IPv4) is never masqueraded to; when set, traffic to any
+	// other destination is masqueraded, also on a Routed network.
+	ClusterCIDR netip.Prefix
 }
 
 // Endpoint is what the firewall needs to know about one sandbox on a network.

@@ -323,7 +323,15 @@ func nftNetworkRules(n Network) []nftRule {
 			build(&b)
 			rs = append(rs, b.rule(f, chain, c(tag)))
 		}
-		if !n.Internal && !n.Routed {
+		if cl := n.cluster(f); cl.IsValid() && !n.Internal {
+			add(nftPostrouting, "masquerade", func(b *rb) {
+				b.addr(false, s, true)
+				b.addrOnly(true, cl, false)
+				b.oif(br, false)
+				b.fibType(false)
+				b.masquerade()
+			})
+		} else if !n.Internal && !n.Routed {
 			add(nftPostrouting, "masquerade", func(b *rb) { b.addr(false, s, true); b.oif(br, false); b.fibType(false); b.masquerade() })
 		}
 		add(nftPostrouting, "hairpin", func(b *rb) { b.addr(false, s, true); b.oif(br, true); b.ctDNAT(true); b.masquerade() })

@@ -128,6 +128,14 @@ func (n Network) subnet(f Family) netip.Prefix {
 	return n.Subnet
 }
 
+// cluster is the network's ClusterCIDR if it is of family f.
+func (n Network) cluster(f Family) netip.Prefix {
+	if n.ClusterCIDR.IsValid() && n.ClusterCIDR.Addr().Is6() == (f == IPv6) {
+		return n.ClusterCIDR
+	}
+	return netip.Prefix{}
+}
+
 func loopback(f Family) string {
 	if f == IPv6 {
 		return "::1/128"
@@ -235,7 +243,9 @@ func NetworkRules(n Network) []Rule {
 	for _, f := range Families(n) {
 		s, br := n.subnet(f).String(), n.Bridge
 		c := func(tag string) string { return NetComment(n.Name) + tag }
-		if !n.Internal && !n.Routed {
+		if cl := n.cluster(f); cl.IsValid() && !n.Internal {
+			rs = append(rs, rule(f, "nat", ChainPostrouting, c("masquerade"), "-s", s, "!", "-d", cl.String(), "!", "-o", br, "-m", "addrtype", "!", "--dst-type", "LOCAL", "-j", "MASQUERADE"))
+		} else if !n.Internal && !n.Routed {
 			rs = append(rs, rule(f, "nat", ChainPostrouting, c("masquerade"), "-s", s, "!", "-o", br, "-m", "addrtype", "!", "--dst-type", "LOCAL", "-j", "MASQUERADE"))
 		}
 		rs = append(rs, rule(f, "nat", ChainPostrouting, c("hairpin"), "-s", s, "-o", br, "-m", "conntrack", "--ctstate", "DNAT", "-j", "MASQUERADE"))

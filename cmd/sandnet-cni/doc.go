@@ -1,0 +1,32 @@
+// Command sandnet-cni is sandnet as a CNI plugin of type "sandnet", for the
+// runtimes that speak the Container Network Interface: containerd and its
+// CRI (Kubernetes), CRI-O, Podman's CNI backend, Nomad. Install it as
+// "sandnet" in the runtime's plugin directory:
+//
+//	go build -ldflags=-s -o /opt/cni/bin/sandnet ./cmd/sandnet-cni
+//
+// It is a thin adapter over the root package: the network configuration
+// (stdin) becomes a sandnet.Network, the capabilities (runtimeConfig) and
+// CNI_ARGS become sandnet.AttachOptions, and each command is one call of a
+// sandnet.Host over the plugin's own namespace (the node's) and the shared
+// state directory (default /run/sandnet), so the library, the CLI and the
+// embedded name server see what the runtime attached:
+//
+//   - ADD: Host.Attach (the network is created on first use), then the
+//     bandwidth limits; the result in the configuration's version.
+//   - DEL: detach by (network, container ID, interface) from the record;
+//     idempotent, no CNI_NETNS or prevResult needed.
+//   - CHECK: the prevResult against the record, then Host.Check.
+//   - GC: Host.GCNetwork with the runtime's valid attachments as keep set.
+//   - STATUS: Host.Ready.
+//
+// An "ipam" section delegates addresses to that IPAM plugin, as the bridge
+// plugin does. The README's "As a CNI plugin" section lists the keys and
+// shows conflists; clients.sh drives the plugin with cnitool, Podman and
+// ctr in private namespaces.
+//
+// Contract: runs as root in the node's network namespace, one process per
+// call (start-up is kept lean: the firewall backend chosen on the first call
+// is remembered in the state dir); concurrent calls are safe, the state dir's
+// file locks order them.
+package main
