@@ -165,6 +165,11 @@ func TestNoIPv6Chatter(t *testing.T) {
 		if v, err := sb.ReadSysctl("net.ipv6.conf.eth0.disable_ipv6"); err != nil || v != "1" {
 			t.Errorf("%s: eth0 disable_ipv6 = %q, %v; want 1 on an IPv4-only network", sb, v, err)
 		}
+		// eth0 was born with IPv6 off (the sandbox's default, set for its
+		// creation): the default is as it was.
+		if v, err := sb.ReadSysctl("net.ipv6.conf.default.disable_ipv6"); err != nil || v != "0" {
+			t.Errorf("%s: default disable_ipv6 = %q, %v; want 0 (put back after the attach)", sb, v, err)
+		}
 		if out := testns.Run(t, sb, "ip", "-6", "addr", "show", "dev", "eth0"); strings.Contains(out, "inet6") {
 			t.Errorf("%s: eth0 has an IPv6 address on an IPv4-only network:\n%s", sb, out)
 		}

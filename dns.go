@@ -9,13 +9,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/sandnet/sandnet/dns"
 	"github.com/sandnet/sandnet/internal/dnsrun"
 	"github.com/sandnet/sandnet/internal/state"
+	"github.com/sandnet/sandnet/internal/statefile"
 	"github.com/sandnet/sandnet/netns"
 )
 
@@ -267,58 +265,27 @@ func (s recordSource) Networks() []dnsrun.Network {
 	return out
 }
 
-func (s recordSource) Names(network string) dns.Source {
-	return &stateSource{st: s.st, network: network}
-}
-
-// stateSource is a network's names, read from its endpoint records in the
-// state dir (the source of truth, shared by every process), reloaded when
-// the directory changes.
-type stateSource struct {
-	st      *stateStore
-	network string
-	mu      sync.Mutex
-	snap    atomic.Pointer[sourceSnap]
-}
-
-type sourceSnap struct {
-	t      *dns.Table
-	mtime  time.Time
-	loaded time.Time
-}
-
-// mtimeSlack covers the coarse clock behind directory mtimes (one tick):
-// a change within it of the last reload might not move the mtime, so the
-// table is reloaded until the mtime is that much older than the reload.
-const mtimeSlack = 50 * time.Millisecond
-
-// Table costs one stat(2) when nothing changed.
-func (s *stateSource) Table() *dns.Table {
-	fi, err := os.Stat(s.st.EndpointDir(s.network))
-	if err != nil {
-		return dns.NewTable(nil)
+// Names follows network's endpoint records (the source of truth, shared by
+// every process) as its name server's names: a change to a record re-reads
+// that record only, and queries never wait for a reload (dns.DirSource).
+func (s recordSource) Names(network string) (dns.Source, error) {
+	dir := s.st.EndpointDir(network)
+	if err := statefile.MkdirAll(dir); err != nil {
+		return nil, err
 	}
-	mt := fi.ModTime()
-	if c := s.snap.Load(); c != nil && c.mtime.Equal(mt) && c.loaded.Sub(mt) > mtimeSlack {
-		return c.t
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if c := s.snap.Load(); c != nil && c.mtime.Equal(mt) && c.loaded.Sub(mt) > mtimeSlack {
-		return c.t
-	}
-	now := time.Now()
-	recs, _ := s.st.Endpoints(s.network)
-	var rs []dns.Record
-	for _, r := range recs {
+	return dns.WatchDir(dir, func(name string, b []byte) (dns.Record, bool) {
+		if statefile.IsTemp(name) || !strings.HasSuffix(name, ".json") {
+			return dns.Record{}, false
+		}
+		r, err := state.Decode(filepath.Join(dir, name), b, func(r *endpointRecord) int { return r.Version })
+		if err != nil {
+			return dns.Record{}, false // a half-written or foreign file: read again when it changes
+		}
 		ep := &r.Endpoint
 		var addrs []netip.Addr
 		for _, p := range ep.Addresses {
 			addrs = append(addrs, p.Addr())
 		}
-		rs = append(rs, dns.Record{Names: dnsNames(ep), Addrs: addrs})
-	}
-	t := dns.NewTable(rs)
-	s.snap.Store(&sourceSnap{t: t, mtime: mt, loaded: now})
-	return t
+		return dns.Record{Names: dnsNames(ep), Addrs: addrs}, true
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 
@@ -255,11 +256,58 @@ func createVeth(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netn
 	if err != nil {
 		return nil, nil, fmt.Errorf("finding bridge %s in %s: %w", n.Bridge, h.ns, err)
 	}
+	if !slices.ContainsFunc(ep.Addresses, func(p netip.Prefix) bool { return p.Addr().Is6() }) {
+		defer ipv6OffByDefault(sb)()
+	}
 	port, err = veth.Create(ctx, h.ns, veth.Pair{
 		Name: ep.HostIfName, PeerName: ep.IfName, PeerNS: sb, MTU: ep.MTU, PeerMAC: mac,
 		Master: br.Attrs().Index, MasterName: n.Bridge, Up: true,
 	})
 	return port, br, err
+}
+
+// ipv6OffByDefault makes an interface created in sb from now on start with
+// IPv6 off (net.ipv6.conf.default.disable_ipv6=1 in sb) and returns the
+// function that puts the default back. An interface born so never runs
+// IPv6 (no link-local address, no DAD or router solicitation), and
+// sandboxConf, which still checks, then has nothing to write. Turning IPv6
+// off on an existing interface tears its IPv6 state down under the
+// kernel's RTNL lock, and the write spins, retrying, while another attach
+// holds that lock: it was most of what concurrent attaches waited for.
+//
+// Two attaches into one sandbox at once may interleave so that one
+// interface is born with IPv6 on: sandboxConf turns it off then. The
+// default ends as it was, as each puts back only what it changed.
+func ipv6OffByDefault(sb *netns.NS) (restore func()) {
+	var (
+		f       *os.File
+		changed bool
+	)
+	err := sb.Do(func() error {
+		var err error
+		// The file acts in the namespace it was opened in, wherever it is
+		// written from later.
+		f, err = os.OpenFile("/proc/sys/net/ipv6/conf/default/disable_ipv6", os.O_RDWR, 0)
+		if err != nil {
+			return err // no IPv6 in this kernel: nothing to turn off
+		}
+		b := make([]byte, 8)
+		n, _ := f.Read(b)
+		if strings.TrimSpace(string(b[:n])) == "0" {
+			_, err = f.WriteAt([]byte("1"), 0)
+			changed = err == nil
+		}
+		return nil
+	})
+	if err != nil || f == nil {
+		return func() {}
+	}
+	return func() {
+		if changed {
+			f.WriteAt([]byte("0"), 0)
+		}
+		f.Close()
+	}
 }
 
 // configureSandbox brings lo and the interface up inside the sandbox, puts

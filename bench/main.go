@@ -3,8 +3,10 @@
 // and with netavark, side by side, in one run, and next to the kernel's own
 // floor (a bare veth creation and deletion). Run as root:
 //
-//	go run ./bench              # N = 10, 100, 1000; 0 and 1 published port; every tool installed
-//	go run ./bench -quick       # N = 10, 100, for development
+//	go run ./bench              # N = 10, 100, 1000; 0 and 1 published port; every tool installed; then -parallel
+//	go run ./bench -quick       # N = 10, 100, for development (-parallel at N = 200)
+//	go run ./bench -parallel    # only the concurrent attach/detach table (parallel.md)
+//	go run ./bench -dns         # the name servers instead: sandnet, aardvark-dns, dnsmasq (dns.md)
 //	go run ./bench -talk        # one big network: a fresh sandbox's first packets, flooding vs answering (talk.md)
 //
 // Everything happens in private namespaces: each tool and run gets its own
@@ -15,7 +17,9 @@
 // network options on stdin), forked from a thread inside the lab namespace.
 //
 // It prints one table with each tool's p50 as a multiple of sandnet's, and
-// writes bench.csv, bench.svg (p50 vs N per tool) and bench.md under -out.
+// writes bench.csv, bench.svg (p50 vs N per tool) and bench.md under -out;
+// then the -parallel table (parallel.md, parallel.csv) unless
+// -with-parallel=false. -dns writes dns.md and dns.csv.
 package main
 
 import (
@@ -54,13 +58,15 @@ type config struct {
 	settle time.Duration
 }
 
+// quickFlag (-quick) shortens every mode so a run fits in minutes.
+var quickFlag = flag.Bool("quick", false, "a shorter run, for development: N = 10,100 (-parallel: N = 200; -dns: shorter loads)")
+
 func parseFlags() (config, error) {
 	var (
 		c     config
 		nFlag = flag.String("n", "10,100,1000", "numbers of sandboxes, comma-separated")
 		pFlag = flag.String("ports", "0,1", "published ports per sandbox (0 and/or 1), comma-separated")
 		tFlag = flag.String("tools", "sandnet,sandnet-cni,cni,netavark", "tools to measure: sandnet, sandnet-cni, cni, netavark (the kernel floor is always measured)")
-		quick = flag.Bool("quick", false, "N = 10,100 only (development)")
 	)
 	flag.StringVar(&c.out, "out", "docs/bench", "directory for bench.csv, bench.svg and bench.md")
 	flag.StringVar(&c.state, "state", "", "parent of the scratch dirs (state, leases); default: /dev/shm if it is tmpfs (as /run/sandnet should be), else $TMPDIR")
@@ -68,9 +74,9 @@ func parseFlags() (config, error) {
 	flag.BoolVar(&cniMasq, "cni-ipmasq", false, "turn on the CNI bridge plugin's per-sandbox masquerade (iptables execs per sandbox)")
 	flag.StringVar(&cniDir, "cni-path", cniDir, "directory of the CNI plugins")
 	flag.StringVar(&sandnetCNI, "sandnet-cni", "", "sandnet's CNI plugin binary; default: built from ./cmd/sandnet-cni with go build")
-	flag.StringVar(&profileDir, "cpuprofile", "", "write a CPU profile of sandnet's attach and of its detach loop per run to this directory (go tool pprof)")
+	flag.StringVar(&profileDir, "cpuprofile", "", "write a CPU profile of sandnet's attach and of its detach loop per run to this directory (go tool pprof); with -dns, of each load on sandnet's name server (then run in the bench process)")
 	flag.Parse()
-	if *quick {
+	if *quickFlag {
 		*nFlag = "10,100"
 	}
 	var err error
@@ -145,7 +151,12 @@ func run() error {
 		tools = append(tools, t)
 	}
 	fmt.Printf("state and scratch dirs on %s (%s); kernel %s; %d CPUs\n", scratch, rep.stateFS, rep.kernel, runtime.NumCPU())
-	if *talkMode {
+	switch {
+	case *parallelMode:
+		return runParallel(ctx, scratch, c)
+	case *dnsMode:
+		return runDNS(ctx, scratch, c)
+	case *talkMode:
 		return runTalk(ctx, scratch, c)
 	}
 
@@ -176,6 +187,10 @@ func run() error {
 		return err
 	}
 	fmt.Printf("\nwrote %s, %s and %s\n", filepath.Join(c.out, "bench.md"), filepath.Join(c.out, "bench.csv"), filepath.Join(c.out, "bench.svg"))
+	if *withParallel && slices.Contains(c.tools, "sandnet") {
+		fmt.Println()
+		return runParallel(ctx, scratch, c)
+	}
 	return nil
 }
 

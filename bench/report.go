@@ -118,6 +118,11 @@ func (rep *report) table() string {
 			fmt.Fprintf(&b, "- sandnet, %d port(s): process max RSS %.1f MB holding %d endpoints\n", r.ports, float64(r.maxRSS)/(1<<20), r.n)
 		}
 	}
+	for _, r := range rep.results {
+		if r.tool == "sandnet" && r.ok && len(r.attach) > 0 {
+			fmt.Fprintf(&b, "- sandnet, N=%d, %d port(s): first attach of the new network (it starts the network's name server) %s ms\n", r.n, r.ports, ms(r.attach[0]))
+		}
+	}
 	for _, m := range rep.missing {
 		fmt.Fprintf(&b, "- missing: %s\n", m)
 	}
@@ -138,6 +143,7 @@ func (rep *report) write(dir string) error {
 	md.WriteString("\"sandnet (ns going)\" detaches with `DetachOptions{SandboxGoing: true}` (the namespace is deleted next, so the veth is left to the kernel); ")
 	md.WriteString("\"kernel floor\" is one bare netlink request: veth pair creation into the sandbox, and synchronous deletion. ")
 	md.WriteString("After each run the lab host is checked for what the tool left behind: veths, nftables tables, chains, rules and set elements (iptables-nft rules included) and, for sandnet, lease files once the network is removed; a run that left nothing has no note below.\n\n")
+	md.WriteString("Concurrent attach (goroutines, processes) is in [parallel.md](parallel.md); the name servers are in [dns.md](dns.md) (`go run ./bench -dns`).\n\n")
 	md.WriteString("![p50 latency vs N](bench.svg)\n\n")
 	md.WriteString(rep.table())
 	if err := os.WriteFile(filepath.Join(dir, "bench.md"), []byte(md.String()), 0o644); err != nil {

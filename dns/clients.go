@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -23,7 +24,7 @@ import (
 // to the gateway address, nor a way out for a sandbox of another network.
 //
 // UDP: each datagram's source and arrival interface (IP_PKTINFO) are
-// checked before it is parsed. TCP: the peer's address is checked on
+// checked before it is parsed (server.go's reader, with arrivalIndex). TCP: the peer's address is checked on
 // accept; the arrival interface need not be, since a handshake from a
 // source in the network's subnets completes only through the bridge (the
 // server's answer is routed there), so a spoofed or mis-routed source
@@ -94,69 +95,27 @@ func (p *clientPolicy) arrival(index int) bool {
 	return index == p.index
 }
 
-// filteredPacketConn is the UDP socket as the DNS server reads it: only
-// datagrams the policy allows come out of ReadFrom.
-type filteredPacketConn struct {
-	*net.UDPConn
-	p  *clientPolicy
-	v6 bool
-}
-
-func newFilteredPacketConn(pc net.PacketConn, p *clientPolicy) (net.PacketConn, error) {
-	u, ok := pc.(*net.UDPConn)
-	if !ok {
-		return pc, nil
-	}
-	v6 := u.LocalAddr().(*net.UDPAddr).IP.To4() == nil
-	rc, err := u.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	var serr error
-	err = rc.Control(func(fd uintptr) {
-		if v6 {
-			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1)
-		} else {
-			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_PKTINFO, 1)
-		}
-	})
-	if err == nil {
-		err = serr
-	}
-	if err != nil {
-		return nil, err
-	}
-	return &filteredPacketConn{UDPConn: u, p: p, v6: v6}, nil
-}
-
-// ReadFrom returns the next datagram the policy allows; others are dropped.
-func (c *filteredPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	oob := make([]byte, 128)
-	for {
-		n, oobn, _, from, err := c.UDPConn.ReadMsgUDPAddrPort(b, oob)
-		if err != nil {
-			return n, nil, err
-		}
-		if c.p.datagram(from.Addr(), arrivalIndex(oob[:oobn])) {
-			return n, net.UDPAddrFromAddrPort(from), nil
-		}
-	}
-}
-
 // arrivalIndex is the interface index in a datagram's IP_PKTINFO or
-// IPV6_PKTINFO control message, or -1.
+// IPV6_PKTINFO control message, or -1. It reads the control messages in
+// place: it runs for every query.
 func arrivalIndex(oob []byte) int {
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
-		return -1
-	}
-	for _, m := range msgs {
-		switch {
-		case m.Header.Level == unix.IPPROTO_IP && m.Header.Type == unix.IP_PKTINFO && len(m.Data) >= unix.SizeofInet4Pktinfo:
-			return int(int32(binary.NativeEndian.Uint32(m.Data[0:4]))) // struct in_pktinfo: ipi_ifindex first
-		case m.Header.Level == unix.IPPROTO_IPV6 && m.Header.Type == unix.IPV6_PKTINFO && len(m.Data) >= unix.SizeofInet6Pktinfo:
-			return int(binary.NativeEndian.Uint32(m.Data[16:20])) // struct in6_pktinfo: address, then ifindex
+	for len(oob) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		if h.Len < unix.SizeofCmsghdr || int(h.Len) > len(oob) {
+			return -1
 		}
+		data := oob[unix.CmsgLen(0):h.Len]
+		switch {
+		case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
+			return int(int32(binary.NativeEndian.Uint32(data[0:4]))) // struct in_pktinfo: ipi_ifindex first
+		case h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
+			return int(binary.NativeEndian.Uint32(data[16:20])) // struct in6_pktinfo: address, then ifindex
+		}
+		next := unix.CmsgSpace(int(h.Len) - unix.CmsgLen(0))
+		if next > len(oob) {
+			return -1
+		}
+		oob = oob[next:]
 	}
 	return -1
 }

@@ -195,3 +195,25 @@ func TestWriteFileExplains(t *testing.T) {
 		t.Fatalf("shell printed %q (%v), file has %q", out, err, b)
 	}
 }
+
+// TestWriteFileNewAndReplace: a new file appears whole with mode 0644, a
+// second write replaces it, and no temporary file is left either way.
+func TestWriteFileNewAndReplace(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "netns", "sbx")
+	path := filepath.Join(dir, "resolv.conf")
+	for _, data := range []string{"nameserver 10.0.0.1\n", "nameserver 10.0.0.2\n"} {
+		if _, err := WriteFile(context.Background(), path, []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil || string(b) != data {
+			t.Fatalf("content %q %v, want %q", b, err, data)
+		}
+		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o644 {
+			t.Fatalf("mode %v %v, want 0644", fi.Mode(), err)
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+			t.Fatalf("directory holds %d files, want 1", len(entries))
+		}
+	}
+}

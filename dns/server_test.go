@@ -200,3 +200,50 @@ func benchQueries(b *testing.B, ns *netns.NS, at netip.AddrPort) {
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "queries/s")
 }
+
+// TestBindThenServe: queries that come between Bind and Serve wait in the
+// sockets and are answered once served, over UDP and TCP; nothing is refused.
+func TestBindThenServe(t *testing.T) {
+	ns := labNS(t)
+	so, err := Bind(ns, netip.MustParseAddr("127.0.0.1"), 53)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type answer struct {
+		r   *mdns.Msg
+		err error
+	}
+	got := make(chan answer, 2)
+	for _, network := range []string{"udp", "tcp"} {
+		c, err := nsDial(ns)(context.Background(), network, "127.0.0.1:53")
+		if err != nil {
+			t.Fatalf("%s before Serve: %v", network, err)
+		}
+		defer c.Close()
+		m := new(mdns.Msg)
+		m.SetQuestion("web.", mdns.TypeA)
+		co := &mdns.Conn{Conn: c}
+		if err := co.WriteMsg(m); err != nil {
+			t.Fatalf("%s before Serve: %v", network, err)
+		}
+		go func() {
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			r, err := co.ReadMsg()
+			got <- answer{r, err}
+		}()
+	}
+	// Serve a network elsewhere, as the runner does: the host's own queries
+	// (over loopback) are served, also those that came before Serve.
+	srv, err := Serve(so, Config{Names: Static{NewTable([]Record{{Names: []string{"web"}, Addrs: addrs("10.88.0.2")}})},
+		Clients: []netip.Prefix{netip.MustParsePrefix("10.88.0.0/24")}, Interface: "br-nosuch"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	for range 2 {
+		a := <-got
+		if a.err != nil || len(a.r.Answer) != 1 {
+			t.Fatalf("a query sent before Serve: %v %v", a.r, a.err)
+		}
+	}
+}

@@ -51,6 +51,16 @@ func (t *Table) Lookup(name string) ([]netip.Addr, bool) {
 	return a, ok
 }
 
+// lookupBytes is Lookup of a name already in key form (lower case, no
+// trailing dot), without allocating.
+func (t *Table) lookupBytes(key []byte) ([]netip.Addr, bool) {
+	if t == nil {
+		return nil, false
+	}
+	a, ok := t.byName[string(key)]
+	return a, ok
+}
+
 // Names returns the names of addr.
 func (t *Table) Names(addr netip.Addr) []string {
 	if t == nil {

@@ -171,6 +171,19 @@ func (n *NS) RouteNetlink() (*netlink.Handle, error) {
 	return h, nil
 }
 
+// OwnNetlink returns a new rtnetlink handle bound to the namespace, for the
+// caller alone, who closes it. A shared handle serves one request at a
+// time; a request that keeps its socket long (deleting a link waits about
+// 16 ms for the kernel, most of it after the kernel has let go of its own
+// lock) would hold up every other caller of the shared handle.
+func (n *NS) OwnNetlink() (*netlink.Handle, error) {
+	h, err := netlink.NewHandleAt(vnetns.NsHandle(n.Fd()), unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("opening netlink in namespace %s: %w", n, err)
+	}
+	return h, nil
+}
+
 // Close releases the namespace (and its netlink handle). The namespace itself
 // lives on while anything else holds it (a process, a bind mount).
 func (n *NS) Close() error {

@@ -149,10 +149,14 @@ func command(p Pair) string {
 //
 // Equivalent to: ip link del NAME
 func Delete(ctx context.Context, ns *netns.NS, name string) error {
-	h, err := ns.Netlink()
+	// A handle of its own: the deletion keeps its socket for the ~16 ms the
+	// kernel takes, and concurrent deletions then overlap instead of
+	// queueing on a shared handle.
+	h, err := ns.OwnNetlink()
 	if err != nil {
 		return err
 	}
+	defer h.Close()
 	explain.Say(ctx, "%s", ns.Shell("ip link del "+name))
 	link, err := h.LinkByName(name)
 	if err != nil {

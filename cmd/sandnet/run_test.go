@@ -53,8 +53,12 @@ func (c *cli) leftovers(names ...string) string {
 			lines = append(lines, "etc/netns "+e.Name())
 		}
 	}
+	// The name-server runner's own files (dns/: its PID, status, their
+	// temporary files) come and go with the runner, which starts and stops
+	// on its own time, not with a command.
 	filepath.Walk(c.state, func(p string, fi os.FileInfo, err error) error {
-		if err == nil && !fi.IsDir() && !strings.HasSuffix(p, ".lock") && !strings.HasSuffix(p, ".log") {
+		if err == nil && !fi.IsDir() && !strings.HasSuffix(p, ".lock") && !strings.HasSuffix(p, ".log") &&
+			!strings.HasPrefix(p, filepath.Join(c.state, "dns")+"/") {
 			lines = append(lines, "state "+strings.TrimPrefix(p, c.state))
 		}
 		return nil

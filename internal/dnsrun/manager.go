@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -38,8 +39,15 @@ type Manager struct {
 func New(cfg Config, src Source) *Manager { return &Manager{cfg: cfg, src: src} }
 
 // Ensure makes sure a runner serves network n (starting the helper process
-// or the in-process runner if none runs) and waits until the server on n's
-// gateway answers as this network's.
+// or the in-process runner if none runs) and, unless that is certain
+// already, waits until the server on n's gateway answers as this network's.
+// The caller's endpoint record must be there (it keeps n wanted).
+//
+// It is certain when the runner's status lists n as served (the runner
+// stops servers only under start.lock, which Ensure holds while it looks),
+// and when Ensure starts the helper itself: it binds n's sockets first and
+// hands them over, so a query sent before the helper is ready waits in
+// them instead of being refused.
 func (m *Manager) Ensure(ctx context.Context, n Network) error {
 	m.explain(ctx, n)
 	if err := statefile.MkdirAll(m.cfg.dir()); err != nil {
@@ -49,10 +57,15 @@ func (m *Manager) Ensure(ctx context.Context, n Network) error {
 	if err != nil {
 		return err
 	}
+	if m.serves(n) {
+		lock.Release()
+		return m.ensureHostLoopback(ctx)
+	}
+	started := false
 	if m.cfg.InProcess {
 		err = m.ensureInProcess(n.Name)
 	} else {
-		err = m.ensureHelper()
+		started, err = m.ensureHelper(n)
 	}
 	lock.Release()
 	if err != nil {
@@ -61,7 +74,29 @@ func (m *Manager) Ensure(ctx context.Context, n Network) error {
 	if err := m.ensureHostLoopback(ctx); err != nil {
 		return err
 	}
+	if started {
+		return nil
+	}
 	return m.wait(ctx, n)
+}
+
+// serves reports whether a live runner's status says it serves network n
+// on n's gateway; the caller holds start.lock.
+func (m *Manager) serves(n Network) bool {
+	b, err := statefile.Read(filepath.Join(m.cfg.dir(), "status.json"))
+	if err != nil {
+		return false
+	}
+	var st status
+	if json.Unmarshal(b, &st) != nil || st.PID <= 0 || st.Serving[n.Name] != n.Gateway.String() {
+		return false
+	}
+	if st.PID == os.Getpid() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.run != nil
+	}
+	return m.HelperPID() == st.PID
 }
 
 // explain reports what the name server is, as a person would set one up.
@@ -78,7 +113,9 @@ func (m *Manager) explain(ctx context.Context, n Network) {
 }
 
 // wait probes the network's server until it answers, the runner reports
-// why it cannot serve the network, or the time is up. The probe is sent from
+// why it cannot serve the network, or the time is up; the probes come
+// quickly at first (a runner woken for a new network serves it within a
+// millisecond or two). The probe is sent from
 // the host namespace, where the gateway address is local: from the sandbox,
 // the first ARP request of a link that has just come up is often lost and
 // retried only after a second, which would cost every Attach that second.
@@ -88,6 +125,7 @@ func (m *Manager) wait(ctx context.Context, n Network) error {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	var lastErr error
+	pause := time.Millisecond
 	for {
 		id, err := dns.Probe(ctx, Dial(m.cfg.NS), addr, "", 250*time.Millisecond)
 		if err == nil && id == want {
@@ -110,8 +148,9 @@ func (m *Manager) wait(ctx context.Context, n Network) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for the name server of network %q on %s: %w (see %s)", n.Name, addr, lastErr, filepath.Join(m.cfg.dir(), "helper.log"))
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(pause):
 		}
+		pause = min(2*pause, 32*time.Millisecond)
 	}
 }
 
@@ -144,7 +183,7 @@ func (m *Manager) ensureInProcess(network string) error {
 			r.lock.Release()
 		}()
 	}
-	_, errs := m.run.sync()
+	_, errs := m.run.sync(true)
 	return errs[network]
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -40,8 +41,9 @@ type Network struct {
 type Source interface {
 	// Networks returns the networks whose name server must run now.
 	Networks() []Network
-	// Names returns network's names.
-	Names(network string) dns.Source
+	// Names returns network's names; the runner closes the source (if it
+	// is an io.Closer) when it stops serving the network.
+	Names(network string) (dns.Source, error)
 }
 
 // Config is what a runner needs.
@@ -88,6 +90,12 @@ func Dial(ns *netns.NS) func(ctx context.Context, network, addr string) (net.Con
 type status struct {
 	PID    int               `json:"pid"`
 	Errors map[string]string `json:"errors,omitempty"`
+	// Serving names each network whose server listens, with its gateway.
+	// The runner stops a server only under start.lock, so an Ensure that
+	// holds start.lock and finds its network here (and the runner alive)
+	// needs no probe: the server cannot go before the caller's endpoint
+	// record, which keeps it wanted, is there.
+	Serving map[string]string `json:"serving,omitempty"`
 }
 
 // runner serves every network its Source lists.
@@ -104,30 +112,61 @@ type runner struct {
 	upStamp [2]statefile.Stamp
 
 	stop, done chan struct{} // the in-process runner's
+	wake       chan struct{} // a sync is wanted now: an Ensure needs a network served
+
+	// inherited are sockets that the process which started the helper
+	// bound for it, by address; start serves them instead of binding.
+	inherited map[netip.AddrPort]*dns.Sockets
 }
 
 // netServer is one network's name server (one per gateway address).
 type netServer struct {
 	def     Network
+	names   dns.Source
 	servers []*dns.Server
 }
 
 func newRunner(cfg *Config, src Source, lock *statefile.Lock) *runner {
-	r := &runner{cfg: cfg, src: src, lock: lock, servers: map[string]*netServer{}}
+	r := &runner{cfg: cfg, src: src, lock: lock, servers: map[string]*netServer{}, wake: make(chan struct{}, 1)}
 	r.refreshUpstreams()
 	return r
+}
+
+// closeInherited closes the inherited sockets that no server took.
+func (r *runner) closeInherited() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for ap, so := range r.inherited {
+		so.Close()
+		delete(r.inherited, ap)
+	}
 }
 
 // sync starts the servers that are needed and stops the others; it returns
 // how many networks need serving and the error of each that could not be
 // served (retried on the next sync, while an endpoint still needs it).
-func (r *runner) sync() (int, map[string]error) {
+// Servers are stopped under start.lock (see status.Serving): haveStartLock
+// says whether the caller holds it; if not, sync takes it when it has a
+// server to stop, and if it cannot, stops nothing this time.
+func (r *runner) sync(haveStartLock bool) (int, map[string]error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.refreshUpstreams()
-	want := map[string]Network{}
-	for _, n := range r.src.Networks() {
-		want[n.Name] = n
+	want := r.wanted()
+	if !haveStartLock && r.anyToStop(want) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		lock, err := statefile.Acquire(ctx, filepath.Join(r.cfg.dir(), "start.lock"), false)
+		cancel()
+		if err == nil {
+			defer lock.Release()
+			want = r.wanted() // again: an Ensure may have come in between
+		} else {
+			for name, s := range r.servers {
+				if _, ok := want[name]; !ok {
+					want[name] = s.def
+				}
+			}
+		}
 	}
 	log := r.cfg.Logger
 	for name, s := range r.servers {
@@ -157,6 +196,12 @@ func (r *runner) sync() (int, map[string]error) {
 		}
 		st.Errors[name] = err.Error()
 	}
+	for name, s := range r.servers {
+		if st.Serving == nil {
+			st.Serving = map[string]string{}
+		}
+		st.Serving[name] = s.def.Gateway.String()
+	}
 	if fmt.Sprint(st) != fmt.Sprint(r.status) {
 		r.status = st
 		if err := statefile.WriteJSON(filepath.Join(r.cfg.dir(), "status.json"), st); err != nil {
@@ -166,10 +211,34 @@ func (r *runner) sync() (int, map[string]error) {
 	return len(want), errs
 }
 
-// start listens on the network's gateway addresses; all or nothing.
+// wanted is the networks the Source says need a server now.
+func (r *runner) wanted() map[string]Network {
+	want := map[string]Network{}
+	for _, n := range r.src.Networks() {
+		want[n.Name] = n
+	}
+	return want
+}
+
+// anyToStop reports whether a running server is not wanted as it is.
+func (r *runner) anyToStop(want map[string]Network) bool {
+	for name, s := range r.servers {
+		if n, ok := want[name]; !ok || n != s.def {
+			return true
+		}
+	}
+	return false
+}
+
+// start listens on the network's gateway addresses (or serves the sockets
+// inherited for them); all or nothing.
 func (r *runner) start(n Network) (*netServer, error) {
+	names, err := r.src.Names(n.Name)
+	if err != nil {
+		return nil, fmt.Errorf("starting the name server of network %q: %w", n.Name, err)
+	}
 	cfg := dns.Config{
-		Names:   r.src.Names(n.Name),
+		Names:   names,
 		Subnets: []netip.Prefix{n.Subnet, n.Subnet6},
 		// The network's sandboxes only: the source in its subnets, arriving
 		// on its bridge (or the host's own queries, on lo).
@@ -182,12 +251,19 @@ func (r *runner) start(n Network) (*netServer, error) {
 	if !n.Internal || n.Forward {
 		cfg.Upstreams = func() []netip.AddrPort { return *r.ups.Load() }
 	}
-	s := &netServer{def: n}
+	s := &netServer{def: n, names: names}
 	for _, gw := range []netip.Addr{n.Gateway, n.Gateway6} {
 		if !gw.IsValid() {
 			continue
 		}
-		srv, err := dns.Listen(r.cfg.NS, gw, 53, cfg)
+		var srv *dns.Server
+		if so := r.inherited[netip.AddrPortFrom(gw, 53)]; so != nil {
+			delete(r.inherited, so.Addr)
+			so.NS = r.cfg.NS
+			srv, err = dns.Serve(so, cfg)
+		} else {
+			srv, err = dns.Listen(r.cfg.NS, gw, 53, cfg)
+		}
 		if err != nil {
 			s.close()
 			return nil, fmt.Errorf("starting the name server of network %q: %w", n.Name, err)
@@ -200,6 +276,9 @@ func (r *runner) start(n Network) (*netServer, error) {
 func (s *netServer) close() {
 	for _, srv := range s.servers {
 		srv.Close()
+	}
+	if c, ok := s.names.(io.Closer); ok {
+		c.Close()
 	}
 }
 
@@ -265,12 +344,13 @@ func (r *runner) run(stop <-chan struct{}, gone func() bool, onStop func()) {
 		case <-stop:
 			return
 		case <-t.C:
+		case <-r.wake:
 		}
 		if gone() {
 			log.Info("dns: state dir or host namespace gone, stopping")
 			return
 		}
-		if n, _ := r.sync(); n > 0 {
+		if n, _ := r.sync(false); n > 0 {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -279,7 +359,7 @@ func (r *runner) run(stop <-chan struct{}, gone func() bool, onStop func()) {
 		if err != nil {
 			continue
 		}
-		if n, _ := r.sync(); n == 0 {
+		if n, _ := r.sync(true); n == 0 {
 			log.Info("dns: no endpoint needs a name server any more, stopping")
 			r.closeAll()
 			if onStop != nil {

@@ -374,6 +374,20 @@ func TryAcquire(path string) (l *Lock, ok bool, err error) {
 	return l, true, nil
 }
 
+// Held is the Lock of a file this process holds a flock on already (one
+// handed over by its parent); Release closes it. It does not take the
+// in-process mutex: nothing else in this process has the file.
+func Held(f *os.File) *Lock {
+	mu := new(sync.RWMutex)
+	mu.Lock() // as Release unlocks it
+	return &Lock{f: f, mu: mu}
+}
+
+// File is the locked file, to hand the lock to a child process (as one of
+// its ExtraFiles): a flock is held while any copy of its descriptor is
+// open, so the lock passes to the child with no moment free.
+func (l *Lock) File() *os.File { return l.f }
+
 // Flock takes a flock on fd, shared or exclusive. When ctx can be
 // cancelled, it polls with LOCK_NB and short sleeps, so waiting honours ctx;
 // otherwise it blocks in the kernel.
@@ -406,7 +420,11 @@ func Flock(ctx context.Context, fd int, shared bool) error {
 			t.Stop()
 			return context.Cause(ctx)
 		}
-		delay = min(2*delay, 10*time.Millisecond)
+		// At most 1 ms: the locks are held for a few file operations, and a
+		// longer sleep mostly outlasts the holder (with 4 processes
+		// attaching at once, a 10 ms cap left each waiting longer than
+		// the work it waited for).
+		delay = min(2*delay, time.Millisecond)
 	}
 }
 
