@@ -9,8 +9,10 @@ import (
 	"os"
 	"time"
 
+	"github.com/sandnet/sandnet/iface"
 	"github.com/sandnet/sandnet/internal/statefile"
 	"github.com/sandnet/sandnet/netns"
+	"github.com/vishvananda/netlink"
 )
 
 // Step names a step of an operation; a StepError carries one.
@@ -59,7 +61,14 @@ type attachTx struct {
 	undo undoStack
 	// links are the sandbox's interface and its bridge port, as the steps
 	// that made them found them, for the later steps.
-	links neighLinks
+	links txLinks
+}
+
+// txLinks are the links an attach made, for its later steps.
+type txLinks struct {
+	sandbox *iface.Link  // the endpoint's interface, in its sandbox
+	port    netlink.Link // its bridge port, in the host namespace
+	bridge  netlink.Link // the bridge
 }
 
 func (tx *attachTx) step(ctx context.Context, name Step, fn func() error) error {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/sandnet/sandnet/dns"
 	"github.com/sandnet/sandnet/internal/ifname"
 )
 
@@ -60,7 +61,7 @@ func checkOptions(network string, o *AttachOptions) error {
 	}
 	for _, name := range append([]string{o.Hostname}, o.Aliases...) {
 		if name != "" {
-			if err := checkDNSName(name); err != nil {
+			if err := dns.CheckName(name); err != nil {
 				return err
 			}
 		}
@@ -69,32 +70,13 @@ func checkOptions(network string, o *AttachOptions) error {
 }
 
 // checkFileOptions validates what AttachOptions writes into the sandbox's
-// resolv.conf and hosts files: a newline or a space in a search domain,
-// an option or a host name would add lines or words of the caller's
-// choosing there, so only plain names get through.
+// resolv.conf and hosts files: only plain names and addresses get through.
 func checkFileOptions(o *AttachOptions) error {
-	for _, d := range o.DNS {
-		if !d.IsValid() || d.Zone() != "" {
-			return invalidf("DNS server %q is not a plain IP address", d)
-		}
-	}
-	for _, s := range o.DNSSearch {
-		if s == "." {
-			continue
-		}
-		if err := checkDNSName(s); err != nil {
-			return invalidf("DNS search domain %q: a domain name, please", s)
-		}
-	}
-	for _, opt := range o.DNSOptions {
-		if opt == "" || len(opt) > 64 || strings.IndexFunc(opt, func(r rune) bool {
-			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == ':' || r == '-' || r == '_' || r == '.')
-		}) >= 0 {
-			return invalidf("DNS option %q: use resolv.conf's option syntax (e.g. ndots:2)", opt)
-		}
+	if err := dns.CheckResolvConf(o.DNS, o.DNSSearch, o.DNSOptions); err != nil {
+		return err
 	}
 	for name, a := range o.ExtraHosts {
-		if err := checkDNSName(name); err != nil {
+		if err := dns.CheckName(name); err != nil {
 			return err
 		}
 		if !a.IsValid() {

@@ -36,7 +36,7 @@ func benchAttachDetach(b *testing.B, dopts DetachOptions) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := h.DetachWith(ctx, ep, dopts); err != nil {
+		if err := h.Detach(ctx, ep, dopts); err != nil {
 			b.Fatal(err)
 		}
 		if dopts.SandboxGoing {
@@ -60,7 +60,7 @@ func TestDetachSandboxGoingThenReattach(t *testing.T) {
 	sb := testns.New(t, "sbx")
 	n := Network{Name: "n1", Subnet: netip.MustParsePrefix("10.88.0.0/24")}
 	ep := mustAttach(t, h, sb, n, AttachOptions{})
-	if err := h.DetachWith(ctx, ep, DetachOptions{SandboxGoing: true}); err != nil {
+	if err := h.Detach(ctx, ep, DetachOptions{SandboxGoing: true}); err != nil {
 		t.Fatal(err)
 	}
 	nl, _ := h.NS().Netlink()

@@ -8,11 +8,9 @@ import (
 	"slices"
 	"time"
 
-	mdns "github.com/miekg/dns"
-
+	"github.com/sandnet/sandnet/dns"
 	"github.com/sandnet/sandnet/iface"
 	"github.com/sandnet/sandnet/internal/dnsrun"
-	"github.com/sandnet/sandnet/nat"
 	"github.com/sandnet/sandnet/netns"
 )
 
@@ -21,19 +19,17 @@ type Object string
 
 // The kinds of object Check verifies.
 const (
-	ObjRecord      Object = "record"            // the endpoint's record says the attach finished
-	ObjSandbox     Object = "sandbox"           // the sandbox namespace is alive
-	ObjBridge      Object = "bridge"            // the network's bridge exists and is up
-	ObjGatewayAddr Object = "gateway-address"   // the bridge carries the gateway address(es)
-	ObjSysctl      Object = "sysctl"            // forwarding and route_localnet are on
-	ObjHostVeth    Object = "host-veth"         // the host end exists, is up, on the bridge
-	ObjSandboxIf   Object = "sandbox-interface" // the sandbox's interface exists and is up
-	ObjAddress     Object = "address"           // it carries the endpoint's addresses
-	ObjRoute       Object = "route"             // the default route(s) via the gateway(s)
-	ObjRule        Object = "rule"              // a firewall rule (network's or endpoint's)
-	ObjLease       Object = "lease"             // the IPAM lease holds the addresses
-	ObjPort        Object = "port"              // the port table holds the published port
-	ObjDNS         Object = "dns"               // the network's name server answers the endpoint's names
+	ObjSandbox   Object = "sandbox"           // the sandbox namespace is alive, and the attach finished (else: GC's work)
+	ObjBridge    Object = "bridge"            // the network's bridge exists, is up, carries the gateway address(es), and has the host settings it needs (forwarding, route_localnet)
+	ObjHostVeth  Object = "host-veth"         // the host end exists, is up, is a port of the bridge with the flags it needs (hairpin or isolated)
+	ObjSandboxIf Object = "sandbox-interface" // the sandbox's interface exists and is up
+	ObjAddress   Object = "address"           // it carries the endpoint's addresses
+	ObjRoute     Object = "route"             // the default route(s) via the gateway(s)
+	ObjRule      Object = "rule"              // a firewall rule (network's or endpoint's)
+	ObjLease     Object = "lease"             // the IPAM lease holds the addresses
+	ObjPort      Object = "port"              // the port table holds the published port
+	ObjDNS       Object = "dns"               // the network's name server answers the endpoint's names
+	ObjNeighbor  Object = "neighbor"          // what answers address resolution: a permanent neighbour entry, a static FDB entry, proxy_arp_wifi on the port, the multicast querier
 )
 
 // checkDNSTimeout bounds Check's query of the network's name server.
@@ -130,13 +126,13 @@ func gatewayPrefixes(n *Network) []netip.Prefix {
 	return ps
 }
 
-// checkEndpoint verifies the endpoint's own objects. missingRules, when
-// not nil, is what the firewall backend already reported missing for the
-// network (one check for many endpoints).
-func (h *Host) checkEndpoint(ctx context.Context, nrec *networkRecord, rec *endpointRecord, rep *CheckReport, missingRules []nat.Rule) error {
+// checkEndpoint verifies the endpoint's own objects. view, when not nil,
+// is what the driver read of the network once for many endpoints
+// (driver.networkView).
+func (h *Host) checkEndpoint(ctx context.Context, nrec *networkRecord, rec *endpointRecord, rep *CheckReport, view any) error {
 	n, ep := &nrec.Network, &rec.Endpoint
 	if rec.State != stateAttached {
-		rep.Problems = append(rep.Problems, Problem{Object: ObjRecord, Name: ep.ID, Detail: "the attach did not finish (run GC)"})
+		rep.Problems = append(rep.Problems, Problem{Object: ObjSandbox, Name: ep.ID, Detail: "the attach did not finish (run GC)"})
 		return nil
 	}
 	if !netns.Alive(ep.NetNS, ep.NetNSInode) {
@@ -169,16 +165,18 @@ func (h *Host) checkEndpoint(ctx context.Context, nrec *networkRecord, rec *endp
 	if err != nil {
 		return err
 	}
-	linksOK, err := drv.checkEndpoint(ctx, h, n, ep, rep, missingRules)
+	sb, sbErr := netns.Open(ep.NetNS)
+	if sbErr == nil {
+		defer sb.Close()
+	}
+	linksOK, err := drv.checkEndpoint(ctx, h, nrec, ep, sb, rep, view)
 	if err != nil {
 		return err
 	}
-	sb, err := netns.Open(ep.NetNS)
-	if err != nil {
-		rep.Problems = append(rep.Problems, Problem{Object: ObjSandbox, Name: ep.NetNS, Detail: err.Error()})
+	if sbErr != nil {
+		rep.Problems = append(rep.Problems, Problem{Object: ObjSandbox, Name: ep.NetNS, Detail: sbErr.Error()})
 		return nil
 	}
-	defer sb.Close()
 	link, err := iface.Open(sb, ep.IfName)
 	if err != nil {
 		rep.add(ObjSandboxIf, ep.IfName, "missing from sandbox %s", sb)
@@ -228,41 +226,5 @@ func routeString(r Route) string { return fmt.Sprintf("%s via %s", r.Dst, r.Via)
 // queryA asks the name server at server, from inside sb, for name's IPv4
 // addresses.
 func queryA(ctx context.Context, sb *netns.NS, server netip.AddrPort, name string) ([]netip.Addr, error) {
-	ctx, cancel := context.WithTimeout(ctx, checkDNSTimeout)
-	defer cancel()
-	c, err := dnsrun.Dial(sb)(ctx, "udp", server.String())
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	if d, ok := ctx.Deadline(); ok {
-		c.SetDeadline(d)
-	}
-	m := new(mdns.Msg)
-	m.SetQuestion(mdns.Fqdn(name), mdns.TypeA)
-	co := &mdns.Conn{Conn: c}
-	if err := co.WriteMsg(m); err != nil {
-		return nil, err
-	}
-	for {
-		r, err := co.ReadMsg()
-		if err != nil {
-			return nil, err
-		}
-		if r.Id != m.Id {
-			continue
-		}
-		if r.Rcode != mdns.RcodeSuccess {
-			return nil, fmt.Errorf("%s", mdns.RcodeToString[r.Rcode])
-		}
-		var out []netip.Addr
-		for _, rr := range r.Answer {
-			if a, ok := rr.(*mdns.A); ok {
-				if ip, ok := netip.AddrFromSlice(a.A); ok {
-					out = append(out, ip.Unmap())
-				}
-			}
-		}
-		return out, nil
-	}
+	return dns.QueryA(ctx, dnsrun.Dial(sb), server, name, checkDNSTimeout)
 }

@@ -11,9 +11,18 @@ import (
 
 // Detach undoes an Attach: published ports, DNS name, interfaces, lease and
 // record, in reverse order, best effort. It is idempotent and works when the
-// sandbox namespace is already gone.
-func (h *Host) Detach(ctx context.Context, ep *Endpoint) error {
-	return h.DetachWith(ctx, ep, DetachOptions{})
+// sandbox namespace is already gone. opts (at most one) say how.
+func (h *Host) Detach(ctx context.Context, ep *Endpoint, opts ...DetachOptions) error {
+	if ep == nil {
+		return invalidf("detach: nil endpoint")
+	}
+	if len(opts) > 1 {
+		return invalidf("detach: %d sets of options, want at most one", len(opts))
+	}
+	if len(opts) == 1 && opts[0].SandboxGoing {
+		ctx = context.WithValue(ctx, sandboxGoingKey{}, true)
+	}
+	return h.detach(ctx, ep.Network, endpointIDOf(ep))
 }
 
 // DetachOptions says how to detach. Zero values mean defaults.
@@ -26,17 +35,6 @@ type DetachOptions struct {
 	// veth stays until the namespace goes, or until an Attach of the same
 	// sandbox and interface replaces it.
 	SandboxGoing bool
-}
-
-// DetachWith is Detach with options.
-func (h *Host) DetachWith(ctx context.Context, ep *Endpoint, opts DetachOptions) error {
-	if ep == nil {
-		return invalidf("detach: nil endpoint")
-	}
-	if opts.SandboxGoing {
-		ctx = context.WithValue(ctx, sandboxGoingKey{}, true)
-	}
-	return h.detach(ctx, ep.Network, endpointIDOf(ep))
 }
 
 // sandboxGoingKey marks a detach context whose sandbox namespace is about to
@@ -106,11 +104,13 @@ func (h *Host) detach(ctx context.Context, network, id string) error {
 	return nil
 }
 
-// teardown removes everything an endpoint owns, then its record; it keeps
-// going past errors and leaves the record in place if anything failed, so a
-// later Detach or GC can finish.
+// teardown removes everything an endpoint owns, then its lease, then its
+// record; if the driver's part fails, the lease and the record stay, so a
+// later Detach or GC can finish, and until then the endpoint's addresses go
+// to no other endpoint (the driver's detach removes what it set up for
+// them by address, e.g. the bridge's neighbour entries, so a retry must
+// not find them handed on).
 func (h *Host) teardown(ctx context.Context, nrec *networkRecord, ep *Endpoint) error {
-	var errs []error
 	if len(ep.Addresses) == 0 && (nrec == nil || traitsOf(nrec.Network.Driver).ipam) {
 		// An attach that died before recording its addresses: the lease has
 		// them, and the firewall backend may need them to find its elements.
@@ -123,13 +123,14 @@ func (h *Host) teardown(ctx context.Context, nrec *networkRecord, ep *Endpoint) 
 		if err == nil {
 			err = drv.detach(ctx, h, nrec, ep)
 		}
-		errs = append(errs, err)
+		if err != nil {
+			return err
+		}
 	}
 	if nrec == nil || traitsOf(nrec.Network.Driver).ipam {
-		errs = append(errs, h.ipam.Release(ctx, leaseKey(ep)))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return err
+		if err := h.ipam.Release(ctx, leaseKey(ep)); err != nil {
+			return err
+		}
 	}
 	return h.st.RemoveEndpoint(ep.Network, ep.ID)
 }

@@ -51,24 +51,6 @@ func checkDNSConfig(c HostConfig) error {
 	return nil
 }
 
-// checkDNSName validates a hostname or alias (RFC 1123 labels).
-func checkDNSName(name string) error {
-	if len(name) > 253 {
-		return invalidf("DNS name %q is longer than 253 bytes", name)
-	}
-	for _, label := range strings.Split(strings.TrimSuffix(name, "."), ".") {
-		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return invalidf("DNS name %q: label %q must be 1-63 letters, digits or '-', not starting or ending with '-'", name, label)
-		}
-		for _, r := range label {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-				return invalidf("DNS name %q contains %q", name, r)
-			}
-		}
-	}
-	return nil
-}
-
 // dnsNames are the names an endpoint answers to: its hostname, its aliases
 // and its sandbox ID (as Docker answers to the container name) when that is
 // a valid DNS name.
@@ -79,7 +61,7 @@ func dnsNames(ep *Endpoint) []string {
 			names = append(names, n)
 		}
 	}
-	if ep.SandboxID != "" && !slices.Contains(names, ep.SandboxID) && checkDNSName(ep.SandboxID) == nil {
+	if ep.SandboxID != "" && !slices.Contains(names, ep.SandboxID) && dns.CheckName(ep.SandboxID) == nil {
 		names = append(names, ep.SandboxID)
 	}
 	return names
@@ -154,20 +136,35 @@ func (h *Host) setupDNS(ctx context.Context, tx *attachTx) error {
 		rec   *[]string
 	}{{resolvPaths, rc.Bytes(), &ep.ResolvConf}, {hostsPaths, hosts, &ep.Hosts}} {
 		for _, path := range f.paths {
+			write := func() error { _, err := dns.WriteFile(ctx, path, f.data); return err }
 			if ownedDNSFile(path) {
-				// Count this endpoint as a user of the file before writing it.
-				if err := h.st.AddFileRef(path, ep.ID); err != nil {
-					return err
-				}
-				tx.undo.push(func(ctx context.Context) error { return h.releaseDNSFile(ctx, path, ep.ID) })
+				write = func() error { return h.writeSandboxFile(ctx, tx, path, f.data) }
 			}
-			if _, err := dns.WriteFile(ctx, path, f.data); err != nil {
+			if err := write(); err != nil {
 				return err
 			}
 			*f.rec = append(*f.rec, path)
 		}
 	}
 	return nil
+}
+
+// writeSandboxFile counts the endpoint as a user of path, a file of
+// sandnet's under /etc/netns, and writes it, holding the lock of the
+// sandbox's files (a Detach of another of its endpoints waits).
+func (h *Host) writeSandboxFile(ctx context.Context, tx *attachTx, path string, data []byte) error {
+	lock, err := h.st.LockFiles(ctx, filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	if err := h.st.AddFileRef(path, tx.ep.ID); err != nil {
+		return err
+	}
+	id := tx.ep.ID
+	tx.undo.push(func(ctx context.Context) error { return h.releaseDNSFile(ctx, path, id) })
+	_, err = dns.WriteFile(ctx, path, data)
+	return err
 }
 
 // ownedDNSFile reports whether sandnet removes the file on Detach: the
@@ -206,8 +203,13 @@ func (h *Host) teardownDNS(ctx context.Context, rec *networkRecord, ep *Endpoint
 }
 
 // releaseDNSFile drops endpoint id's use of path and removes the file when
-// no other endpoint uses it.
+// no other endpoint uses it, holding the lock of the sandbox's files.
 func (h *Host) releaseDNSFile(ctx context.Context, path, id string) error {
+	lock, err := h.st.LockFiles(ctx, filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	last, err := h.st.DropFileRef(path, id)
 	if err != nil || !last {
 		return err

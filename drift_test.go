@@ -192,7 +192,7 @@ func TestCheckAndRepairEachPiece(t *testing.T) {
 		{"host veth off the bridge", ObjHostVeth, func() { testns.Run(t, h.ns, "ip", "link", "set", ep.HostIfName, "nomaster") }},
 		{"address removed", ObjAddress, func() { testns.Run(t, sb, "ip", "addr", "del", ep.Addresses[0].String(), "dev", ep.IfName) }},
 		{"default route removed", ObjRoute, func() { testns.Run(t, sb, "ip", "route", "del", "default") }},
-		{"gateway address removed", ObjGatewayAddr, func() { testns.Run(t, h.ns, "ip", "addr", "del", gw+"/24", "dev", nd.Bridge) }},
+		{"gateway address removed", ObjBridge, func() { testns.Run(t, h.ns, "ip", "addr", "del", gw+"/24", "dev", nd.Bridge) }},
 		{"bridge down", ObjBridge, func() { testns.Run(t, h.ns, "ip", "link", "set", nd.Bridge, "down") }},
 		{"DNAT rule deleted", ObjRule, func() {
 			for _, r := range nat.EndpointRules(natNetwork(&nd), natEndpoint(ep, ep.Ports)) {

@@ -13,11 +13,9 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/sandnet/sandnet/explain"
 	"github.com/sandnet/sandnet/iface"
 	"github.com/sandnet/sandnet/internal/ifname"
 	"github.com/sandnet/sandnet/ipam"
-	"github.com/sandnet/sandnet/nat"
 	"github.com/sandnet/sandnet/netns"
 	"github.com/sandnet/sandnet/veth"
 )
@@ -36,6 +34,10 @@ type driver interface {
 	// normalize validates n's fields that belong to the driver and fills in
 	// their defaults that do not depend on the host.
 	normalize(n *Network) error
+	// settle copies into the normalised request n the driver's fields of
+	// the recorded network o that the request leaves to the host or that
+	// change at run time, so that sameAs compares the rest.
+	settle(n, o *Network)
 	// hostDefaults fills in the defaults that depend on the host (a free
 	// subnet, the uplink's MTU).
 	hostDefaults(h *Host, n *Network) error
@@ -51,18 +53,20 @@ type driver interface {
 	detach(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint) error
 	// checkNetwork adds to rep what is missing of the network's own objects.
 	checkNetwork(ctx context.Context, h *Host, rec *networkRecord, rep *CheckReport) error
-	// missingRules returns the firewall rules of the network and of eps
-	// that are missing (nil if the driver has none).
-	missingRules(ctx context.Context, h *Host, n *Network, eps []*Endpoint) ([]nat.Rule, error)
-	// checkEndpoint adds to rep what is missing of the endpoint's host-side
-	// objects; missing, when not nil, is missingRules for the network. It
-	// reports false when a link is broken (the name server is not probed).
-	checkEndpoint(ctx context.Context, h *Host, n *Network, ep *Endpoint, rep *CheckReport, missing []nat.Rule) (bool, error)
+	// networkView reads, once for all of eps, what checkEndpoint needs of
+	// the network's shared objects (its firewall rules, its bridge's
+	// tables); nil if the driver has nothing to read.
+	networkView(ctx context.Context, h *Host, rec *networkRecord, eps []*Endpoint) (any, error)
+	// checkEndpoint adds to rep what is missing of the endpoint's objects;
+	// sb is its sandbox (nil if it could not be opened) and view, when not
+	// nil, networkView's for a set of endpoints holding ep. It reports
+	// false when a link is broken (the name server is not probed).
+	checkEndpoint(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint, sb *netns.NS, rep *CheckReport, view any) (bool, error)
 	// repairNetwork puts back the network's own objects.
 	repairNetwork(ctx context.Context, h *Host, rec *networkRecord) error
 	// repairEndpoint puts back the endpoint's objects that has reports
 	// missing; sb is its sandbox.
-	repairEndpoint(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netns.NS, has func(...Object) bool) error
+	repairEndpoint(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint, sb *netns.NS, has func(...Object) bool) error
 }
 
 // traits are what a driver uses of the package's shared steps.
@@ -113,6 +117,7 @@ type noParts struct{}
 
 func (noParts) setFields(*Network) string                                  { return "" }
 func (noParts) normalize(*Network) error                                   { return nil }
+func (noParts) settle(*Network, *Network)                                  {}
 func (noParts) hostDefaults(*Host, *Network) error                         { return nil }
 func (noParts) removeNetwork(context.Context, *Host, *networkRecord) error { return nil }
 func (noParts) createNetwork(context.Context, *Host, *networkRecord) (undoStack, error) {
@@ -122,14 +127,25 @@ func (noParts) detach(context.Context, *Host, *networkRecord, *Endpoint) error {
 func (noParts) checkNetwork(context.Context, *Host, *networkRecord, *CheckReport) error {
 	return nil
 }
-func (noParts) missingRules(context.Context, *Host, *Network, []*Endpoint) ([]nat.Rule, error) {
+func (noParts) networkView(context.Context, *Host, *networkRecord, []*Endpoint) (any, error) {
 	return nil, nil
 }
-func (noParts) checkEndpoint(context.Context, *Host, *Network, *Endpoint, *CheckReport, []nat.Rule) (bool, error) {
+func (noParts) checkEndpoint(context.Context, *Host, *networkRecord, *Endpoint, *netns.NS, *CheckReport, any) (bool, error) {
 	return true, nil
 }
 func (noParts) repairNetwork(context.Context, *Host, *networkRecord) error { return nil }
-func (noParts) repairEndpoint(context.Context, *Host, *Network, *Endpoint, *netns.NS, func(...Object) bool) error {
+func (noParts) repairEndpoint(context.Context, *Host, *networkRecord, *Endpoint, *netns.NS, func(...Object) bool) error {
+	return nil
+}
+
+// checkBridgeName validates the name of a network's bridge, if it names one.
+func checkBridgeName(n *Network) error {
+	if n.Bridge == "" {
+		return nil
+	}
+	if err := ifname.Check(n.Bridge); err != nil {
+		return fmt.Errorf("network %q: bridge: %w", n.Name, err)
+	}
 	return nil
 }
 
@@ -254,13 +270,13 @@ func createVeth(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netn
 // IPv6 off (net.ipv6.conf.default.disable_ipv6=1 in sb) and returns the
 // function that puts the default back. An interface born so never runs
 // IPv6 (no link-local address, no DAD or router solicitation), and
-// disableIPv6, which still checks, then has nothing to write. Turning IPv6
+// sandboxConf, which still checks, then has nothing to write. Turning IPv6
 // off on an existing interface tears its IPv6 state down under the
 // kernel's RTNL lock, and the write spins, retrying, while another attach
 // holds that lock: it was most of what concurrent attaches waited for.
 //
 // Two attaches into one sandbox at once may interleave so that one
-// interface is born with IPv6 on: disableIPv6 turns it off then. The
+// interface is born with IPv6 on: sandboxConf turns it off then. The
 // default ends as it was, as each puts back only what it changed.
 func ipv6OffByDefault(sb *netns.NS) (restore func()) {
 	var (
@@ -296,8 +312,8 @@ func ipv6OffByDefault(sb *netns.NS) (restore func()) {
 
 // configureSandbox brings lo and the interface up inside the sandbox, puts
 // the endpoint's addresses on it and routes via the gateways (none on an
-// internal network, which has no way out).
-func (tx *attachTx) configureSandbox(ctx context.Context) error {
+// internal network, which has no way out). quiet is linkSetup.quiet.
+func (tx *attachTx) configureSandbox(ctx context.Context, quiet bool) error {
 	return tx.step(ctx, StepConfigure, func() error {
 		if err := iface.LoUp(ctx, tx.sb); err != nil {
 			return err
@@ -317,24 +333,33 @@ func (tx *attachTx) configureSandbox(ctx context.Context) error {
 			}
 			tx.ep.Routes = append(tx.ep.Routes, Route{Dst: dst, Via: gw})
 		}
-		return configureLink(ctx, tx.sb, link, tx.ep, true)
+		return configureLink(ctx, link, tx.ep, linkSetup{fresh: true, quiet: quiet})
 	})
 }
 
+// linkSetup says how configureLink treats a sandbox's link.
+type linkSetup struct {
+	// fresh: the link was just made (by Attach, or by a Repair that
+	// replaced it), so nothing is on it yet and its settings are set.
+	fresh bool
+	// quiet: the link sends no IPv6 router solicitations (a bridge that
+	// answers address resolution, where each would reach every port and
+	// nothing answers; the sandbox's routes are sandnet's).
+	quiet bool
+}
+
 // configureLink puts ep's addresses on its sandbox interface link, brings
-// it up and adds ep's routes through it; unless fresh (a link just made),
-// what is there already stays. A fresh link of an endpoint without an IPv6
-// address has IPv6 turned off, as Docker does on IPv4-only networks: no
-// link-local address, and none of the multicast chatter that a bridge
-// floods to every other sandbox. This is the one path for sandbox
-// addresses and routes: Attach and Repair both take it.
+// it up and adds ep's routes through it; unless s.fresh, what is there
+// already stays. A fresh link gets its per-interface settings
+// (sandboxConf). This is the one path for sandbox addresses, routes and
+// settings: Attach and Repair both take it.
 //
 // Equivalent to: ip -n SBX addr add ADDR dev eth0;
 // [ip netns exec SBX sysctl -w net.ipv6.conf.eth0.disable_ipv6=1;]
 // ip -n SBX link set eth0 up; ip -n SBX route add default via GW dev eth0
-func configureLink(ctx context.Context, sb *netns.NS, link *iface.Link, ep *Endpoint, fresh bool) error {
+func configureLink(ctx context.Context, link *iface.Link, ep *Endpoint, s linkSetup) error {
 	var have []netip.Prefix
-	if !fresh {
+	if !s.fresh {
 		var err error
 		if have, err = link.Addrs(); err != nil {
 			return err
@@ -347,18 +372,18 @@ func configureLink(ctx context.Context, sb *netns.NS, link *iface.Link, ep *Endp
 			}
 		}
 	}
-	if fresh && !slices.ContainsFunc(ep.Addresses, func(p netip.Prefix) bool { return p.Addr().Is6() }) {
-		if err := disableIPv6(ctx, sb, ep.IfName); err != nil {
+	if s.fresh {
+		if err := sandboxConf(ctx, link, ep, s.quiet); err != nil {
 			return err
 		}
 	}
-	if fresh || !link.IsUp() {
+	if s.fresh || !link.IsUp() {
 		if err := link.Up(ctx); err != nil {
 			return err
 		}
 	}
 	for _, r := range ep.Routes {
-		if !fresh {
+		if !s.fresh {
 			if ok, err := link.HasRoute(r); err != nil || ok {
 				if err != nil {
 					return err
@@ -373,14 +398,35 @@ func configureLink(ctx context.Context, sb *netns.NS, link *iface.Link, ep *Endp
 	return nil
 }
 
-// disableIPv6 turns IPv6 off on interface ifName inside sb; a kernel
-// without IPv6 has nothing to turn off.
-func disableIPv6(ctx context.Context, sb *netns.NS, ifName string) error {
-	explain.Say(ctx, "%s", sb.Shell("sysctl -w net.ipv6.conf."+strings.ReplaceAll(ifName, ".", "/")+".disable_ipv6=1"))
-	if _, err := sb.Sysctl("net/ipv6/conf/"+ifName+"/disable_ipv6", "1"); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("turning IPv6 off on %s in %s: %w", ifName, sb, err)
+// sandboxConf sets the per-interface settings of a fresh sandbox link. An
+// endpoint without an IPv6 address has IPv6 turned off, as Docker does on
+// IPv4-only networks: no link-local address, and none of the multicast
+// chatter that a bridge floods to every other sandbox (a kernel without
+// IPv6 has nothing to turn off). One with IPv6 on a quiet link sends no
+// router solicitations.
+func sandboxConf(ctx context.Context, link *iface.Link, ep *Endpoint, quiet bool) error {
+	if !ep.hasFamily(true) {
+		if err := link.SetConf(ctx, "ipv6", "disable_ipv6", "1"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("turning IPv6 off: %w", err)
+		}
+		return nil
+	}
+	if quiet {
+		if err := link.SetConf(ctx, "ipv6", "router_solicitations", "0"); err != nil {
+			return fmt.Errorf("turning router solicitations off: %w", err)
+		}
 	}
 	return nil
+}
+
+// hasFamily reports whether the endpoint has an IPv6 (six) or IPv4 address.
+func (ep *Endpoint) hasFamily(six bool) bool {
+	for _, p := range ep.Addresses {
+		if p.Addr().Is6() == six {
+			return true
+		}
+	}
+	return false
 }
 
 // macFor derives Docker's MAC for an IPv4 address: 02:42 and the four bytes.

@@ -1,12 +1,12 @@
 package sandnet
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"slices"
 
 	"github.com/vishvananda/netlink"
@@ -15,7 +15,6 @@ import (
 	"github.com/sandnet/sandnet/explain"
 	"github.com/sandnet/sandnet/iface"
 	"github.com/sandnet/sandnet/internal/ifname"
-	"github.com/sandnet/sandnet/internal/nlwrap"
 	"github.com/sandnet/sandnet/nat"
 	"github.com/sandnet/sandnet/netns"
 	"github.com/sandnet/sandnet/veth"
@@ -51,15 +50,20 @@ func (bridgeDriver) normalize(n *Network) error {
 	if n.Bridge == "" {
 		n.Bridge = ifname.Derive("sn-", n.Name)
 	}
+	if err := checkBridgeName(n); err != nil {
+		return err
+	}
 	return checkClusterCIDR(n)
 }
+
+func (bridgeDriver) settle(*Network, *Network) {}
 
 // hostDefaults picks the MTU of the host's uplink and, for a network that
 // names no subnet, a free /24 from 10.89.0.0/16, as netavark does; a
 // subnet given is checked against the host's addresses and routes.
 func (bridgeDriver) hostDefaults(h *Host, n *Network) error {
 	if n.MTU == 0 {
-		n.MTU = uplinkMTU(h)
+		n.MTU = iface.UplinkMTU(h.ns)
 	}
 	if n.Subnet.IsValid() || n.Subnet6.IsValid() {
 		return checkHostAddrs(h, n)
@@ -90,46 +94,11 @@ func usedPrefixes(h *Host) ([]netip.Prefix, error) {
 	for _, r := range recs {
 		used = append(used, r.Network.Subnet)
 	}
-	nl, err := h.ns.Netlink()
-	if err != nil {
-		return nil, err
-	}
-	routes, err := nlwrap.Retry(func() ([]netlink.Route, error) { return nl.RouteList(nil, netlink.FAMILY_V4) })
-	if err != nil {
-		return nil, fmt.Errorf("listing host routes: %w", err)
-	}
+	routes, err := iface.AllRoutes(h.ns, netlink.FAMILY_V4)
 	for _, r := range routes {
-		if r.Dst == nil {
-			continue
-		}
-		if a, ok := netip.AddrFromSlice(r.Dst.IP); ok {
-			ones, _ := r.Dst.Mask.Size()
-			if ones > 0 {
-				used = append(used, netip.PrefixFrom(a.Unmap(), ones))
-			}
-		}
+		used = append(used, r.Prefix)
 	}
-	return used, nil
-}
-
-// uplinkMTU is the MTU of the host namespace's default-route link, else 1500.
-func uplinkMTU(h *Host) int {
-	nl, err := h.ns.Netlink()
-	if err != nil {
-		return 1500
-	}
-	routes, err := nlwrap.Retry(func() ([]netlink.Route, error) { return nl.RouteList(nil, netlink.FAMILY_V4) })
-	if err != nil {
-		return 1500
-	}
-	for _, r := range routes {
-		if r.Dst == nil || r.Dst.IP.IsUnspecified() {
-			if l, err := nl.LinkByIndex(r.LinkIndex); err == nil && l.Attrs().MTU >= 68 {
-				return l.Attrs().MTU
-			}
-		}
-	}
-	return 1500
+	return used, err
 }
 
 func (bridgeDriver) createNetwork(ctx context.Context, h *Host, rec *networkRecord) (undoStack, error) {
@@ -143,7 +112,7 @@ func (bridgeDriver) createNetwork(ctx context.Context, h *Host, rec *networkReco
 		rec.OwnsBridge = true
 		undo.push(func(ctx context.Context) error { return bridge.Delete(ctx, h.ns, n.Bridge) })
 	}
-	if err := h.ensureQuerier(ctx, rec); err != nil {
+	if err := ensureQuerier(ctx, h, rec); err != nil {
 		return nil, errors.Join(err, undo.run(ctx))
 	}
 	if err := ensureNetworkRules(ctx, h, rec); err != nil {
@@ -169,10 +138,10 @@ func (bridgeDriver) attach(ctx context.Context, tx *attachTx) error {
 	if err := tx.vethStep(ctx); err != nil {
 		return err
 	}
-	if err := tx.configureSandbox(ctx); err != nil {
+	if err := tx.configureSandbox(ctx, !tx.net.Network.NoNeighborProxy); err != nil {
 		return err
 	}
-	if err := tx.answerNeighbors(ctx); err != nil {
+	if err := answerNeighbors(ctx, tx); err != nil {
 		return err
 	}
 	if err := tx.step(ctx, StepDNS, func() error { return h.setupDNS(ctx, tx) }); err != nil {
@@ -198,7 +167,7 @@ func (bridgeDriver) detach(ctx context.Context, h *Host, rec *networkRecord, ep 
 		return errors.Join(
 			removeEndpointRules(ctx, h, rec, ep),
 			h.teardownDNS(ctx, rec, ep),
-			h.forgetNeighbors(ctx, &rec.Network, ep),
+			forgetNeighbors(ctx, h, &rec.Network, ep),
 		)
 	}
 	if sandboxGoing(ctx) {
@@ -242,24 +211,24 @@ func (bridgeDriver) checkNetwork(ctx context.Context, h *Host, nrec *networkReco
 		}
 		for _, p := range gatewayPrefixes(n) {
 			if !slices.Contains(have, p) {
-				rep.add(ObjGatewayAddr, p.String(), "missing from bridge %s", n.Bridge)
+				rep.add(ObjBridge, p.String(), "missing from bridge %s", n.Bridge)
 			}
 		}
 	}
-	if err := h.checkQuerier(nrec, rep); err != nil {
+	if err := checkQuerier(h, nrec, rep); err != nil {
 		return err
 	}
-	for _, key := range networkSysctls(n) {
+	for _, key := range nat.ForwardingKeys(natNetwork(n)) {
 		if v, err := h.ns.ReadSysctl(key); err == nil && v != "1" {
-			rep.add(ObjSysctl, key, "is %s, want 1", v)
+			rep.add(ObjBridge, key, "is %s, want 1", v)
 		}
 	}
-	if v, err := h.ns.ReadSysctl(localnetKey(n)); err == nil {
+	if v, err := h.ns.ReadSysctl(bridge.LocalnetKey(n.Bridge)); err == nil {
 		switch want := localnetWanted(h, n, "", nil); {
 		case want && v != "1":
-			rep.add(ObjSysctl, localnetKey(n), "is %s, want 1 (a port is published on 127.0.0.1)", v)
+			rep.add(ObjBridge, bridge.LocalnetKey(n.Bridge), "is %s, want 1 (a port is published on 127.0.0.1)", v)
 		case !want && v != "0":
-			rep.add(ObjSysctl, localnetKey(n), "is %s, want 0 (no port published on 127.0.0.1 needs it)", v)
+			rep.add(ObjBridge, bridge.LocalnetKey(n.Bridge), "is %s, want 0 (no port published on 127.0.0.1 needs it)", v)
 		}
 	}
 	missing, err := h.fw.Check(ctx, natNetwork(n), nil)
@@ -272,7 +241,17 @@ func (bridgeDriver) checkNetwork(ctx context.Context, h *Host, nrec *networkReco
 	return nil
 }
 
-func (bridgeDriver) missingRules(ctx context.Context, h *Host, n *Network, eps []*Endpoint) ([]nat.Rule, error) {
+// bridgeView is what the bridge driver reads of a network once to check
+// many of its endpoints: the firewall rules missing, the port flags wanted
+// and the bridge's tables (nil if the bridge is gone, or nothing needs them).
+type bridgeView struct {
+	missing []nat.Rule
+	flags   []bridge.PortFlag
+	br      *bridge.View
+}
+
+func (bridgeDriver) networkView(ctx context.Context, h *Host, rec *networkRecord, eps []*Endpoint) (any, error) {
+	n := &rec.Network
 	var nes []nat.Endpoint
 	for _, ep := range eps {
 		nes = append(nes, natEndpoint(ep, ep.Ports))
@@ -281,13 +260,36 @@ func (bridgeDriver) missingRules(ctx context.Context, h *Host, n *Network, eps [
 	if err != nil {
 		return nil, fmt.Errorf("checking firewall rules of network %q: %w", n.Name, err)
 	}
-	return missing, nil
+	v := &bridgeView{missing: missing, flags: bridge.WantedFlags(h.ns, n.NoICC)}
+	if !n.NoNeighborProxy || len(v.flags) > 0 {
+		nl, err := h.ns.Netlink()
+		if err != nil {
+			return nil, err
+		}
+		v.br, err = bridge.ReadView(h.ns, nl, n.Bridge)
+		if errors.Is(err, ErrNotFound) {
+			v.br, err = nil, nil // checkNetwork says so
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return v, nil
 }
 
 // checkEndpoint verifies the host end of the veth pair (present, up, a port
-// of the bridge), the endpoint's firewall rules and the entries that let
-// the bridge answer address resolution for it.
-func (d bridgeDriver) checkEndpoint(ctx context.Context, h *Host, n *Network, ep *Endpoint, rep *CheckReport, missing []nat.Rule) (bool, error) {
+// of the bridge, with its flags), the endpoint's firewall rules and the
+// entries that let the bridge answer address resolution for it.
+func (d bridgeDriver) checkEndpoint(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint, sb *netns.NS, rep *CheckReport, view any) (bool, error) {
+	n := &rec.Network
+	v, _ := view.(*bridgeView)
+	if v == nil {
+		x, err := d.networkView(ctx, h, rec, []*Endpoint{ep})
+		if err != nil {
+			return false, err
+		}
+		v = x.(*bridgeView)
+	}
 	linksOK := true
 	nl, err := h.ns.Netlink()
 	if err != nil {
@@ -302,27 +304,29 @@ func (d bridgeDriver) checkEndpoint(ctx context.Context, h *Host, n *Network, ep
 			rep.add(ObjHostVeth, ep.HostIfName, "is down")
 			linksOK = false
 		}
-		br, err := nl.LinkByName(n.Bridge)
-		if err != nil || link.Attrs().MasterIndex != br.Attrs().Index {
-			rep.add(ObjHostVeth, ep.HostIfName, "is not a port of bridge %s", n.Bridge)
-			linksOK = false
+		if v.br == nil || link.Attrs().MasterIndex != v.br.Link.Attrs().Index {
+			if br, err := nl.LinkByName(n.Bridge); err != nil || link.Attrs().MasterIndex != br.Attrs().Index {
+				rep.add(ObjHostVeth, ep.HostIfName, "is not a port of bridge %s", n.Bridge)
+				linksOK = false
+			}
 		}
-		if err := checkPortFlags(h, n, ep, rep); err != nil {
-			return false, err
+		var on netlink.Protinfo // not a port (any more): every flag is off
+		if v.br != nil {
+			on, _ = v.br.Flags(ep.HostIfName)
 		}
-	}
-	if missing == nil {
-		if missing, err = d.missingRules(ctx, h, n, []*Endpoint{ep}); err != nil {
-			return false, err
+		for _, f := range v.flags {
+			if !f.In(on) {
+				rep.add(ObjHostVeth, ep.HostIfName+" "+string(f), "is off (bridge link set dev %s %s on)", ep.HostIfName, f)
+			}
 		}
 	}
 	mine := nat.EndpointRules(natNetwork(n), natEndpoint(ep, ep.Ports))
-	for _, r := range missing {
+	for _, r := range v.missing {
 		if slices.ContainsFunc(mine, func(m nat.Rule) bool { return m.Comment == r.Comment && m.Family == r.Family }) {
 			rep.add(ObjRule, r.Command(), "missing from %s", h.ns)
 		}
 	}
-	return linksOK, h.checkNeighbors(n, ep, rep)
+	return linksOK, checkNeighbors(rec, ep, sb, v.br, rep)
 }
 
 // repairNetwork puts back the bridge, its gateway addresses, the host
@@ -332,7 +336,7 @@ func (bridgeDriver) repairNetwork(ctx context.Context, h *Host, nrec *networkRec
 	if _, _, err := bridge.Ensure(ctx, h.ns, bridge.Config{Name: n.Bridge, MTU: n.MTU, Addrs: gatewayPrefixes(n)}); err != nil {
 		return fmt.Errorf("repairing network %q: %w", n.Name, err)
 	}
-	if err := h.ensureQuerier(ctx, nrec); err != nil {
+	if err := ensureQuerier(ctx, h, nrec); err != nil {
 		return fmt.Errorf("repairing network %q: %w", n.Name, err)
 	}
 	rec := *nrec // ensureNetworkRules notes host changes; the record stays as it is
@@ -350,7 +354,8 @@ func (bridgeDriver) repairNetwork(ctx context.Context, h *Host, nrec *networkRec
 // repairEndpoint puts back the veth pair with what each end needs, then
 // the bridge port flags (on a new pair, or any that is off), the
 // published-port rules and the entries that answer address resolution.
-func (bridgeDriver) repairEndpoint(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netns.NS, has func(...Object) bool) error {
+func (bridgeDriver) repairEndpoint(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint, sb *netns.NS, has func(...Object) bool) error {
+	n := &rec.Network
 	var errs []error
 	relinked := false
 	if has(ObjHostVeth, ObjSandboxIf, ObjAddress, ObjRoute) {
@@ -358,15 +363,15 @@ func (bridgeDriver) repairEndpoint(ctx context.Context, h *Host, n *Network, ep 
 		relinked, err = repairLinks(ctx, h, n, ep, sb)
 		errs = append(errs, err)
 	}
-	if relinked || has(ObjPortFlag) {
-		errs = append(errs, setPortFlags(ctx, h, n, ep.HostIfName))
+	if relinked || has(ObjHostVeth) {
+		errs = append(errs, bridge.SetPortFlags(ctx, h.ns, ep.HostIfName, bridge.WantedFlags(h.ns, n.NoICC)))
 	}
 	if (relinked || has(ObjRule)) && len(ep.Ports) > 0 {
 		errs = append(errs, h.fw.AddEndpoint(ctx, natNetwork(n), natEndpoint(ep, ep.Ports)))
 	}
 	// A new pair, or a port that left the bridge and came back, has none
 	// of its flags and entries.
-	errs = append(errs, h.repairNeighbors(ctx, n, ep, sb, has, relinked))
+	errs = append(errs, repairNeighbors(ctx, h, rec, ep, sb, has, relinked))
 	return errors.Join(errs...)
 }
 
@@ -412,19 +417,12 @@ func repairLinks(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *net
 			return true, err
 		}
 	}
-	if hostLink.Attrs().MasterIndex != br.Attrs().Index {
-		explain.Say(ctx, "%s", h.ns.Shell("ip link set "+ep.HostIfName+" master "+n.Bridge))
-		if err := nl.LinkSetMasterByIndex(hostLink, br.Attrs().Index); err != nil {
-			return relinked, fmt.Errorf("attaching %s to bridge %s: %w", ep.HostIfName, n.Bridge, err)
+	if hostLink.Attrs().MasterIndex != br.Attrs().Index || hostLink.Attrs().Flags&net.FlagUp == 0 {
+		if err := bridge.AddPort(ctx, h.ns, n.Bridge, ep.HostIfName); err != nil {
+			return relinked, err
 		}
 	}
-	if hostLink.Attrs().Flags&net.FlagUp == 0 {
-		explain.Say(ctx, "%s", h.ns.Shell("ip link set "+ep.HostIfName+" up"))
-		if err := nl.LinkSetUp(hostLink); err != nil {
-			return relinked, fmt.Errorf("bringing %s up: %w", ep.HostIfName, err)
-		}
-	}
-	return relinked, configureLink(ctx, sb, sbLink, ep, relinked)
+	return relinked, configureLink(ctx, sbLink, ep, linkSetup{fresh: relinked, quiet: !n.NoNeighborProxy})
 }
 
 func natNetwork(n *Network) nat.Network {
@@ -436,87 +434,42 @@ func natEndpoint(ep *Endpoint, ports []PortMapping) nat.Endpoint {
 	return nat.Endpoint{ID: ep.ID, Sandbox: ep.SandboxID, Addr: ep.Addr(false), Addr6: ep.Addr(true), Ports: ports}
 }
 
-// networkSysctls are the host-wide settings a bridge network needs:
-// forwarding, only for networks that go out. (route_localnet, per bridge,
-// follows the network's published ports: see localnetKey.)
-func networkSysctls(n *Network) []string {
-	var keys []string
-	if !n.Internal && n.Subnet.IsValid() {
-		keys = append(keys, "net.ipv4.ip_forward")
-	}
-	if !n.Internal && n.Subnet6.IsValid() {
-		keys = append(keys, "net.ipv6.conf.all.forwarding")
-	}
-	return keys
-}
-
-// localnetKey is the route_localnet setting of the network's bridge. It is
-// on only while some endpoint of the network publishes a port that answers
-// on 127.0.0.1 (published there, or on every IPv4 address): the host's
-// packets to 127.0.0.1 are DNATed out of the bridge then, which the kernel
-// allows only with it. It lets 127.0.0.0/8 cross the bridge both ways, so
-// while it is on, the input chain's localnet guard drops what the
-// sandboxes send to 127.0.0.0/8; off, a flushed firewall (nft flush
-// ruleset, iptables -F) leaves the host's 127.0.0.1 services out of their
-// reach all the same.
-func localnetKey(n *Network) string { return "net/ipv4/conf/" + n.Bridge + "/route_localnet" }
-
-// needsLocalnet reports whether one of ports answers on 127.0.0.1.
-func needsLocalnet(ports []PortMapping) bool {
-	return slices.ContainsFunc(ports, func(p PortMapping) bool {
-		ip := p.HostIP
-		return !ip.IsValid() || (ip.Is4() && (ip.IsUnspecified() || ip.IsLoopback()))
-	})
-}
-
 // localnetWanted reports whether an endpoint of network n other than skip
-// (and, if extra is set, the endpoint being attached) needs route_localnet.
+// (and, if extra is set, the endpoint being attached) publishes a port that
+// answers on 127.0.0.1 (nat.NeedsLocalnet): route_localnet is on only
+// while one does (bridge.LocalnetKey), and while it is on, the input
+// chain's localnet guard drops what the sandboxes send to 127.0.0.0/8;
+// off, a flushed firewall leaves the host's 127.0.0.1 services out of
+// their reach all the same.
 func localnetWanted(h *Host, n *Network, skip string, extra []PortMapping) bool {
 	if !n.Subnet.IsValid() {
 		return false
 	}
-	return needsLocalnet(extra) || h.st.AnyEndpoint(n.Name, func(e *endpointRecord) bool {
-		return e.Endpoint.ID != skip && needsLocalnet(e.Endpoint.Ports)
+	return nat.NeedsLocalnet(extra) || h.st.AnyEndpoint(n.Name, func(e *endpointRecord) bool {
+		return e.Endpoint.ID != skip && nat.NeedsLocalnet(e.Endpoint.Ports)
 	})
 }
 
-// setLocalnet turns the bridge's route_localnet on or off, if it differs.
-// A bridge that is gone has nothing to turn off.
+// setLocalnet turns the network's bridge's route_localnet on or off.
 func setLocalnet(ctx context.Context, h *Host, n *Network, on bool) error {
-	v := "0"
-	if on {
-		v = "1"
-	}
-	changed, err := h.ns.Sysctl(localnetKey(n), v)
-	if changed {
-		explain.Say(ctx, "%s", h.ns.Shell("sysctl -w "+localnetKey(n)+"="+v))
-	}
-	if err != nil && !on && errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("setting %s for network %q: %w", localnetKey(n), n.Name, err)
+	if err := bridge.SetLocalnet(ctx, h.ns, n.Bridge, on); err != nil {
+		return fmt.Errorf("network %q: %w", n.Name, err)
 	}
 	return nil
 }
 
-// ensureNetworkRules prepares the host for a bridge network and installs
-// its rules. The settings of networkSysctls are turned on where off; a
-// host-wide one changed is recorded in rec.HostChanges, never reverted.
+// ensureNetworkRules prepares the host for a bridge network (forwarding:
+// nat.EnableForwarding) and installs its rules. A host-wide setting
+// changed is recorded in rec.HostChanges, never reverted.
 func ensureNetworkRules(ctx context.Context, h *Host, rec *networkRecord) error {
 	n := &rec.Network
-	for _, key := range networkSysctls(n) {
-		changed, err := h.ns.Sysctl(key, "1")
-		if changed {
-			explain.Say(ctx, "%s", h.ns.Shell("sysctl -w "+key+"=1"))
-		}
-		if err != nil {
-			return fmt.Errorf("enabling %s for network %q: %w", key, n.Name, err)
-		}
-		if changed && (!rec.OwnsBridge || key[:4] != "net/") {
-			rec.HostChanges = append(rec.HostChanges, key+"=1")
-			h.log.Info("changed a host setting", "setting", key+"=1", "network", n.Name)
-		}
+	changed, err := nat.EnableForwarding(ctx, h.ns, natNetwork(n))
+	for _, key := range changed {
+		rec.HostChanges = append(rec.HostChanges, key+"=1")
+		h.log.Info("changed a host setting", "setting", key+"=1", "network", n.Name)
+	}
+	if err != nil {
+		return err
 	}
 	if err := h.fw.EnsureNetwork(ctx, natNetwork(n)); err != nil {
 		return errors.Join(err, h.fw.RemoveNetwork(context.WithoutCancel(ctx), natNetwork(n)))
@@ -530,7 +483,7 @@ func ensureNetworkRules(ctx context.Context, h *Host, rec *networkRecord) error 
 // left behind.
 func addEndpointRules(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint, ports []PortMapping) error {
 	n := &rec.Network
-	if err := setPortFlags(ctx, h, n, ep.HostIfName); err != nil {
+	if err := bridge.SetPortFlags(ctx, h.ns, ep.HostIfName, bridge.WantedFlags(h.ns, n.NoICC)); err != nil {
 		return err
 	}
 	if len(ports) == 0 {
@@ -543,7 +496,7 @@ func addEndpointRules(ctx context.Context, h *Host, rec *networkRecord, ep *Endp
 		return err
 	}
 	err = nil
-	if needsLocalnet(claimed) {
+	if nat.NeedsLocalnet(claimed) {
 		err = setLocalnet(ctx, h, n, true)
 	}
 	if err == nil {
@@ -570,7 +523,7 @@ func removeEndpointRules(ctx context.Context, h *Host, rec *networkRecord, ep *E
 	if err := h.fw.RemoveEndpoint(ctx, natNetwork(&rec.Network), natEndpoint(ep, ep.Ports)); err != nil {
 		return err
 	}
-	if needsLocalnet(ep.Ports) && !localnetWanted(h, &rec.Network, ep.ID, nil) {
+	if nat.NeedsLocalnet(ep.Ports) && !localnetWanted(h, &rec.Network, ep.ID, nil) {
 		// The last port answering on 127.0.0.1 goes: so does route_localnet.
 		if err := setLocalnet(ctx, h, &rec.Network, false); err != nil {
 			return err
@@ -579,83 +532,12 @@ func removeEndpointRules(ctx context.Context, h *Host, rec *networkRecord, ep *E
 	return h.st.ReleasePorts(ctx, holderOf(ep), ep.Ports)
 }
 
-// portFlags are the flags the endpoint's bridge port must have. Where
-// bridged traffic goes through netfilter (br_netfilter loaded and
-// net.bridge.bridge-nf-call-iptables / -ip6tables = 1, which sandnet never
-// changes), a sandbox reaching its own published port is DNATed back out
-// of the port it came in by, so the port needs hairpin mode, and the
-// FORWARD rules enforce ICC. Where a family's bridged frames bypass
-// netfilter, a NoICC network isolates its ports at L2; that holds for every
-// family at once, so it is needed unless both settings are on (with only
-// the IPv4 one on, IPv6 went from sandbox to sandbox). Isolation also stops
-// a sandbox's hairpin traffic (an isolated port does not deliver to
-// itself), so with it a NoICC network's sandboxes do not reach their own
-// published ports through a host address.
-//
-// Check and Repair check and set each flag of this list.
-func portFlags(h *Host, n *Network) []bridge.PortFlag {
-	nf := func(key string) bool { v, err := h.ns.ReadSysctl(key); return err == nil && v == "1" }
-	nf4, nf6 := nf("net.bridge.bridge-nf-call-iptables"), nf("net.bridge.bridge-nf-call-ip6tables")
-	var fs []bridge.PortFlag
-	if n.NoICC && !(nf4 && nf6) {
-		fs = append(fs, bridge.Isolated)
-	} else if nf4 || nf6 {
-		fs = append(fs, bridge.Hairpin)
-	}
-	return fs
-}
-
-// setPortFlags sets every flag of portFlags on the endpoint's bridge port.
-func setPortFlags(ctx context.Context, h *Host, n *Network, port string) error {
-	for _, f := range portFlags(h, n) {
-		if err := bridge.SetPortFlag(ctx, h.ns, port, f); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// checkPortFlags reports each flag of portFlags that is off on the
-// endpoint's bridge port (a bridge deleted and made again by hand, or by
-// Repair, drops them all).
-func checkPortFlags(h *Host, n *Network, ep *Endpoint, rep *CheckReport) error {
-	want := portFlags(h, n)
-	if len(want) == 0 {
-		return nil
-	}
-	on, err := bridge.PortFlags(h.ns, ep.HostIfName)
-	if errors.Is(err, ErrNotFound) {
-		err = nil // not a port (any more): every flag is off
-	}
-	if err != nil {
-		return err
-	}
-	for _, f := range want {
-		if !f.In(on) {
-			rep.add(ObjPortFlag, ep.HostIfName+" "+string(f), "is off (bridge link set dev %s %s on)", ep.HostIfName, f)
-		}
-	}
-	return nil
-}
-
 // checkHostAddrs refuses a bridge network whose subnet holds an address
 // the host namespace already has on another link (its gateway, or a
 // sandbox, would take the host's own address, e.g. its LAN address), and
 // warns when the subnet overlaps a route of the host's: its sandboxes then
 // shadow part of what that route reaches.
 func checkHostAddrs(h *Host, n *Network) error {
-	nl, err := h.ns.Netlink()
-	if err != nil {
-		return err
-	}
-	links, err := nlwrap.Retry(nl.LinkList)
-	if err != nil {
-		return fmt.Errorf("network %q: listing host links: %w", n.Name, err)
-	}
-	names := map[int]string{}
-	for _, l := range links {
-		names[l.Attrs().Index] = l.Attrs().Name
-	}
 	// Other networks' bridges are checkOverlap's (a conflict, ErrExists).
 	ours := map[string]bool{n.Bridge: true}
 	recs, err := h.st.Networks()
@@ -665,42 +547,212 @@ func checkHostAddrs(h *Host, n *Network) error {
 	for _, r := range recs {
 		ours[r.Network.Bridge] = true
 	}
-	addrs, err := nlwrap.Retry(func() ([]netlink.Addr, error) { return nl.AddrList(nil, netlink.FAMILY_ALL) })
+	addrs, err := iface.AllAddrs(h.ns)
 	if err != nil {
-		return fmt.Errorf("network %q: listing host addresses: %w", n.Name, err)
+		return fmt.Errorf("network %q: %w", n.Name, err)
 	}
 	for _, a := range addrs {
-		ip, ok := netip.AddrFromSlice(a.IP)
-		if !ok || ours[names[a.LinkIndex]] {
+		if ours[a.Link] {
 			continue
 		}
-		ip = ip.Unmap()
 		for _, p := range []netip.Prefix{n.Subnet, n.Subnet6} {
-			if p.IsValid() && p.Contains(ip) {
-				return invalidf("network %q: subnet %s holds %s, an address the host already has on %s (the gateway or a sandbox would take the host's own address)", n.Name, p, ip, names[a.LinkIndex])
+			if ip := a.Prefix.Addr(); p.IsValid() && p.Contains(ip) {
+				return invalidf("network %q: subnet %s holds %s, an address the host already has on %s (the gateway or a sandbox would take the host's own address)", n.Name, p, ip, a.Link)
 			}
 		}
 	}
-	routes, err := nlwrap.Retry(func() ([]netlink.Route, error) { return nl.RouteList(nil, netlink.FAMILY_ALL) })
+	routes, err := iface.AllRoutes(h.ns, netlink.FAMILY_ALL)
 	if err != nil {
-		return fmt.Errorf("network %q: listing host routes: %w", n.Name, err)
+		return fmt.Errorf("network %q: %w", n.Name, err)
 	}
 	for _, r := range routes {
-		if r.Dst == nil || ours[names[r.LinkIndex]] {
-			continue
-		}
-		dst, ok := netip.AddrFromSlice(r.Dst.IP)
-		ones, _ := r.Dst.Mask.Size()
-		if !ok || ones == 0 {
-			continue
-		}
-		rp := netip.PrefixFrom(dst.Unmap(), ones)
 		for _, p := range []netip.Prefix{n.Subnet, n.Subnet6} {
-			if p.IsValid() && overlaps(p, rp) {
+			if !ours[r.Link] && p.IsValid() && overlaps(p, r.Prefix) {
 				h.log.Warn("the network's subnet overlaps a route of the host's: its sandboxes shadow part of what that route reaches",
-					"network", n.Name, "subnet", p, "route", rp, "dev", names[r.LinkIndex])
+					"network", n.Name, "subnet", p, "route", r.Prefix, "dev", r.Link)
 			}
 		}
+	}
+	return nil
+}
+
+// A bridge network answers the address resolution it can answer itself,
+// instead of flooding it to every port (unless Network.NoNeighborProxy): a
+// thousand copies of each ARP request fill a CPU's backlog and the answer
+// is lost. Per endpoint: a permanent entry in the sandbox for each gateway
+// (only on a bridge sandnet made, whose MAC it sets; an adopted bridge's
+// MAC follows its ports), and bridge.Answer's port flag, FDB entry and
+// bridge-device entries for its addresses; and no router solicitations
+// from its sandbox (configureLink). On an IPv6 network whose bridge sandnet
+// made, the bridge is the multicast querier, so neighbour solicitations go
+// only where they are asked for (bridge.SetMulticastQuerier). An entry the
+// kernel flushes brings back only the flooding, for that sandbox: Check
+// reports it, Repair puts it back. README.md's "A thousand sandboxes"
+// explains it at length.
+
+// answerNeighbors is the attach step after the sandbox's interface is
+// configured: the entries, on the links attach made, undone on failure.
+func answerNeighbors(ctx context.Context, tx *attachTx) error {
+	n, ep := &tx.net.Network, tx.ep
+	if n.NoNeighborProxy {
+		return nil
+	}
+	return tx.step(ctx, StepConfigure, func() error {
+		if ep.MAC == "" { // no MAC of sandnet's (IPv6 only): the kernel's
+			ep.MAC = tx.links.sandbox.MAC().String()
+		}
+		tx.undo.push(func(ctx context.Context) error { return forgetNeighbors(ctx, tx.h, n, ep) })
+		return setNeighbors(ctx, tx.h, tx.net, ep, tx.links)
+	})
+}
+
+// setNeighbors sets the endpoint's entries on links l; each replaces what
+// is there.
+func setNeighbors(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint, l txLinks) error {
+	for _, gw := range gatewayEntries(rec, ep) {
+		if err := l.sandbox.SetNeighbor(ctx, gw, l.bridge.Attrs().HardwareAddr); err != nil {
+			return err
+		}
+	}
+	nl, err := h.ns.Netlink()
+	if err != nil {
+		return err
+	}
+	var addrs []netip.Addr
+	for _, p := range ep.Addresses {
+		addrs = append(addrs, p.Addr())
+	}
+	return bridge.Answer(ctx, h.ns, nl, l.bridge, l.port, l.sandbox.MAC(), addrs)
+}
+
+// gatewayEntries are the gateways the endpoint's sandbox has a permanent
+// entry for: those of its address families, on a bridge sandnet made.
+func gatewayEntries(rec *networkRecord, ep *Endpoint) []netip.Addr {
+	var gws []netip.Addr
+	for _, gw := range []netip.Addr{rec.Network.Gateway, rec.Network.Gateway6} {
+		if rec.OwnsBridge && gw.IsValid() && ep.hasFamily(gw.Is6()) {
+			gws = append(gws, gw)
+		}
+	}
+	return gws
+}
+
+// forgetNeighbors removes the endpoint's entries from the bridge device
+// (the rest goes with its veth). It runs while the endpoint holds its
+// addresses' lease (teardown releases it after), so the entries are its own.
+func forgetNeighbors(ctx context.Context, h *Host, n *Network, ep *Endpoint) error {
+	if n.NoNeighborProxy {
+		return nil
+	}
+	var addrs []netip.Addr
+	for _, p := range ep.Addresses {
+		addrs = append(addrs, p.Addr())
+	}
+	return bridge.Forget(ctx, h.ns, n.Bridge, addrs)
+}
+
+// checkNeighbors adds to rep what is missing or wrong of the endpoint's
+// entries, against br (the bridge's view; nil: the bridge is gone, which
+// checkNetwork reports) and sb (nil: the sandbox is, which Check reports).
+func checkNeighbors(rec *networkRecord, ep *Endpoint, sb *netns.NS, br *bridge.View, rep *CheckReport) error {
+	if rec.Network.NoNeighborProxy || br == nil {
+		return nil
+	}
+	mac, _ := net.ParseMAC(ep.MAC)
+	for _, p := range ep.Addresses {
+		checkEntry(rep, p.Addr().String()+" dev "+rec.Network.Bridge, br.Neighbors[p.Addr()], mac)
+	}
+	if flags, ok := br.Flags(ep.HostIfName); ok {
+		if !flags.ProxyArpWiFi {
+			rep.add(ObjNeighbor, ep.HostIfName+" proxy_arp_wifi", "is off")
+		}
+		if mac != nil && !br.HasStaticFDB(ep.HostIfName, mac) {
+			rep.add(ObjNeighbor, ep.HostIfName, "no static FDB entry for %s", mac)
+		}
+	}
+	gws := gatewayEntries(rec, ep)
+	if sb == nil || len(gws) == 0 {
+		return nil
+	}
+	inSandbox, err := iface.Neighbors(sb, ep.IfName)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, gw := range gws {
+		checkEntry(rep, "gateway "+gw.String(), inSandbox[gw], br.Link.Attrs().HardwareAddr)
+	}
+	return nil
+}
+
+func checkEntry(rep *CheckReport, name string, have iface.Neighbor, want net.HardwareAddr) {
+	switch {
+	case !have.Addr.IsValid():
+		rep.add(ObjNeighbor, name, "missing")
+	case !have.Permanent:
+		rep.add(ObjNeighbor, name, "is a learned entry (%s), not a permanent one", have.MAC)
+	case want != nil && !bytes.Equal(have.MAC, want):
+		rep.add(ObjNeighbor, name, "points to %s, want %s", have.MAC, want)
+	}
+}
+
+// repairNeighbors puts the endpoint's entries back, all of them (each is a
+// replace), when has names one missing or the links were remade.
+func repairNeighbors(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint, sb *netns.NS, has func(...Object) bool, relinked bool) error {
+	n := &rec.Network
+	if n.NoNeighborProxy || !(relinked || has(ObjNeighbor, ObjHostVeth)) {
+		return nil
+	}
+	nl, err := h.ns.Netlink()
+	if err != nil {
+		return err
+	}
+	var l txLinks
+	if l.bridge, err = nl.LinkByName(n.Bridge); err != nil {
+		return fmt.Errorf("finding bridge %s in %s: %w", n.Bridge, h.ns, err)
+	}
+	if l.port, err = nl.LinkByName(ep.HostIfName); err != nil {
+		return fmt.Errorf("finding bridge port %s in %s: %w", ep.HostIfName, h.ns, err)
+	}
+	if l.sandbox, err = iface.Open(sb, ep.IfName); err != nil {
+		return err
+	}
+	return setNeighbors(ctx, h, rec, ep, l)
+}
+
+// wantsQuerier reports whether sandnet makes the network's bridge the
+// multicast querier: IPv6 networks that answer address resolution, on a
+// bridge sandnet made (an adopted bridge's settings are its owner's).
+func wantsQuerier(rec *networkRecord) bool {
+	n := &rec.Network
+	return !n.NoNeighborProxy && n.Subnet6.IsValid() && rec.OwnsBridge
+}
+
+// ensureQuerier makes the network's bridge its link's multicast querier,
+// if it should be.
+func ensureQuerier(ctx context.Context, h *Host, rec *networkRecord) error {
+	if !wantsQuerier(rec) {
+		return nil
+	}
+	return bridge.SetMulticastQuerier(ctx, h.ns, rec.Network.Bridge, true)
+}
+
+// checkQuerier adds to rep a bridge that should be the querier and is not.
+func checkQuerier(h *Host, rec *networkRecord, rep *CheckReport) error {
+	if !wantsQuerier(rec) {
+		return nil
+	}
+	on, err := bridge.MulticastQuerier(h.ns, rec.Network.Bridge)
+	if errors.Is(err, ErrNotFound) {
+		return nil // ObjBridge says so
+	}
+	if err != nil {
+		return err
+	}
+	if !on {
+		rep.add(ObjNeighbor, rec.Network.Bridge, "is not its link's multicast querier (or does not snoop): IPv6 neighbour solicitations reach every sandbox")
 	}
 	return nil
 }

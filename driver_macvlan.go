@@ -52,7 +52,7 @@ func (macvlanDriver) normalize(n *Network) error {
 	if err := macvlan.CheckMode(n.MacvlanMode); err != nil {
 		return fmt.Errorf("network %q: %w", n.Name, err)
 	}
-	return nil
+	return checkBridgeName(n)
 }
 
 func (macvlanDriver) hostDefaults(_ *Host, n *Network) error { return needSubnet(n) }
@@ -151,7 +151,7 @@ func (macvlanDriver) attach(ctx context.Context, tx *attachTx) error {
 	}); err != nil {
 		return err
 	}
-	if err := tx.configureSandbox(ctx); err != nil {
+	if err := tx.configureSandbox(ctx, false); err != nil {
 		return err
 	}
 	return tx.step(ctx, StepDNS, func() error { return h.setupDNS(ctx, tx) })

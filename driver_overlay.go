@@ -8,7 +8,7 @@ import (
 	"slices"
 
 	"github.com/sandnet/sandnet/bridge"
-	"github.com/sandnet/sandnet/explain"
+	"github.com/sandnet/sandnet/iface"
 	"github.com/sandnet/sandnet/internal/ifname"
 	"github.com/sandnet/sandnet/overlay"
 	"github.com/sandnet/sandnet/veth"
@@ -68,23 +68,38 @@ func (overlayDriver) normalize(n *Network) error {
 	if n.Bridge == "" {
 		n.Bridge = ifname.Derive("sn-", n.Name)
 	}
-	return nil
+	return checkBridgeName(n)
+}
+
+// settle: an underlay left out is the route's source (defaultUnderlay), and
+// the peers change at run time (AddPeer, RemovePeer).
+func (overlayDriver) settle(n, o *Network) {
+	if !n.Underlay.IsValid() {
+		n.Underlay = o.Underlay
+	}
+	n.Peers = o.Peers
 }
 
 func (overlayDriver) hostDefaults(_ *Host, n *Network) error { return needSubnet(n) }
 
 // normPeers checks overlay peers against the host's underlay address and
-// returns them sorted, without duplicates.
+// returns them sorted, without duplicates. Without an underlay they stay
+// in the order given: the first is the one the underlay is found from
+// (defaultUnderlay), and createNetwork sorts them after that.
 func normPeers(network string, underlay netip.Addr, peers []netip.Addr) ([]netip.Addr, error) {
 	var out []netip.Addr
 	for _, p := range peers {
 		if err := checkPeer(network, underlay, p); err != nil {
 			return nil, err
 		}
-		out = append(out, p.Unmap())
+		if p = p.Unmap(); !slices.Contains(out, p) {
+			out = append(out, p)
+		}
 	}
-	slices.SortFunc(out, netip.Addr.Compare)
-	return slices.Compact(out), nil
+	if underlay.IsValid() {
+		slices.SortFunc(out, netip.Addr.Compare)
+	}
+	return out, nil
 }
 
 func checkPeer(network string, underlay, p netip.Addr) error {
@@ -109,10 +124,11 @@ func (overlayDriver) createNetwork(ctx context.Context, h *Host, rec *networkRec
 		return nil, err
 	}
 	if !n.Underlay.IsValid() {
-		if err := h.defaultUnderlay(ctx, n); err != nil {
+		if err := defaultUnderlay(ctx, h, n); err != nil {
 			return nil, err
 		}
 	}
+	slices.SortFunc(n.Peers, netip.Addr.Compare) // the record keeps them sorted
 	under, err := overlay.UnderlayLink(h.ns, n.Underlay)
 	if err != nil {
 		return nil, err
@@ -188,7 +204,7 @@ func (overlayDriver) attach(ctx context.Context, tx *attachTx) error {
 	if err := tx.vethStep(ctx); err != nil {
 		return err
 	}
-	if err := tx.configureSandbox(ctx); err != nil {
+	if err := tx.configureSandbox(ctx, false); err != nil {
 		return err
 	}
 	return tx.step(ctx, StepDNS, func() error { return tx.h.setupDNS(ctx, tx) })
@@ -289,36 +305,22 @@ func (h *Host) changePeer(ctx context.Context, network string, peer netip.Addr, 
 	return nil
 }
 
-// ErrNoRouteToPeer is the error of an overlay network left without an
+// errNoRouteToPeer is the error of an overlay network left without an
 // Underlay when the host namespace has no route to its first peer, from
 // which the underlay address would be taken. It is also ErrInvalid.
-var ErrNoRouteToPeer = errors.New("no route to the overlay peer")
+var errNoRouteToPeer = errors.New("no route to the overlay peer")
 
 // defaultUnderlay sets n.Underlay to the source address of the host
 // namespace's route to the first peer, as the kernel would pick it for
 // VXLAN packets to that peer.
-//
-// Equivalent to: ip route get PEER  (the "src" it shows)
-func (h *Host) defaultUnderlay(ctx context.Context, n *Network) error {
+func defaultUnderlay(ctx context.Context, h *Host, n *Network) error {
 	peer := n.Peers[0]
-	explain.Say(ctx, "%s", h.ns.Shell("ip route get "+peer.String()+"   # this host's underlay address is the src"))
-	nl, err := h.ns.Netlink()
+	src, err := iface.SourceTo(ctx, h.ns, peer)
 	if err != nil {
-		return err
-	}
-	routes, err := nl.RouteGet(peer.AsSlice())
-	var src netip.Addr
-	if err == nil && len(routes) > 0 {
-		src, _ = netip.AddrFromSlice(routes[0].Src)
-	}
-	if !src.IsValid() {
-		if err == nil {
-			err = errors.New("the route has no source address")
-		}
 		return fmt.Errorf("network %q: finding this host's underlay address (ip route get %s in %s): %w: %w (%v); give it explicitly (Network.Underlay, sandnet net create --underlay IP)",
-			n.Name, peer, h.ns, ErrInvalid, ErrNoRouteToPeer, err)
+			n.Name, peer, h.ns, ErrInvalid, errNoRouteToPeer, err)
 	}
-	n.Underlay = src.Unmap()
+	n.Underlay = src
 	for _, p := range n.Peers {
 		if err := checkPeer(n.Name, n.Underlay, p); err != nil {
 			return err

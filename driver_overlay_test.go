@@ -320,8 +320,8 @@ func TestOverlayUnderlayDefault(t *testing.T) {
 	lone := newTestHost(t)
 	bad := Network{Name: "ov2", Driver: DriverOverlay, VNI: 7, Subnet: pfx("10.43.0.0/24"), Peers: []netip.Addr{netip.MustParseAddr("198.51.100.9")}}
 	_, err := lone.CreateNetwork(ctx, bad)
-	if !errors.Is(err, ErrNoRouteToPeer) || !errors.Is(err, ErrInvalid) {
-		t.Fatalf("overlay with no route to its peer: %v, want ErrNoRouteToPeer and ErrInvalid", err)
+	if !errors.Is(err, errNoRouteToPeer) || !errors.Is(err, ErrInvalid) {
+		t.Fatalf("overlay with no route to its peer: %v, want errNoRouteToPeer and ErrInvalid", err)
 	}
 	if nets, _ := lone.Networks(); len(nets) != 0 {
 		t.Errorf("networks after the failed create: %v", nets)
@@ -332,5 +332,30 @@ func TestOverlayUnderlayDefault(t *testing.T) {
 	}
 	if _, err := lone.CreateNetwork(ctx, Network{Name: "ov3", Driver: DriverOverlay, VNI: 8, Subnet: pfx("10.44.0.0/24")}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("overlay with neither underlay nor peers: %v, want ErrInvalid", err)
+	}
+}
+
+// TestOverlayUnderlayFromFirstPeerGiven: the default underlay is the source
+// of the route to the first peer as given, not to the lowest one: a host on
+// two segments whose first peer is on the higher one takes its address there.
+func TestOverlayUnderlayFromFirstPeerGiven(t *testing.T) {
+	ctx := context.Background()
+	low, high := testns.NewSegment(t, "lo"), testns.NewSegment(t, "hi")
+	h := labHost(t, low, "h", "192.168.60.11/24")
+	high.Plug(t, h.NS(), "eth1", pfx("192.168.61.11/24"))
+	n := Network{Name: "ov", Driver: DriverOverlay, VNI: 4245, Subnet: pfx("10.45.0.0/24"),
+		Peers: []netip.Addr{netip.MustParseAddr("192.168.61.12"), netip.MustParseAddr("192.168.60.12")}}
+	got, err := h.CreateNetwork(ctx, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := netip.MustParseAddr("192.168.61.11"); got.Underlay != want {
+		t.Errorf("underlay %v, want %v (the src of the route to the first peer given, 192.168.61.12)", got.Underlay, want)
+	}
+	if want := []netip.Addr{netip.MustParseAddr("192.168.60.12"), netip.MustParseAddr("192.168.61.12")}; !slices.Equal(got.Peers, want) {
+		t.Errorf("recorded peers %v, want %v (sorted)", got.Peers, want)
+	}
+	if err := h.RemoveNetwork(ctx, "ov"); err != nil {
+		t.Error(err)
 	}
 }

@@ -73,6 +73,8 @@ func (h *Host) gcNetwork(ctx context.Context, nrec *networkRecord, keep func(*En
 			continue
 		}
 		if err := h.teardown(ctx, nrec, ep); err != nil {
+			// Its record and lease stay for the next GC (see teardown).
+			held[leaseKey(ep).String()] = true
 			errs = append(errs, fmt.Errorf("collecting endpoint %s of sandbox %q: %w", ep.ID, ep.SandboxID, err))
 			continue
 		}

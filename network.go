@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"regexp"
 
-	"github.com/sandnet/sandnet/internal/ifname"
+	"github.com/sandnet/sandnet/ipam"
 )
 
 // Driver names a way of connecting sandboxes, as Docker names them; each
@@ -129,109 +129,13 @@ func (n Network) withDefaults() (Network, error) {
 	if !drv.traits().ipam {
 		return n, nil
 	}
-	if n.Gateway, err = checkFamily(n.Name, n.Subnet, n.Gateway, n.IPRange, false); err != nil {
-		return n, err
+	if n.Gateway, err = ipam.CheckSubnet(n.Subnet, n.Gateway, n.IPRange, false); err != nil {
+		return n, fmt.Errorf("network %q: %w", n.Name, err)
 	}
-	if n.Gateway6, err = checkFamily(n.Name, n.Subnet6, n.Gateway6, n.IPRange6, true); err != nil {
-		return n, err
-	}
-	if n.Bridge != "" {
-		if err := ifname.Check(n.Bridge); err != nil {
-			return n, fmt.Errorf("network %q: bridge: %w", n.Name, err)
-		}
+	if n.Gateway6, err = ipam.CheckSubnet(n.Subnet6, n.Gateway6, n.IPRange6, true); err != nil {
+		return n, fmt.Errorf("network %q: %w", n.Name, err)
 	}
 	return n, nil
-}
-
-func checkFamily(name string, subnet netip.Prefix, gw netip.Addr, rng netip.Prefix, v6 bool) (netip.Addr, error) {
-	fam := "subnet"
-	if v6 {
-		fam = "subnet6"
-	}
-	if !subnet.IsValid() {
-		if gw.IsValid() || rng.IsValid() {
-			return gw, invalidf("network %q: gateway or range given without %s", name, fam)
-		}
-		return gw, nil
-	}
-	if subnet.Addr().Is6() != v6 || subnet.Addr().Is4In6() {
-		return gw, invalidf("network %q: %s %s is of the wrong address family", name, fam, subnet)
-	}
-	if subnet.Masked() != subnet {
-		return gw, invalidf("network %q: %s %s has host bits set (did you mean %s?)", name, fam, subnet, subnet.Masked())
-	}
-	if why := reservedRange(subnet); why != "" {
-		return gw, invalidf("network %q: %s %s %s: a network needs unicast addresses of its own", name, fam, subnet, why)
-	}
-	max := 30
-	if v6 {
-		max = 126
-	}
-	if subnet.Bits() > max {
-		return gw, invalidf("network %q: %s %s is too small for a gateway and a sandbox", name, fam, subnet)
-	}
-	if !gw.IsValid() {
-		gw = subnet.Addr().Next()
-	}
-	if !subnet.Contains(gw) {
-		return gw, invalidf("network %q: gateway %s is outside %s %s", name, gw, fam, subnet)
-	}
-	if gw == subnet.Addr() || (!v6 && gw == broadcast(subnet)) {
-		return gw, invalidf("network %q: gateway %s is the network or broadcast address of %s", name, gw, subnet)
-	}
-	if rng.IsValid() {
-		if rng.Masked() != rng || !subnet.Contains(rng.Addr()) || rng.Bits() < subnet.Bits() {
-			return gw, invalidf("network %q: range %s is not a subnet of %s", name, rng, subnet)
-		}
-	}
-	return gw, nil
-}
-
-// reserved are the ranges no network's subnet may touch: a gateway there
-// would be loopback, multicast, link-local (the kernel's own, per link),
-// or everything at once.
-var reserved = []struct {
-	p   netip.Prefix
-	why string
-}{
-	{netip.MustParsePrefix("0.0.0.0/8"), "overlaps 0.0.0.0/8 (\"this network\", not routable)"},
-	{netip.MustParsePrefix("127.0.0.0/8"), "overlaps loopback 127.0.0.0/8"},
-	{netip.MustParsePrefix("169.254.0.0/16"), "overlaps link-local 169.254.0.0/16"},
-	{netip.MustParsePrefix("224.0.0.0/4"), "overlaps multicast 224.0.0.0/4"},
-	{netip.MustParsePrefix("240.0.0.0/4"), "overlaps reserved 240.0.0.0/4 (and broadcast)"},
-	{netip.MustParsePrefix("::/127"), "overlaps the unspecified and loopback addresses ::/127"},
-	{netip.MustParsePrefix("::ffff:0:0/96"), "overlaps IPv4-mapped ::ffff:0:0/96"},
-	{netip.MustParsePrefix("fe80::/10"), "overlaps link-local fe80::/10"},
-	{netip.MustParsePrefix("ff00::/8"), "overlaps multicast ff00::/8"},
-}
-
-// reservedRange says why subnet may not be a network's, or "".
-func reservedRange(subnet netip.Prefix) string {
-	if subnet.Bits() == 0 {
-		return "is the whole address space"
-	}
-	for _, r := range reserved {
-		if r.p.Addr().Is4() == subnet.Addr().Is4() && overlaps(subnet, r.p) {
-			return r.why
-		}
-	}
-	return ""
-}
-
-func broadcast(p netip.Prefix) netip.Addr {
-	b := p.Addr().As16()
-	bits := p.Bits()
-	if p.Addr().Is4() {
-		bits += 96
-	}
-	for i := bits; i < 128; i++ {
-		b[i/8] |= 1 << (7 - i%8)
-	}
-	a := netip.AddrFrom16(b)
-	if p.Addr().Is4() {
-		a = a.Unmap()
-	}
-	return a
 }
 
 // isReference reports whether n names a network without defining it.
@@ -241,7 +145,7 @@ func (n Network) isReference() bool {
 
 // sameAs reports whether the normalised request n describes the recorded
 // network o. Fields the request leaves to the host (a chosen subnet, the
-// MTU) match whatever was chosen; peers change at run time and do not count.
+// MTU, and what the driver says: driver.settle) match whatever was chosen.
 func (n Network) sameAs(o Network) bool {
 	if !n.Subnet.IsValid() && !n.Subnet6.IsValid() {
 		n.Subnet, n.Gateway = o.Subnet, o.Gateway
@@ -249,10 +153,9 @@ func (n Network) sameAs(o Network) bool {
 	if n.MTU == 0 {
 		n.MTU = o.MTU
 	}
-	if !n.Underlay.IsValid() {
-		n.Underlay = o.Underlay // an overlay's underlay defaults to the route's source
+	if drv, err := driverFor(n.Driver); err == nil {
+		drv.settle(&n, &o)
 	}
-	n.Peers, o.Peers = nil, nil
 	return fmt.Sprint(n) == fmt.Sprint(o)
 }
 

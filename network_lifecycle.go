@@ -163,8 +163,7 @@ func (h *Host) ensureNetwork(ctx context.Context, n Network, implicit bool) (*ne
 		return nil, &StepError{Op: "create network", Object: fmt.Sprintf("%q", def.Name), Step: stepCreateNetwork, Err: err}
 	}
 	if err := h.st.WriteNetwork(def.Name, &rec); err != nil {
-		undo.run(ctx)
-		return nil, &StepError{Op: "create network", Object: fmt.Sprintf("%q", def.Name), Step: stepRecordNetwork, Err: err}
+		return nil, &StepError{Op: "create network", Object: fmt.Sprintf("%q", def.Name), Step: stepRecordNetwork, Err: errors.Join(err, undo.run(ctx))}
 	}
 	stamp, _ := statefile.StampOf(h.st.NetworkPath(def.Name))
 	st := &netState{rec: rec, stamp: stamp}

@@ -79,8 +79,8 @@ func TestReconcileRestoresPortFlags(t *testing.T) {
 			testns.Run(t, lab.hns, "ip", "link", "del", ep.Bridge)
 		}
 		rep, err := h.Check(ctx, epA)
-		if err != nil || !hasObject(rep, ObjPortFlag) {
-			t.Errorf("Check with the bridge gone: %v, %v; want a port-flag problem", rep.Problems, err)
+		if err != nil || !hasObject(rep, ObjHostVeth) {
+			t.Errorf("Check with the bridge gone: %v, %v; want a host-veth problem (a flag off)", rep.Problems, err)
 		}
 		setBridgeNF(t, lab.hns, "0", "0") // the iso network's view when it is repaired
 		if _, err := h.Repair(ctx, epB); err != nil {

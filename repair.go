@@ -8,7 +8,6 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/sandnet/sandnet/nat"
 	"github.com/sandnet/sandnet/netns"
 )
 
@@ -128,7 +127,7 @@ func (h *Host) reconcileEndpoints(ctx context.Context, nrec *networkRecord, rep 
 		}
 		live = append(live, r)
 	}
-	missing := []nat.Rule{}
+	var view any
 	if len(live) > 0 {
 		drv, err := driverFor(nrec.Network.Driver)
 		if err != nil {
@@ -138,15 +137,13 @@ func (h *Host) reconcileEndpoints(ctx context.Context, nrec *networkRecord, rep 
 		for _, r := range live {
 			liveEps = append(liveEps, &r.Endpoint)
 		}
-		m, err := drv.missingRules(ctx, h, &nrec.Network, liveEps)
-		if err != nil {
+		if view, err = drv.networkView(ctx, h, nrec, liveEps); err != nil {
 			return errors.Join(append(errs, err)...)
 		}
-		missing = append(missing, m...)
 	}
 	for _, r := range live {
 		er := CheckReport{Network: name, Endpoint: r.Endpoint.ID, Sandbox: r.Endpoint.SandboxID}
-		if err := h.checkEndpoint(ctx, nrec, r, &er, missing); err != nil {
+		if err := h.checkEndpoint(ctx, nrec, r, &er, view); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -175,7 +172,7 @@ func (h *Host) repairEndpoint(ctx context.Context, nrec *networkRecord, rec *end
 	has := func(objs ...Object) bool {
 		return slices.ContainsFunc(problems, func(p Problem) bool { return p.Repairable && slices.Contains(objs, p.Object) })
 	}
-	if slices.ContainsFunc(problems, func(p Problem) bool { return !p.Repairable && (p.Object == ObjSandbox || p.Object == ObjRecord) }) {
+	if slices.ContainsFunc(problems, func(p Problem) bool { return !p.Repairable && p.Object == ObjSandbox }) {
 		return fmt.Errorf("repairing sandbox %q on network %q: %w (run GC)", ep.SandboxID, n.Name, ErrNotFound)
 	}
 	var errs []error
@@ -205,7 +202,7 @@ func (h *Host) repairEndpoint(ctx context.Context, nrec *networkRecord, rec *end
 	if drv, err := driverFor(n.Driver); err != nil {
 		errs = append(errs, err)
 	} else {
-		errs = append(errs, drv.repairEndpoint(ctx, h, n, ep, sb, has))
+		errs = append(errs, drv.repairEndpoint(ctx, h, nrec, ep, sb, has))
 	}
 	if has(ObjDNS) {
 		errs = append(errs, h.dns.Ensure(ctx, dnsNetwork(n)))

@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -19,6 +21,7 @@ import (
 	"github.com/sandnet/sandnet/internal/probe"
 	"github.com/sandnet/sandnet/internal/testns"
 	"github.com/sandnet/sandnet/netns"
+	"github.com/sandnet/sandnet/veth"
 )
 
 // talkN is how many sandboxes TestManySandboxesFirstPacket attaches before
@@ -198,8 +201,8 @@ func TestCheckRepairNeighbors(t *testing.T) {
 		}},
 		{ObjNeighbor, "gateway " + epA.Gateway.String(), func() error { return iface.DelNeighbor(ctx, a, epA.IfName, epA.Gateway, nil) }},
 		{ObjNeighbor, "gateway " + epA.Gateway6.String(), func() error { return iface.DelNeighbor(ctx, a, epA.IfName, epA.Gateway6, nil) }},
-		{ObjFDB, epA.HostIfName, func() error { return bridge.DelFDB(ctx, h.ns, epA.HostIfName, mac) }},
-		{ObjPortFlag, epA.HostIfName + " proxy_arp_wifi", func() error {
+		{ObjNeighbor, epA.HostIfName, func() error { return bridge.DelFDB(ctx, h.ns, epA.HostIfName, mac) }},
+		{ObjNeighbor, epA.HostIfName + " proxy_arp_wifi", func() error {
 			port, err := brLink.LinkByName(epA.HostIfName)
 			if err != nil {
 				return err
@@ -367,7 +370,7 @@ func TestIPv6SolicitationsReachOnlyTheTarget(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep, err := h.Check(ctx, eps[0])
-	if err != nil || !slices.ContainsFunc(rep.Problems, func(p Problem) bool { return p.Object == ObjQuerier }) {
+	if err != nil || !slices.ContainsFunc(rep.Problems, func(p Problem) bool { return p.Object == ObjNeighbor && p.Name == nrec.Network.Bridge }) {
 		t.Fatalf("Check with the querier off: %v, %v", rep.Problems, err)
 	}
 	if _, err := h.Repair(ctx, eps[0]); err != nil {
@@ -375,5 +378,132 @@ func TestIPv6SolicitationsReachOnlyTheTarget(t *testing.T) {
 	}
 	if on, err := bridge.MulticastQuerier(h.ns, nrec.Network.Bridge); err != nil || !on {
 		t.Errorf("querier after Repair = %v, %v", on, err)
+	}
+}
+
+// TestRouterSolicitationsOff: a sandbox on an IPv6 network whose bridge
+// answers address resolution sends no router solicitations, also when its
+// interface's name has a dot (the sysctl path keeps the dot) and after a
+// Repair that made its veth pair anew.
+func TestRouterSolicitationsOff(t *testing.T) {
+	h := newTestHost(t)
+	ctx := context.Background()
+	n := Network{Name: "quiet", Subnet6: netip.MustParsePrefix("fd00:99:7::/64")}
+	sb := testns.New(t, "q")
+	ep, err := h.AttachNS(ctx, sb, n, AttachOptions{IfName: "eth0.50"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := func(when string) {
+		t.Helper()
+		v, err := sb.ReadSysctl("net/ipv6/conf/eth0.50/router_solicitations")
+		if err != nil || v != "0" {
+			t.Errorf("%s: router_solicitations of eth0.50 = %q, %v; want 0", when, v, err)
+		}
+	}
+	rs("after attach")
+	if err := veth.Delete(ctx, sb, ep.IfName); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Repair(ctx, ep); err != nil {
+		t.Fatal(err)
+	}
+	rs("after a repair that made the veth pair anew")
+}
+
+// TestAdoptedBridgeNoGatewayEntry: on a bridge sandnet adopted (made by
+// someone else), whose MAC the kernel changes as ports come and go, a
+// sandbox gets no permanent entry for its gateway, Check does not ask for
+// one and Repair does not put one back; the bridge still answers for the
+// sandbox's addresses.
+func TestAdoptedBridgeNoGatewayEntry(t *testing.T) {
+	h := newTestHost(t)
+	ctx := context.Background()
+	testns.Run(t, h.ns, "ip", "link", "add", "h20-adopt", "type", "bridge")
+	t.Cleanup(func() { testns.Try(h.ns, "ip", "link", "del", "h20-adopt") })
+	n := Network{Name: "adopted", Bridge: "h20-adopt", Subnet: netip.MustParsePrefix("10.99.8.0/24"), Subnet6: netip.MustParsePrefix("fd00:99:8::/64")}
+	a := testns.New(t, "a")
+	ep, err := h.AttachNS(ctx, a, n, AttachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	noGateway := func(when string) {
+		t.Helper()
+		inA, err := iface.Neighbors(a, ep.IfName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, gw := range []netip.Addr{ep.Gateway, ep.Gateway6} {
+			if e, ok := inA[gw]; ok && e.Permanent {
+				t.Errorf("%s: permanent entry for gateway %s at %s on an adopted bridge", when, gw, e.MAC)
+			}
+		}
+	}
+	noGateway("after attach")
+	if onBridge, _ := iface.Neighbors(h.ns, n.Bridge); !onBridge[ep.Addr(false)].Permanent {
+		t.Errorf("no permanent bridge entry for %s", ep.Addr(false))
+	}
+	if rep, err := h.Check(ctx, ep); err != nil || !rep.OK() {
+		t.Errorf("Check: %v %v", rep.Problems, err)
+	}
+	if err := veth.Delete(ctx, a, ep.IfName); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Repair(ctx, ep); err != nil {
+		t.Fatal(err)
+	}
+	noGateway("after repair")
+	mustPing(t, a, ep.Gateway)
+}
+
+// TestRetriedDetachKeepsOthersNeighbors: a Detach that fails half-way
+// keeps the endpoint's lease with its record, so its address goes to no
+// other sandbox until a retried Detach finishes, and that retry deletes no
+// other endpoint's entry on the bridge.
+func TestRetriedDetachKeepsOthersNeighbors(t *testing.T) {
+	h := newTestHost(t)
+	ctx := context.Background()
+	n := Network{Name: "retry", Subnet: netip.MustParsePrefix("10.99.6.0/24")}
+	a, b := testns.New(t, "a"), testns.New(t, "b")
+	epA, err := h.AttachNS(ctx, a, n, AttachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(epA.ResolvConf) == 0 {
+		t.Fatal("no resolv.conf recorded: nothing to make the detach fail with")
+	}
+	// A directory where the resolv.conf was: removing it fails.
+	rc := epA.ResolvConf[0]
+	if err := os.Remove(rc); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(rc, "h20-busy"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(rc) })
+	if err := h.Detach(ctx, epA); err == nil {
+		t.Fatal("detach with a directory for resolv.conf succeeded")
+	}
+	epB, err := h.AttachNS(ctx, b, n, AttachOptions{IP: epA.Addr(false)})
+	if err == nil {
+		t.Logf("b took %s while a's detach was unfinished", epA.Addr(false))
+	} else if epB, err = h.AttachNS(ctx, b, n, AttachOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(rc); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Detach(ctx, epA); err != nil {
+		t.Fatalf("retried detach: %v", err)
+	}
+	onBridge, err := iface.Neighbors(h.ns, epB.Bridge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := onBridge[epB.Addr(false)]; !e.Permanent || e.MAC.String() != epB.MAC {
+		t.Errorf("b's bridge entry for %s after a's retried detach = %+v, want permanent at %s", epB.Addr(false), e, epB.MAC)
+	}
+	if rep, err := h.Check(ctx, epB); err != nil || !rep.OK() {
+		t.Errorf("Check b: %v %v", rep.Problems, err)
 	}
 }

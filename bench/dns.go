@@ -357,7 +357,7 @@ func (s *sandnetDNS) close(ctx context.Context) error {
 	var errs []error
 	for _, ep := range append(append(s.names, s.churned...), s.cl) {
 		if ep != nil {
-			errs = append(errs, s.h.DetachWith(ctx, ep, sandnet.DetachOptions{SandboxGoing: true}))
+			errs = append(errs, s.h.Detach(ctx, ep, sandnet.DetachOptions{SandboxGoing: true}))
 		}
 	}
 	errs = append(errs, s.h.RemoveNetwork(ctx, s.net.Name))

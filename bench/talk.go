@@ -197,7 +197,7 @@ func (tl *talkLab) close(ctx context.Context) {
 	if tl.h != nil {
 		for _, ep := range tl.eps {
 			if ep != nil {
-				tl.h.DetachWith(ctx, ep, sandnet.DetachOptions{SandboxGoing: true})
+				tl.h.Detach(ctx, ep, sandnet.DetachOptions{SandboxGoing: true})
 			}
 		}
 		tl.h.RemoveNetwork(ctx, tl.net.Name)

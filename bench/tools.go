@@ -89,7 +89,7 @@ func (s *sandnetSession) attach(ctx context.Context, i int) error {
 }
 
 func (s *sandnetSession) detach(ctx context.Context, i int) error {
-	return s.h.DetachWith(ctx, s.eps[i], sandnet.DetachOptions{SandboxGoing: s.going})
+	return s.h.Detach(ctx, s.eps[i], sandnet.DetachOptions{SandboxGoing: s.going})
 }
 
 func (s *sandnetSession) finish(ctx context.Context) (string, error) {

@@ -2,7 +2,10 @@
 // that a network's sandboxes plug their host-side veths into; the port
 // flags (hairpin, isolated, proxy_arp_wifi), static FDB entries and the
 // multicast querier with which a bridge answers address resolution instead
-// of flooding it (proxy.go, querier.go).
+// of flooding it (proxy.go, querier.go; answer.go: Answer and Forget per
+// sandbox, and a View of a bridge's tables read once to check many ports);
+// the settings a bridge network needs of its bridge and ports (settings.go:
+// route_localnet, the hairpin or isolated flag bridged netfilter calls for).
 //
 // Contract: needs root (CAP_NET_ADMIN). Acts only in the namespace passed in.
 // Every call is idempotent: Ensure adopts a bridge that exists, address and

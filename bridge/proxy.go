@@ -132,10 +132,7 @@ func HasStaticFDB(ns *netns.NS, port string, mac net.HardwareAddr) (bool, error)
 		return false, fmt.Errorf("listing fdb entries of %s in %s: %w", port, ns, err)
 	}
 	for _, n := range list {
-		// The bridge's own entries (dumped with a master index) are
-		// listed with State NUD_NOARP for static, NUD_PERMANENT for local.
-		if n.LinkIndex == idx && n.MasterIndex != 0 && bytes.Equal(n.HardwareAddr, mac) &&
-			n.State&netlink.NUD_NOARP != 0 && n.Vlan == 0 {
+		if n.LinkIndex == idx && bytes.Equal(n.HardwareAddr, mac) && staticEntry(n) {
 			return true, nil
 		}
 	}

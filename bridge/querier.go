@@ -6,6 +6,7 @@ import (
 	"syscall"
 
 	"github.com/vishvananda/netlink/nl"
+	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/sandnet/sandnet/explain"
@@ -51,22 +52,17 @@ func SetMulticastQuerier(ctx context.Context, ns *netns.NS, name string, on bool
 		v = 1
 	}
 	explain.Say(ctx, "%s", ns.Shell(fmt.Sprintf("ip link set dev %s type bridge mcast_querier %d", name, v)))
-	// The netlink library has no field for it: one RTM_NEWLINK by hand,
-	// sent from a thread inside ns.
-	err = ns.Do(func() error {
-		req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
-		msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
-		msg.Index = int32(br.Index)
-		req.AddData(msg)
-		info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
-		info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("bridge"))
-		data := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
-		data.AddRtAttr(nl.IFLA_BR_MCAST_QUERIER, nl.Uint8Attr(v))
-		req.AddData(info)
-		_, err := req.Execute(unix.NETLINK_ROUTE, 0)
-		return err
-	})
-	if err != nil {
+	// The netlink library has no field for it: one RTM_NEWLINK by hand.
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Index = int32(br.Index)
+	req.AddData(msg)
+	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("bridge"))
+	data := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
+	data.AddRtAttr(nl.IFLA_BR_MCAST_QUERIER, nl.Uint8Attr(v))
+	req.AddData(info)
+	if _, err := execute(ns, req, 0); err != nil {
 		return fmt.Errorf("setting mcast_querier %d on bridge %s in %s: %w", v, name, ns, err)
 	}
 	return nil
@@ -129,48 +125,57 @@ var portStates = []string{"disabled", "listening", "learning", "forwarding", "bl
 // linkData returns the IFLA_INFO_DATA (a bridge's own settings) or, with
 // slave, the IFLA_INFO_SLAVE_DATA (its settings as a bridge port) of the
 // link with index index in ns: what `ip -d link show` prints, including
-// attributes the netlink library does not parse. One RTM_GETLINK, sent
-// from a thread inside ns.
+// attributes the netlink library does not parse. One RTM_GETLINK.
 func linkData(ns *netns.NS, index int, slave bool) ([]syscall.NetlinkRouteAttr, error) {
 	want := uint16(nl.IFLA_INFO_DATA)
 	if slave {
 		want = nl.IFLA_INFO_SLAVE_DATA
 	}
+	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Index = int32(index)
+	req.AddData(msg)
+	msgs, err := execute(ns, req, unix.RTM_NEWLINK)
+	if err != nil {
+		return nil, err
+	}
 	var out []syscall.NetlinkRouteAttr
-	err := ns.Do(func() error {
-		req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
-		msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
-		msg.Index = int32(index)
-		req.AddData(msg)
-		msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
+	for _, m := range msgs {
+		attrs, err := nl.ParseRouteAttr(m[unix.SizeofIfInfomsg:])
 		if err != nil {
-			return err
+			return nil, err
 		}
-		for _, m := range msgs {
-			attrs, err := nl.ParseRouteAttr(m[unix.SizeofIfInfomsg:])
-			if err != nil {
-				return err
+		for _, a := range attrs {
+			if a.Attr.Type&nlaTypeMask != unix.IFLA_LINKINFO {
+				continue
 			}
-			for _, a := range attrs {
-				if a.Attr.Type&nlaTypeMask != unix.IFLA_LINKINFO {
-					continue
-				}
-				infos, err := nl.ParseRouteAttr(a.Value)
-				if err != nil {
-					return err
-				}
-				for _, i := range infos {
-					if i.Attr.Type&nlaTypeMask == want {
-						if out, err = nl.ParseRouteAttr(i.Value); err != nil {
-							return err
-						}
+			infos, err := nl.ParseRouteAttr(a.Value)
+			if err != nil {
+				return nil, err
+			}
+			for _, i := range infos {
+				if i.Attr.Type&nlaTypeMask == want {
+					if out, err = nl.ParseRouteAttr(i.Value); err != nil {
+						return nil, err
 					}
 				}
 			}
 		}
-		return nil
-	})
-	return out, err
+	}
+	return out, nil
+}
+
+// execute sends req, a netlink request the library has no call for, on a
+// route netlink socket opened in ns (the calling thread stays where it
+// is), and returns the replies of type resType.
+func execute(ns *netns.NS, req *nl.NetlinkRequest, resType uint16) ([][]byte, error) {
+	s, err := nl.GetNetlinkSocketAt(vnetns.NsHandle(ns.Fd()), vnetns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("opening netlink in namespace %s: %w", ns, err)
+	}
+	defer s.Close()
+	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: s}}
+	return req.Execute(unix.NETLINK_ROUTE, resType)
 }
 
 // nlaTypeMask strips NLA_F_NESTED and NLA_F_NET_BYTEORDER from an

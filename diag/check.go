@@ -76,13 +76,18 @@ type hostRules struct{ h *sandnet.Host }
 
 func (r hostRules) MissingRules(ctx context.Context, ep *sandnet.Endpoint) ([]string, error) {
 	rep, err := r.h.Check(ctx, ep)
+	return missingRules(rep), err
+}
+
+// missingRules are the rules a CheckReport finds missing, as commands.
+func missingRules(rep sandnet.CheckReport) []string {
 	var out []string
 	for _, p := range rep.Problems {
 		if p.Object == sandnet.ObjRule {
 			out = append(out, p.Name)
 		}
 	}
-	return out, err
+	return out
 }
 
 // CheckOptions says what Check knows besides the sandbox namespace.
@@ -131,6 +136,24 @@ type checker struct {
 	gw      netip.Addr
 	rc      ResolvConf
 	results []Result
+	// report is Host.Check of the endpoint, run once for every check
+	// that filters it (neighbor-proxy, nat-rules).
+	report *hostReport
+}
+
+type hostReport struct {
+	h   *sandnet.Host
+	rep sandnet.CheckReport
+	err error
+}
+
+// hostCheck returns h.Check of the endpoint, running it on the first call.
+func (c *checker) hostCheck(h *sandnet.Host) (sandnet.CheckReport, error) {
+	if c.report == nil || c.report.h != h {
+		rep, err := h.Check(c.ctx, c.ep)
+		c.report = &hostReport{h: h, rep: rep, err: err}
+	}
+	return c.report.rep, c.report.err
 }
 
 type check struct {
@@ -714,7 +737,15 @@ func (c *checker) natRules() (Status, string) {
 	if ok, why := c.hostSide(); !ok {
 		return Skip, why
 	}
-	missing, err := c.opts.Rules.MissingRules(c.ctx, c.ep)
+	var missing []string
+	var err error
+	if hr, ok := c.opts.Rules.(hostRules); ok {
+		var rep sandnet.CheckReport
+		rep, err = c.hostCheck(hr.h)
+		missing = missingRules(rep)
+	} else {
+		missing, err = c.opts.Rules.MissingRules(c.ctx, c.ep)
+	}
 	if err != nil {
 		return Fail, fmt.Sprintf("reading network %s's firewall rules: %v", c.ep.Network, err)
 	}

@@ -2,7 +2,6 @@ package diag
 
 import (
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -25,13 +24,13 @@ func (c *checker) neighborProxy() (Status, string) {
 	if c.net != nil && c.net.NoNeighborProxy {
 		return Pass, "network " + c.ep.Network + " floods address resolution to every port (NoNeighborProxy)" + c.backlogHint()
 	}
-	rep, err := c.opts.Host.Check(c.ctx, c.ep)
+	rep, err := c.hostCheck(c.opts.Host)
 	if err != nil {
 		return Fail, fmt.Sprintf("checking endpoint %s: %v", c.ep.ID, err)
 	}
 	var missing []string
 	for _, p := range rep.Problems {
-		if slices.Contains([]sandnet.Object{sandnet.ObjNeighbor, sandnet.ObjFDB, sandnet.ObjPortFlag, sandnet.ObjQuerier}, p.Object) {
+		if p.Object == sandnet.ObjNeighbor {
 			missing = append(missing, p.String())
 		}
 	}

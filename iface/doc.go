@@ -3,7 +3,11 @@
 // steps of plugging a sandbox in (`ip link set eth0 up`, `ip addr add`,
 // `ip route add default via GW`), usable alone, as the teaching examples do;
 // and sets permanent neighbour entries on a link (`ip neigh replace ADDR
-// lladdr MAC dev NAME nud permanent`), so a known address is never resolved.
+// lladdr MAC dev NAME nud permanent`), so a known address is never resolved;
+// and sets a link's own settings (Link.SetConf: `sysctl -w
+// net.ipv6.conf.NAME.KEY=V`). host.go reads what a namespace has: all its
+// addresses and routes with their links, its uplink's MTU, the source
+// address it would use towards an address (`ip route get`).
 //
 // Every call reports its equivalent iproute2 command through the explain
 // hook in ctx.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -172,4 +173,21 @@ func (l *Link) HasRoute(r Route) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// SetConf sets the link's per-interface setting key of family ("ipv4" or
+// "ipv6") to value, inside the link's namespace, if it differs. A dot in the
+// link's name stays a dot in the /proc/sys path and is written '/' in
+// sysctl's dotted form (eth0.50: net/ipv6/conf/eth0.50/..., sysctl
+// net.ipv6.conf.eth0/50....). A setting the kernel does not have (no IPv6)
+// or a link that is gone is an error wrapping fs.ErrNotExist.
+//
+// Equivalent to: sysctl -w net.FAMILY.conf.NAME.KEY=VALUE
+func (l *Link) SetConf(ctx context.Context, family, key, value string) error {
+	name := l.Name()
+	explain.Say(ctx, "%s", l.ns.Shell("sysctl -w net."+family+".conf."+strings.ReplaceAll(name, ".", "/")+"."+key+"="+value))
+	if _, err := l.ns.Sysctl("net/"+family+"/conf/"+name+"/"+key, value); err != nil {
+		return fmt.Errorf("setting %s of %s in %s: %w", key, name, l.ns, err)
+	}
+	return nil
 }

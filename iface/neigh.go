@@ -21,7 +21,8 @@ import (
 // never resolved, refreshed or expired: the kernel sends packets for that
 // address to that MAC at once, without asking anyone. sandnet puts them
 // where it knows both sides for the life of an endpoint: the gateway in the
-// sandbox (its MAC is the bridge's, which is stable) and each sandbox's
+// sandbox (its MAC is the bridge's, stable only on a bridge sandnet made,
+// whose MAC it sets: an adopted bridge gets none) and each sandbox's
 // addresses on the bridge device (the gateway side), so neither end
 // broadcasts to find the other.
 

@@ -14,3 +14,17 @@ type PortMapping struct {
 	// Proto is "tcp" (default), "udp" or "sctp".
 	Proto string `json:"proto"`
 }
+
+// NeedsLocalnet reports whether one of ports answers on 127.0.0.1
+// (published there, or on every IPv4 address): the host's packets to it
+// are DNATed out of the bridge, which the kernel allows only with the
+// bridge's route_localnet on.
+func NeedsLocalnet(ports []PortMapping) bool {
+	for _, p := range ports {
+		ip := p.HostIP
+		if !ip.IsValid() || (ip.Is4() && (ip.IsUnspecified() || ip.IsLoopback())) {
+			return true
+		}
+	}
+	return false
+}

@@ -167,7 +167,7 @@ func cmdDel(args *skel.CmdArgs) error {
 		// The record names everything to remove; CNI_NETNS (empty when the
 		// runtime lost it) and prevResult are not needed. A container never
 		// added, or deleted already, has no record: success.
-		err := h.DetachWith(ctx, &sandnet.Endpoint{Network: c.Name, SandboxID: sandboxID(args.ContainerID), IfName: args.IfName}, sandnet.DetachOptions{})
+		err := h.Detach(ctx, &sandnet.Endpoint{Network: c.Name, SandboxID: sandboxID(args.ContainerID), IfName: args.IfName}, sandnet.DetachOptions{})
 		var se *sandnet.StepError
 		if errors.Is(err, sandnet.ErrInvalid) && !errors.As(err, &se) {
 			return nil // a network name sandnet refuses: never added (a failed teardown is a StepError)

@@ -13,14 +13,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
 
 	"github.com/sandnet/sandnet/diag"
+	"github.com/sandnet/sandnet/internal/statefile"
 	"github.com/sandnet/sandnet/internal/testns"
 	"github.com/sandnet/sandnet/netns"
 )
@@ -72,7 +75,36 @@ type cli struct {
 func newCLI(t *testing.T) *cli {
 	t.Helper()
 	lab := testns.New(t, "lab")
-	return &cli{t: t, bin: sandnetBin(t), lab: lab, state: filepath.Join(t.TempDir(), "state")}
+	c := &cli{t: t, bin: sandnetBin(t), lab: lab, state: filepath.Join(t.TempDir(), "state")}
+	// Registered after t.TempDir's removal, so it runs before it.
+	t.Cleanup(func() { stopHelper(t, c.state) })
+	return c
+}
+
+// stopHelper ends the DNS helper the commands started for the state dir,
+// if one still holds it (its server.lock), and waits until it lets go, so
+// that it writes nothing there while the temporary directory is removed.
+func stopHelper(t *testing.T, state string) {
+	lockPath := filepath.Join(state, "dns", "server.lock")
+	if l, free, err := statefile.TryAcquire(lockPath); err != nil || free {
+		l.Release()
+		return // no state dir, or no helper holds it
+	}
+	b, _ := os.ReadFile(filepath.Join(state, "dns", "helper.pid"))
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if pid <= 0 {
+		return
+	}
+	unix.Kill(pid, unix.SIGTERM)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	l, err := statefile.Acquire(ctx, lockPath, false)
+	if err != nil {
+		unix.Kill(pid, unix.SIGKILL)
+		t.Errorf("the DNS helper %d did not stop on SIGTERM: %v", pid, err)
+		return
+	}
+	l.Release()
 }
 
 func (c *cli) run(args ...string) (stdout, stderr string, code int) {

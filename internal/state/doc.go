@@ -12,6 +12,8 @@
 //	endpoints/NAME/ID.json    an endpoint's record
 //	ports.lock, ports/        the port table, one file per protocol and port
 //	dnsrefs/HASH/ID           endpoint ID uses the file whose path hashes to HASH
+//	dnsrefs/HASH.lock         orders the uses of the files in the sandbox
+//	                          directory whose path hashes to HASH (LockFiles)
 //	ipam/                     the ipam package's leases
 //	dns/                      the name-server runner's files (internal/dnsrun)
 //

@@ -1,9 +1,11 @@
 package state
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -15,14 +17,52 @@ import (
 // under /etc/netns) are recorded as one empty file per endpoint in
 // StateDir/dnsrefs/HASH/, so a Detach knows in O(1) whether another
 // endpoint of the same sandbox (on another network) still uses it.
+//
+// Counting a use and writing the file, and dropping a use and removing the
+// file, are each done holding the lock of the sandbox's directory
+// (LockFiles): otherwise an Attach of the sandbox to one network and a
+// Detach from another interleave, and the Detach removes the file (or the
+// directory) the Attach has just written (or is writing into).
 
 func (s *Store[N, E]) refDir(path string) string {
 	sum := sha256.Sum256([]byte(path))
 	return filepath.Join(s.dir, "dnsrefs", hex.EncodeToString(sum[:8]))
 }
 
+// FilesLock is the lock of the files written into one sandbox's directory.
+type FilesLock struct {
+	l    *statefile.Lock
+	path string
+	dir  string
+}
+
+// LockFiles takes the lock of the files in dir, the directory written for
+// one sandbox (/etc/netns/NAME), waiting until it is free or ctx ends.
+func (s *Store[N, E]) LockFiles(ctx context.Context, dir string) (*FilesLock, error) {
+	refs := filepath.Join(s.dir, "dnsrefs")
+	if err := statefile.MkdirAll(refs); err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256([]byte(filepath.Clean(dir)))
+	path := filepath.Join(refs, hex.EncodeToString(sum[:8])+".lock")
+	l, err := statefile.Acquire(ctx, path, false)
+	if err != nil {
+		return nil, err
+	}
+	return &FilesLock{l: l, path: path, dir: dir}, nil
+}
+
+// Release drops the lock; once the sandbox's directory is gone (its last
+// file removed), the lock file goes too, so they do not pile up.
+func (fl *FilesLock) Release() {
+	if _, err := os.Lstat(fl.dir); errors.Is(err, fs.ErrNotExist) {
+		fl.l.RemoveLock(fl.path)
+	}
+	fl.l.Release()
+}
+
 // AddFileRef counts endpoint id as a user of the file at path; counting it
-// again is not an error.
+// again is not an error. The caller holds LockFiles of the file's directory.
 func (s *Store[N, E]) AddFileRef(path, id string) error {
 	dir := s.refDir(path)
 	if err := statefile.MkdirAll(dir); err != nil {
@@ -42,7 +82,8 @@ func (s *Store[N, E]) HasFileRef(path, id string) bool {
 }
 
 // DropFileRef drops endpoint id's use of the file at path and reports
-// whether it was the last user (the caller removes the file then).
+// whether it was the last user (the caller removes the file then). The
+// caller holds LockFiles of the file's directory.
 func (s *Store[N, E]) DropFileRef(path, id string) (last bool, err error) {
 	dir := s.refDir(path)
 	if err := statefile.Remove(filepath.Join(dir, id)); err != nil {

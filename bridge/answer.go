@@ -1,0 +1,196 @@
+package bridge
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
+
+	"github.com/sandnet/sandnet/iface"
+	"github.com/sandnet/sandnet/internal/nlwrap"
+	"github.com/sandnet/sandnet/netns"
+)
+
+// Answer makes the bridge br answer address resolution for the sandbox
+// behind its port: proxy_arp_wifi on port, a static FDB entry for the
+// sandbox's mac on port, and a permanent entry on the bridge device for
+// each of the sandbox's addrs (see proxy.go). Each replaces what is there.
+// br and port are links of ns that the caller looked up through h.
+//
+// Equivalent to: ip link set dev PORT type bridge_slave proxy_arp_wifi on;
+// bridge fdb replace MAC dev PORT master static;
+// ip neigh replace ADDR lladdr MAC dev BR nud permanent
+func Answer(ctx context.Context, ns *netns.NS, h *netlink.Handle, br, port netlink.Link, mac net.HardwareAddr, addrs []netip.Addr) error {
+	if err := SetPortFlagLink(ctx, ns, h, port, ProxyARPWiFi, true); err != nil {
+		return err
+	}
+	if err := AddFDBIndex(ctx, ns, h, port.Attrs().Index, port.Attrs().Name, mac); err != nil {
+		return err
+	}
+	dev := iface.Wrap(ns, h, br)
+	for _, a := range addrs {
+		if err := dev.SetNeighbor(ctx, a, mac); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Forget removes the bridge device's entries for addrs, the addresses of a
+// sandbox that leaves (its port's flag and FDB entry go with the port). It
+// deletes by address, without reading the table (a pass over every
+// sandbox's entries): the caller makes sure the addresses are still the
+// leaving sandbox's. A bridge or entry that is gone is success.
+//
+// Equivalent to: ip neigh del ADDR dev BR
+func Forget(ctx context.Context, ns *netns.NS, bridgeName string, addrs []netip.Addr) error {
+	dev, err := iface.Open(ns, bridgeName)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, a := range addrs {
+		errs = append(errs, dev.DelNeighbor(ctx, a, nil))
+	}
+	return errors.Join(errs...)
+}
+
+// View is what a bridge answers address resolution with, read once for
+// all its ports: the bridge device's neighbour table, and the flags and
+// static FDB entries of its ports. Checking many sandboxes against one
+// View costs three netlink dumps in all, instead of three per sandbox.
+type View struct {
+	// Link is the bridge.
+	Link netlink.Link
+	// Neighbors is the bridge device's neighbour table.
+	Neighbors map[netip.Addr]iface.Neighbor
+	ports     map[string]viewPort
+}
+
+type viewPort struct {
+	flags  netlink.Protinfo
+	static []net.HardwareAddr
+}
+
+// ReadView reads the View of the bridge called name in ns through h, a
+// handle bound to ns. A bridge that is not there is ErrNotFound.
+//
+// Equivalent to: ip neigh show dev BR; bridge -d link show; bridge fdb show br BR
+func ReadView(ns *netns.NS, h *netlink.Handle, name string) (*View, error) {
+	br, err := lookup(h, name)
+	if err != nil {
+		return nil, err
+	}
+	v := &View{Link: br, ports: map[string]viewPort{}}
+	if v.Neighbors, err = iface.Wrap(ns, h, br).Neighbors(); err != nil {
+		return nil, err
+	}
+	names, err := portFlags(ns, br.Index, v.ports)
+	if err != nil {
+		return nil, fmt.Errorf("reading the ports of bridge %s in %s: %w", name, ns, err)
+	}
+	fdb, err := nlwrap.Retry(func() ([]netlink.Neigh, error) { return h.NeighList(0, unix.AF_BRIDGE) })
+	if err != nil {
+		return nil, fmt.Errorf("listing fdb entries of bridge %s in %s: %w", name, ns, err)
+	}
+	for _, n := range fdb {
+		port, ok := names[n.LinkIndex]
+		if ok && n.MasterIndex == br.Index && staticEntry(n) {
+			p := v.ports[port]
+			p.static = append(p.static, n.HardwareAddr)
+			v.ports[port] = p
+		}
+	}
+	return v, nil
+}
+
+// Flags returns the flags of the bridge's port called port; ok is false
+// when it is no port of the bridge.
+func (v *View) Flags(port string) (flags netlink.Protinfo, ok bool) {
+	p, ok := v.ports[port]
+	return p.flags, ok
+}
+
+// HasStaticFDB reports whether the bridge's forwarding database holds a
+// static entry for mac on the port called port.
+func (v *View) HasStaticFDB(port string, mac net.HardwareAddr) bool {
+	for _, m := range v.ports[port].static {
+		if bytes.Equal(m, mac) {
+			return true
+		}
+	}
+	return false
+}
+
+// staticEntry reports whether n, an entry of a bridge's FDB dumped with its
+// master index, is a static one on no VLAN (the kernel lists them with
+// NUD_NOARP; the bridge's own, local ones, with NUD_PERMANENT).
+func staticEntry(n netlink.Neigh) bool {
+	return n.MasterIndex != 0 && n.State&netlink.NUD_NOARP != 0 && n.Vlan == 0
+}
+
+// portFlags reads, with one dump of the links of ns, the flags of every
+// port of the bridge with index master into ports, by name; it returns the
+// names by index.
+func portFlags(ns *netns.NS, master int, ports map[string]viewPort) (map[int]string, error) {
+	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_DUMP)
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	msgs, err := execute(ns, req, unix.RTM_NEWLINK)
+	if err != nil {
+		return nil, err
+	}
+	names := map[int]string{}
+	for _, m := range msgs {
+		info := nl.DeserializeIfInfomsg(m)
+		attrs, err := nl.ParseRouteAttr(m[unix.SizeofIfInfomsg:])
+		if err != nil {
+			return nil, err
+		}
+		var (
+			name  string
+			of    int
+			slave []byte
+		)
+		for _, a := range attrs {
+			switch a.Attr.Type & nlaTypeMask {
+			case unix.IFLA_IFNAME:
+				name = string(bytes.TrimRight(a.Value, "\x00"))
+			case unix.IFLA_MASTER:
+				if len(a.Value) >= 4 {
+					of = int(native.Uint32(a.Value))
+				}
+			case unix.IFLA_LINKINFO:
+				infos, err := nl.ParseRouteAttr(a.Value)
+				if err != nil {
+					return nil, err
+				}
+				for _, i := range infos {
+					if i.Attr.Type&nlaTypeMask == nl.IFLA_INFO_SLAVE_DATA {
+						slave = i.Value
+					}
+				}
+			}
+		}
+		if of != master || name == "" {
+			continue
+		}
+		data, err := nl.ParseRouteAttr(slave)
+		if err != nil {
+			return nil, err
+		}
+		names[int(info.Index)] = name
+		ports[name] = viewPort{flags: protinfo(data)}
+	}
+	return names, nil
+}
+
+var native = nl.NativeEndian()
