@@ -135,16 +135,15 @@ func (bridgeDriver) attach(ctx context.Context, tx *attachTx) error {
 	if err := tx.allocate(ctx); err != nil {
 		return err
 	}
-	if err := tx.vethStep(ctx); err != nil {
-		return err
-	}
-	if err := tx.configureSandbox(ctx, !tx.net.Network.NoNeighborProxy); err != nil {
-		return err
-	}
-	if err := answerNeighbors(ctx, tx); err != nil {
-		return err
-	}
-	if err := tx.step(ctx, StepDNS, func() error { return h.setupDNS(ctx, tx) }); err != nil {
+	if err := tx.dnsBeside(ctx, func() error {
+		if err := tx.vethStep(ctx); err != nil {
+			return err
+		}
+		if err := tx.configureSandbox(ctx, !tx.net.Network.NoNeighborProxy); err != nil {
+			return err
+		}
+		return answerNeighbors(ctx, tx)
+	}); err != nil {
 		return err
 	}
 	return tx.step(ctx, StepPorts, func() error {
