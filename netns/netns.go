@@ -44,6 +44,10 @@ type NS struct {
 	rnl      *netlink.Handle // route-only handle, see RouteNetlink
 	isClosed bool
 	closed   sync.Once
+
+	smu       sync.Mutex
+	sysctls   map[string]*os.File // open sysctl files, see Sysctl
+	sysClosed bool
 }
 
 // Open opens a namespace from a spec as users write it: "pid:PID", a path
@@ -199,6 +203,12 @@ func (n *NS) Close() error {
 			n.rnl.Close()
 		}
 		n.rmu.Unlock()
+		n.smu.Lock()
+		for _, f := range n.sysctls {
+			f.Close()
+		}
+		n.sysctls, n.sysClosed = nil, true
+		n.smu.Unlock()
 		err = n.f.Close()
 	})
 	return err
