@@ -69,6 +69,7 @@ type txLinks struct {
 	sandbox *iface.Link  // the endpoint's interface, in its sandbox
 	port    netlink.Link // its bridge port, in the host namespace
 	bridge  netlink.Link // the bridge
+	ipv6Off bool         // the sandbox's interface was made with IPv6 off
 }
 
 func (tx *attachTx) step(ctx context.Context, name Step, fn func() error) error {

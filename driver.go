@@ -13,6 +13,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/sandnet/sandnet/explain"
 	"github.com/sandnet/sandnet/iface"
 	"github.com/sandnet/sandnet/internal/ifname"
 	"github.com/sandnet/sandnet/ipam"
@@ -217,7 +218,7 @@ func (tx *attachTx) vethStep(ctx context.Context) error {
 		if mac == nil {
 			mac = macFor(ep.Addresses)
 		}
-		port, br, err := createVeth(ctx, h, n, ep, tx.sb, mac)
+		port, br, ipv6Off, err := createVethIn(ctx, h, n, ep, tx.sb, mac)
 		if errors.Is(err, ErrExists) {
 			nl, nerr := h.ns.Netlink()
 			if nerr != nil {
@@ -225,7 +226,7 @@ func (tx *attachTx) vethStep(ctx context.Context) error {
 			}
 			if l, lerr := nl.LinkByName(ep.HostIfName); lerr == nil && l.Type() == "veth" {
 				if err = veth.Delete(ctx, h.ns, ep.HostIfName); err == nil {
-					port, br, err = createVeth(ctx, h, n, ep, tx.sb, mac)
+					port, br, ipv6Off, err = createVethIn(ctx, h, n, ep, tx.sb, mac)
 				}
 			}
 		}
@@ -233,7 +234,7 @@ func (tx *attachTx) vethStep(ctx context.Context) error {
 			return err
 		}
 		tx.undo.push(func(ctx context.Context) error { return veth.Delete(ctx, h.ns, ep.HostIfName) })
-		tx.links.port, tx.links.bridge = port, br
+		tx.links.port, tx.links.bridge, tx.links.ipv6Off = port, br, ipv6Off
 		if mac != nil {
 			ep.MAC = mac.String()
 		}
@@ -248,66 +249,90 @@ func hostVethName(id string) string { return ifname.Derive("snv", id) }
 // other end ep.IfName in sb; both up. It returns the host end and the
 // bridge.
 func createVeth(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netns.NS, mac net.HardwareAddr) (port, br netlink.Link, err error) {
-	nl, err := h.ns.Netlink()
-	if err != nil {
-		return nil, nil, err
-	}
-	br, err = nl.LinkByName(n.Bridge)
-	if err != nil {
-		return nil, nil, fmt.Errorf("finding bridge %s in %s: %w", n.Bridge, h.ns, err)
-	}
-	if !slices.ContainsFunc(ep.Addresses, func(p netip.Prefix) bool { return p.Addr().Is6() }) {
-		defer ipv6OffByDefault(sb)()
-	}
-	port, err = veth.Create(ctx, h.ns, veth.Pair{
-		Name: ep.HostIfName, PeerName: ep.IfName, PeerNS: sb, MTU: ep.MTU, PeerMAC: mac,
-		Master: br.Attrs().Index, MasterName: n.Bridge, Up: true,
-	})
+	port, br, _, err = createVethIn(ctx, h, n, ep, sb, mac)
 	return port, br, err
 }
 
-// ipv6OffByDefault makes an interface created in sb from now on start with
-// IPv6 off (net.ipv6.conf.default.disable_ipv6=1 in sb) and returns the
-// function that puts the default back. An interface born so never runs
-// IPv6 (no link-local address, no DAD or router solicitation), and
-// sandboxConf, which still checks, then has nothing to write. Turning IPv6
-// off on an existing interface tears its IPv6 state down under the
-// kernel's RTNL lock, and the write spins, retrying, while another attach
-// holds that lock: it was most of what concurrent attaches waited for.
+// createVethIn is createVeth that also reports whether the sandbox's end is
+// known to have IPv6 off (sandboxConf then has nothing to do for it).
 //
-// Two attaches into one sandbox at once may interleave so that one
-// interface is born with IPv6 on: sandboxConf turns it off then. The
+// An endpoint without an IPv6 address gets its interface born with IPv6
+// off: the pair is made while net.ipv6.conf.default.disable_ipv6 is 1 in
+// sb, from inside sb (the host's netlink handle acts in the host
+// namespace from any thread), so one visit to sb sets the default, makes
+// the pair, puts the default back and checks the new interface. An
+// interface born so never runs IPv6 (no link-local address, no DAD or
+// router solicitation). Turning IPv6 off on an existing interface instead
+// tears its IPv6 state down under the kernel's RTNL lock, and the write
+// spins, retrying, while another attach holds that lock: it was most of
+// what concurrent attaches waited for. Two attaches into one sandbox at
+// once may interleave so that one interface is born with IPv6 on (the
+// other put the default back first): the check turns it off then. The
 // default ends as it was, as each puts back only what it changed.
-func ipv6OffByDefault(sb *netns.NS) (restore func()) {
-	var (
-		f       *os.File
-		changed bool
-	)
-	err := sb.Do(func() error {
-		var err error
-		// The file acts in the namespace it was opened in, wherever it is
-		// written from later.
-		f, err = os.OpenFile("/proc/sys/net/ipv6/conf/default/disable_ipv6", os.O_RDWR, 0)
-		if err != nil {
-			return err // no IPv6 in this kernel: nothing to turn off
-		}
-		b := make([]byte, 8)
-		n, _ := f.Read(b)
-		if strings.TrimSpace(string(b[:n])) == "0" {
-			_, err = f.WriteAt([]byte("1"), 0)
-			changed = err == nil
-		}
-		return nil
-	})
-	if err != nil || f == nil {
-		return func() {}
+func createVethIn(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netns.NS, mac net.HardwareAddr) (port, br netlink.Link, ipv6Off bool, err error) {
+	nl, err := h.ns.Netlink()
+	if err != nil {
+		return nil, nil, false, err
 	}
-	return func() {
+	br, err = nl.LinkByName(n.Bridge)
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("finding bridge %s in %s: %w", n.Bridge, h.ns, err)
+	}
+	create := func() error {
+		port, err = veth.Create(ctx, h.ns, veth.Pair{
+			Name: ep.HostIfName, PeerName: ep.IfName, PeerNS: sb, MTU: ep.MTU, PeerMAC: mac,
+			Master: br.Attrs().Index, MasterName: n.Bridge, Up: true,
+		})
+		return err
+	}
+	if ep.hasFamily(true) {
+		return port, br, false, create()
+	}
+	ipv6Off, err = bornWithoutIPv6(sb, ep.IfName, create)
+	return port, br, ipv6Off, err
+}
+
+// bornWithoutIPv6 runs create, which makes the interface ifName in sb,
+// inside sb with net.ipv6.conf.default.disable_ipv6 set to 1 (and put back
+// after), then makes sure ifName has IPv6 off and reports whether it does
+// (false: a kernel without IPv6, or the check failed; sandboxConf does it).
+//
+// Equivalent to: ip netns exec SBX sysctl -w net.ipv6.conf.default.disable_ipv6=1;
+// ip link add ...; ip netns exec SBX sysctl -w net.ipv6.conf.default.disable_ipv6=0
+func bornWithoutIPv6(sb *netns.NS, ifName string, create func() error) (off bool, err error) {
+	err = sb.Do(func() error {
+		f, err := os.OpenFile("/proc/sys/net/ipv6/conf/default/disable_ipv6", os.O_RDWR, 0)
+		if err != nil {
+			return create() // no IPv6 in this kernel: nothing to turn off
+		}
+		defer f.Close()
+		changed := false
+		b := make([]byte, 8)
+		if k, _ := f.ReadAt(b, 0); strings.TrimSpace(string(b[:k])) == "0" {
+			_, werr := f.WriteAt([]byte("1"), 0)
+			changed = werr == nil
+		}
+		err = create()
 		if changed {
 			f.WriteAt([]byte("0"), 0)
 		}
-		f.Close()
-	}
+		if err != nil {
+			return err
+		}
+		// The file acts in the namespace it was opened in: this one.
+		g, gerr := os.OpenFile("/proc/sys/net/ipv6/conf/"+ifName+"/disable_ipv6", os.O_RDWR, 0)
+		if gerr != nil {
+			return nil
+		}
+		defer g.Close()
+		if k, _ := g.ReadAt(b, 0); strings.TrimSpace(string(b[:k])) == "1" {
+			off = true
+		} else if _, werr := g.WriteAt([]byte("1"), 0); werr == nil {
+			off = true
+		}
+		return nil
+	})
+	return off, err
 }
 
 // configureSandbox brings lo and the interface up inside the sandbox, puts
@@ -333,7 +358,7 @@ func (tx *attachTx) configureSandbox(ctx context.Context, quiet bool) error {
 			}
 			tx.ep.Routes = append(tx.ep.Routes, Route{Dst: dst, Via: gw})
 		}
-		return configureLink(ctx, link, tx.ep, linkSetup{fresh: true, quiet: quiet})
+		return configureLink(ctx, link, tx.ep, linkSetup{fresh: true, quiet: quiet, ipv6Off: tx.links.ipv6Off})
 	})
 }
 
@@ -346,6 +371,9 @@ type linkSetup struct {
 	// answers address resolution, where each would reach every port and
 	// nothing answers; the sandbox's routes are sandnet's).
 	quiet bool
+	// ipv6Off: the link is known to have IPv6 off (createVethIn made it
+	// so), which sandboxConf then need not check.
+	ipv6Off bool
 }
 
 // configureLink puts ep's addresses on its sandbox interface link, brings
@@ -373,7 +401,7 @@ func configureLink(ctx context.Context, link *iface.Link, ep *Endpoint, s linkSe
 		}
 	}
 	if s.fresh {
-		if err := sandboxConf(ctx, link, ep, s.quiet); err != nil {
+		if err := sandboxConf(ctx, link, ep, s); err != nil {
 			return err
 		}
 	}
@@ -404,14 +432,17 @@ func configureLink(ctx context.Context, link *iface.Link, ep *Endpoint, s linkSe
 // chatter that a bridge floods to every other sandbox (a kernel without
 // IPv6 has nothing to turn off). One with IPv6 on a quiet link sends no
 // router solicitations.
-func sandboxConf(ctx context.Context, link *iface.Link, ep *Endpoint, quiet bool) error {
+func sandboxConf(ctx context.Context, link *iface.Link, ep *Endpoint, s linkSetup) error {
 	if !ep.hasFamily(true) {
+		if s.ipv6Off && !explain.Enabled(ctx) { // an explanation shows the sysctl, which then finds nothing to do
+			return nil
+		}
 		if err := link.SetConf(ctx, "ipv6", "disable_ipv6", "1"); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("turning IPv6 off: %w", err)
 		}
 		return nil
 	}
-	if quiet {
+	if s.quiet {
 		if err := link.SetConf(ctx, "ipv6", "router_solicitations", "0"); err != nil {
 			return fmt.Errorf("turning router solicitations off: %w", err)
 		}
