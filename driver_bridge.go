@@ -15,6 +15,7 @@ import (
 	"github.com/sandnet/sandnet/explain"
 	"github.com/sandnet/sandnet/iface"
 	"github.com/sandnet/sandnet/internal/ifname"
+	"github.com/sandnet/sandnet/internal/publish"
 	"github.com/sandnet/sandnet/nat"
 	"github.com/sandnet/sandnet/netns"
 	"github.com/sandnet/sandnet/veth"
@@ -344,7 +345,7 @@ func (bridgeDriver) repairNetwork(ctx context.Context, h *Host, nrec *networkRec
 		return fmt.Errorf("repairing network %q: %w", n.Name, err)
 	}
 	if n.Subnet.IsValid() {
-		if err := setLocalnet(ctx, h, n, localnetWanted(h, n, "", nil)); err != nil {
+		if err := publisher(h).SetLocalnet(ctx, natNetwork(n), localnetWanted(h, n, "", nil)); err != nil {
 			return fmt.Errorf("repairing network %q: %w", n.Name, err)
 		}
 	}
@@ -422,7 +423,7 @@ func repairLinks(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *net
 			return relinked, err
 		}
 	}
-	return relinked, configureLink(ctx, sbLink, ep, linkSetup{fresh: relinked, quiet: !n.NoNeighborProxy})
+	return relinked, sbLink.Configure(ctx, iface.Setup{Addrs: ep.Addresses, Routes: ep.Routes, Fresh: relinked, Quiet: !n.NoNeighborProxy})
 }
 
 func natNetwork(n *Network) nat.Network {
@@ -450,13 +451,9 @@ func localnetWanted(h *Host, n *Network, skip string, extra []PortMapping) bool 
 	})
 }
 
-// setLocalnet turns the network's bridge's route_localnet on or off.
-func setLocalnet(ctx context.Context, h *Host, n *Network, on bool) error {
-	if err := bridge.SetLocalnet(ctx, h.ns, n.Bridge, on); err != nil {
-		return fmt.Errorf("network %q: %w", n.Name, err)
-	}
-	return nil
-}
+// publisher publishes the ports of the Host's bridge networks
+// (internal/publish), on its port table and firewall.
+func publisher(h *Host) publish.Publisher { return publish.Publisher{NS: h.ns, FW: h.fw, Table: h.st} }
 
 // ensureNetworkRules prepares the host for a bridge network (forwarding:
 // nat.EnableForwarding) and installs its rules. A host-wide setting
@@ -478,9 +475,9 @@ func ensureNetworkRules(ctx context.Context, h *Host, rec *networkRecord) error 
 }
 
 // addEndpointRules sets the endpoint's bridge port flags and publishes its
-// ports: host ports are claimed in the Host's port table (conflicts are
-// *nat.PortConflictError), then the rules are added. On failure nothing is
-// left behind.
+// ports (publish.Publisher.Add: host ports claimed in the Host's port
+// table, conflicts are *nat.PortConflictError). On failure nothing is left
+// behind.
 func addEndpointRules(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint, ports []PortMapping) error {
 	n := &rec.Network
 	if err := bridge.SetPortFlags(ctx, h.ns, ep.HostIfName, bridge.WantedFlags(h.ns, n.NoICC)); err != nil {
@@ -489,25 +486,10 @@ func addEndpointRules(ctx context.Context, h *Host, rec *networkRecord, ep *Endp
 	if len(ports) == 0 {
 		return nil
 	}
-	claimed, err := h.claimPorts(ctx, ep, ports, func(ps []PortMapping) error {
-		return nat.Validate(natNetwork(n), natEndpoint(ep, ps))
-	})
+	claimed, err := publisher(h).Add(ctx, natNetwork(n), natEndpoint(ep, ports), recordPorts(h, ep),
+		func() bool { return localnetWanted(h, n, ep.ID, nil) })
 	if err != nil {
 		return err
-	}
-	err = nil
-	if nat.NeedsLocalnet(claimed) {
-		err = setLocalnet(ctx, h, n, true)
-	}
-	if err == nil {
-		err = h.fw.AddEndpoint(ctx, natNetwork(n), natEndpoint(ep, claimed))
-	}
-	if err != nil {
-		ctx := context.WithoutCancel(ctx)
-		return errors.Join(err,
-			h.fw.RemoveEndpoint(ctx, natNetwork(n), natEndpoint(ep, claimed)),
-			h.st.ReleasePorts(ctx, holderOf(ep), claimed),
-			setLocalnet(ctx, h, n, localnetWanted(h, n, ep.ID, nil)))
 	}
 	ep.Ports = claimed
 	return nil
@@ -517,19 +499,8 @@ func addEndpointRules(ctx context.Context, h *Host, rec *networkRecord, ep *Endp
 // any. Its record lists them from the moment they are claimed, also when an
 // attach died half-way.
 func removeEndpointRules(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint) error {
-	if len(ep.Ports) == 0 {
-		return nil
-	}
-	if err := h.fw.RemoveEndpoint(ctx, natNetwork(&rec.Network), natEndpoint(ep, ep.Ports)); err != nil {
-		return err
-	}
-	if nat.NeedsLocalnet(ep.Ports) && !localnetWanted(h, &rec.Network, ep.ID, nil) {
-		// The last port answering on 127.0.0.1 goes: so does route_localnet.
-		if err := setLocalnet(ctx, h, &rec.Network, false); err != nil {
-			return err
-		}
-	}
-	return h.st.ReleasePorts(ctx, holderOf(ep), ep.Ports)
+	n := &rec.Network
+	return publisher(h).Remove(ctx, natNetwork(n), natEndpoint(ep, ep.Ports), func() bool { return localnetWanted(h, n, ep.ID, nil) })
 }
 
 // checkHostAddrs refuses a bridge network whose subnet holds an address
@@ -583,7 +554,7 @@ func checkHostAddrs(h *Host, n *Network) error {
 // (only on a bridge sandnet made, whose MAC it sets; an adopted bridge's
 // MAC follows its ports), and bridge.Answer's port flag, FDB entry and
 // bridge-device entries for its addresses; and no router solicitations
-// from its sandbox (configureLink). On an IPv6 network whose bridge sandnet
+// from its sandbox (iface.Setup.Quiet). On an IPv6 network whose bridge sandnet
 // made, the bridge is the multicast querier, so neighbour solicitations go
 // only where they are asked for (bridge.SetMulticastQuerier). An entry the
 // kernel flushes brings back only the flooding, for that sandbox: Check

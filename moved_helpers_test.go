@@ -65,3 +65,9 @@ func (h *Host) DNSHelperPID() int { return h.dns.HelperPID() }
 
 // Firewall is the Host's firewall backend.
 func (h *Host) Firewall() nat.Backend { return h.fw }
+
+// claimPorts takes the host ports of ep in the port table, as publishing
+// them does (publish.Publisher.Add), without the rules.
+func (h *Host) claimPorts(ctx context.Context, ep *Endpoint, ports []PortMapping, validate func([]PortMapping) error) ([]PortMapping, error) {
+	return h.st.ClaimPorts(ctx, holderOf(ep), ports, validate, recordPorts(h, ep))
+}
