@@ -186,24 +186,16 @@ func (h *Host) checkEndpoint(ctx context.Context, nrec *networkRecord, rec *endp
 		rep.add(ObjSandboxIf, ep.IfName, "is down in sandbox %s", sb)
 		linksOK = false
 	}
-	have, err := link.Addrs()
+	noAddrs, noRoutes, err := link.Lacks(ep.Addresses, ep.Routes)
+	for _, p := range noAddrs {
+		rep.add(ObjAddress, p.String(), "missing from %s in sandbox %s", ep.IfName, sb)
+		linksOK = false
+	}
+	for _, r := range noRoutes {
+		rep.add(ObjRoute, routeString(r), "missing from sandbox %s", sb)
+	}
 	if err != nil {
 		return err
-	}
-	for _, p := range ep.Addresses {
-		if !slices.Contains(have, p) {
-			rep.add(ObjAddress, p.String(), "missing from %s in sandbox %s", ep.IfName, sb)
-			linksOK = false
-		}
-	}
-	for _, r := range ep.Routes {
-		ok, err := link.HasRoute(r)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			rep.add(ObjRoute, routeString(r), "missing from sandbox %s", sb)
-		}
 	}
 	if linksOK && h.usesEmbeddedDNS(n) && slices.Contains(ep.DNS, n.Gateway) {
 		server := netip.AddrPortFrom(n.Gateway, 53)

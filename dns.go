@@ -281,11 +281,6 @@ func (s recordSource) Names(network string) (dns.Source, error) {
 		if err != nil {
 			return dns.Record{}, false // a half-written or foreign file: read again when it changes
 		}
-		ep := &r.Endpoint
-		var addrs []netip.Addr
-		for _, p := range ep.Addresses {
-			addrs = append(addrs, p.Addr())
-		}
-		return dns.Record{Names: dnsNames(ep), Addrs: addrs}, true
+		return dns.Record{Names: dnsNames(&r.Endpoint), Addrs: addrsOf(&r.Endpoint)}, true
 	})
 }

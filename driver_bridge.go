@@ -1,7 +1,6 @@
 package sandnet
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"github.com/sandnet/sandnet/iface"
 	"github.com/sandnet/sandnet/internal/ifname"
 	"github.com/sandnet/sandnet/internal/publish"
+	"github.com/sandnet/sandnet/ipam"
 	"github.com/sandnet/sandnet/nat"
 	"github.com/sandnet/sandnet/netns"
 	"github.com/sandnet/sandnet/veth"
@@ -73,14 +73,9 @@ func (bridgeDriver) hostDefaults(h *Host, n *Network) error {
 	if err != nil {
 		return err
 	}
-	base := netip.MustParsePrefix("10.89.0.0/16").Addr().As4()
-	for i := 0; i < 256; i++ {
-		base[2] = byte(i)
-		p := netip.PrefixFrom(netip.AddrFrom4(base), 24)
-		if !slices.ContainsFunc(taken, func(t netip.Prefix) bool { return overlaps(p, t) }) {
-			n.Subnet, n.Gateway = p, p.Addr().Next()
-			return nil
-		}
+	if p, ok := ipam.FreeSubnet(netip.MustParsePrefix("10.89.0.0/16"), 24, taken); ok {
+		n.Subnet, n.Gateway = p, p.Addr().Next()
+		return nil
 	}
 	return fmt.Errorf("network %q: no free /24 left in 10.89.0.0/16, give a subnet: %w", n.Name, ErrExhausted)
 }
@@ -206,14 +201,12 @@ func (bridgeDriver) checkNetwork(ctx context.Context, h *Host, nrec *networkReco
 		if !link.IsUp() {
 			rep.add(ObjBridge, n.Bridge, "is down")
 		}
-		have, err := link.Addrs()
+		missing, _, err := link.Lacks(gatewayPrefixes(n), nil)
 		if err != nil {
 			return err
 		}
-		for _, p := range gatewayPrefixes(n) {
-			if !slices.Contains(have, p) {
-				rep.add(ObjBridge, p.String(), "missing from bridge %s", n.Bridge)
-			}
+		for _, p := range missing {
+			rep.add(ObjBridge, p.String(), "missing from bridge %s", n.Bridge)
 		}
 	}
 	if err := checkQuerier(h, nrec, rep); err != nil {
@@ -518,31 +511,16 @@ func checkHostAddrs(h *Host, n *Network) error {
 	for _, r := range recs {
 		ours[r.Network.Bridge] = true
 	}
-	addrs, err := iface.AllAddrs(h.ns)
+	addr, routes, err := iface.Overlaps(h.ns, []netip.Prefix{n.Subnet, n.Subnet6}, func(link string) bool { return ours[link] })
 	if err != nil {
 		return fmt.Errorf("network %q: %w", n.Name, err)
 	}
-	for _, a := range addrs {
-		if ours[a.Link] {
-			continue
-		}
-		for _, p := range []netip.Prefix{n.Subnet, n.Subnet6} {
-			if ip := a.Prefix.Addr(); p.IsValid() && p.Contains(ip) {
-				return invalidf("network %q: subnet %s holds %s, an address the host already has on %s (the gateway or a sandbox would take the host's own address)", n.Name, p, ip, a.Link)
-			}
-		}
-	}
-	routes, err := iface.AllRoutes(h.ns, netlink.FAMILY_ALL)
-	if err != nil {
-		return fmt.Errorf("network %q: %w", n.Name, err)
+	if addr != nil {
+		return invalidf("network %q: subnet %s holds %s, an address the host already has on %s (the gateway or a sandbox would take the host's own address)", n.Name, addr.Want, addr.Have.Prefix.Addr(), addr.Have.Link)
 	}
 	for _, r := range routes {
-		for _, p := range []netip.Prefix{n.Subnet, n.Subnet6} {
-			if !ours[r.Link] && p.IsValid() && overlaps(p, r.Prefix) {
-				h.log.Warn("the network's subnet overlaps a route of the host's: its sandboxes shadow part of what that route reaches",
-					"network", n.Name, "subnet", p, "route", r.Prefix, "dev", r.Link)
-			}
-		}
+		h.log.Warn("the network's subnet overlaps a route of the host's: its sandboxes shadow part of what that route reaches",
+			"network", n.Name, "subnet", r.Want, "route", r.Have.Prefix, "dev", r.Have.Link)
 	}
 	return nil
 }
@@ -589,11 +567,7 @@ func setNeighbors(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint
 	if err != nil {
 		return err
 	}
-	var addrs []netip.Addr
-	for _, p := range ep.Addresses {
-		addrs = append(addrs, p.Addr())
-	}
-	return bridge.Answer(ctx, h.ns, nl, l.bridge, l.port, l.sandbox.MAC(), addrs)
+	return bridge.Answer(ctx, h.ns, nl, l.bridge, l.port, l.sandbox.MAC(), addrsOf(ep))
 }
 
 // gatewayEntries are the gateways the endpoint's sandbox has a permanent
@@ -615,11 +589,7 @@ func forgetNeighbors(ctx context.Context, h *Host, n *Network, ep *Endpoint) err
 	if n.NoNeighborProxy {
 		return nil
 	}
-	var addrs []netip.Addr
-	for _, p := range ep.Addresses {
-		addrs = append(addrs, p.Addr())
-	}
-	return bridge.Forget(ctx, h.ns, n.Bridge, addrs)
+	return bridge.Forget(ctx, h.ns, n.Bridge, addrsOf(ep))
 }
 
 // checkNeighbors adds to rep what is missing or wrong of the endpoint's
@@ -630,16 +600,8 @@ func checkNeighbors(rec *networkRecord, ep *Endpoint, sb *netns.NS, br *bridge.V
 		return nil
 	}
 	mac, _ := net.ParseMAC(ep.MAC)
-	for _, p := range ep.Addresses {
-		checkEntry(rep, p.Addr().String()+" dev "+rec.Network.Bridge, br.Neighbors[p.Addr()], mac)
-	}
-	if flags, ok := br.Flags(ep.HostIfName); ok {
-		if !flags.ProxyArpWiFi {
-			rep.add(ObjNeighbor, ep.HostIfName+" proxy_arp_wifi", "is off")
-		}
-		if mac != nil && !br.HasStaticFDB(ep.HostIfName, mac) {
-			rep.add(ObjNeighbor, ep.HostIfName, "no static FDB entry for %s", mac)
-		}
+	for _, l := range br.CheckAnswer(ep.HostIfName, mac, addrsOf(ep)) {
+		rep.add(ObjNeighbor, l.Name, "%s", l.Detail)
 	}
 	gws := gatewayEntries(rec, ep)
 	if sb == nil || len(gws) == 0 {
@@ -653,20 +615,11 @@ func checkNeighbors(rec *networkRecord, ep *Endpoint, sb *netns.NS, br *bridge.V
 		return err
 	}
 	for _, gw := range gws {
-		checkEntry(rep, "gateway "+gw.String(), inSandbox[gw], br.Link.Attrs().HardwareAddr)
+		if d := inSandbox[gw].Lacks(br.Link.Attrs().HardwareAddr); d != "" {
+			rep.add(ObjNeighbor, "gateway "+gw.String(), "%s", d)
+		}
 	}
 	return nil
-}
-
-func checkEntry(rep *CheckReport, name string, have iface.Neighbor, want net.HardwareAddr) {
-	switch {
-	case !have.Addr.IsValid():
-		rep.add(ObjNeighbor, name, "missing")
-	case !have.Permanent:
-		rep.add(ObjNeighbor, name, "is a learned entry (%s), not a permanent one", have.MAC)
-	case want != nil && !bytes.Equal(have.MAC, want):
-		rep.add(ObjNeighbor, name, "points to %s, want %s", have.MAC, want)
-	}
 }
 
 // repairNeighbors puts the endpoint's entries back, all of them (each is a

@@ -194,3 +194,28 @@ func portFlags(ns *netns.NS, master int, ports map[string]viewPort) (map[int]str
 }
 
 var native = nl.NativeEndian()
+
+// Lack is one thing that is missing or wrong: Name says what, Detail how.
+type Lack struct{ Name, Detail string }
+
+// CheckAnswer reports what is missing of what Answer set for the sandbox
+// behind port (its MAC mac, nil if unknown, and its addrs): the bridge
+// device's entries and, if port is a port of the bridge, its
+// proxy_arp_wifi flag and static FDB entry.
+func (v *View) CheckAnswer(port string, mac net.HardwareAddr, addrs []netip.Addr) []Lack {
+	var ls []Lack
+	for _, a := range addrs {
+		if d := v.Neighbors[a].Lacks(mac); d != "" {
+			ls = append(ls, Lack{a.String() + " dev " + v.Link.Attrs().Name, d})
+		}
+	}
+	if flags, ok := v.Flags(port); ok {
+		if !flags.ProxyArpWiFi {
+			ls = append(ls, Lack{port + " proxy_arp_wifi", "is off"})
+		}
+		if mac != nil && !v.HasStaticFDB(port, mac) {
+			ls = append(ls, Lack{port, fmt.Sprintf("no static FDB entry for %s", mac)})
+		}
+	}
+	return ls
+}
