@@ -138,7 +138,7 @@ func (h *Host) setupDNS(ctx context.Context, tx *attachTx) error {
 		for _, path := range f.paths {
 			write := func() error { _, err := dns.WriteFile(ctx, path, f.data); return err }
 			if ownedDNSFile(path) {
-				write = func() error { return h.writeSandboxFile(ctx, tx, path, f.data) }
+				write = func() error { return writeSandboxFile(ctx, h, tx, path, f.data) }
 			}
 			if err := write(); err != nil {
 				return err
@@ -152,19 +152,11 @@ func (h *Host) setupDNS(ctx context.Context, tx *attachTx) error {
 // writeSandboxFile counts the endpoint as a user of path, a file of
 // sandnet's under /etc/netns, and writes it, holding the lock of the
 // sandbox's files (a Detach of another of its endpoints waits).
-func (h *Host) writeSandboxFile(ctx context.Context, tx *attachTx, path string, data []byte) error {
-	lock, err := h.st.LockFiles(ctx, filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer lock.Release()
-	if err := h.st.AddFileRef(path, tx.ep.ID); err != nil {
-		return err
-	}
+func writeSandboxFile(ctx context.Context, h *Host, tx *attachTx, path string, data []byte) error {
 	id := tx.ep.ID
-	tx.undo.push(func(ctx context.Context) error { return h.releaseDNSFile(ctx, path, id) })
-	_, err = dns.WriteFile(ctx, path, data)
-	return err
+	return h.st.WriteShared(ctx, path, id, func() {
+		tx.undo.push(func(ctx context.Context) error { return releaseDNSFile(ctx, h, path, id) })
+	}, func() error { _, err := dns.WriteFile(ctx, path, data); return err })
 }
 
 // ownedDNSFile reports whether sandnet removes the file on Detach: the
@@ -197,24 +189,15 @@ func (h *Host) teardownDNS(ctx context.Context, rec *networkRecord, ep *Endpoint
 	}
 	var errs []error
 	for _, p := range paths {
-		errs = append(errs, h.releaseDNSFile(ctx, p, ep.ID))
+		errs = append(errs, releaseDNSFile(ctx, h, p, ep.ID))
 	}
 	return errors.Join(errs...)
 }
 
 // releaseDNSFile drops endpoint id's use of path and removes the file when
 // no other endpoint uses it, holding the lock of the sandbox's files.
-func (h *Host) releaseDNSFile(ctx context.Context, path, id string) error {
-	lock, err := h.st.LockFiles(ctx, filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer lock.Release()
-	last, err := h.st.DropFileRef(path, id)
-	if err != nil || !last {
-		return err
-	}
-	return dns.RemoveFile(ctx, path, true)
+func releaseDNSFile(ctx context.Context, h *Host, path, id string) error {
+	return h.st.ReleaseShared(ctx, path, id, func() error { return dns.RemoveFile(ctx, path, true) })
 }
 
 // hasNameServer reports whether network n's gateway runs the embedded

@@ -71,3 +71,11 @@ func (h *Host) Firewall() nat.Backend { return h.fw }
 func (h *Host) claimPorts(ctx context.Context, ep *Endpoint, ports []PortMapping, validate func([]PortMapping) error) ([]PortMapping, error) {
 	return h.st.ClaimPorts(ctx, holderOf(ep), ports, validate, recordPorts(h, ep))
 }
+
+func (h *Host) writeSandboxFile(ctx context.Context, tx *attachTx, path string, data []byte) error {
+	return writeSandboxFile(ctx, h, tx, path, data)
+}
+
+func (h *Host) releaseDNSFile(ctx context.Context, path, id string) error {
+	return releaseDNSFile(ctx, h, path, id)
+}
