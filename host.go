@@ -127,7 +127,7 @@ func newHost(ns *netns.NS, c HostConfig) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkHostNS(dir, ns, log); err != nil {
+	if err := state.CheckHostNS(dir, ns, log); err != nil {
 		return nil, err
 	}
 	store, err := ipam.Open(filepath.Join(dir, "ipam"))
