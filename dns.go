@@ -13,7 +13,6 @@ import (
 	"github.com/sandnet/sandnet/dns"
 	"github.com/sandnet/sandnet/internal/dnsrun"
 	"github.com/sandnet/sandnet/internal/state"
-	"github.com/sandnet/sandnet/internal/statefile"
 	"github.com/sandnet/sandnet/netns"
 )
 
@@ -221,49 +220,18 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			return recordSource{st}, nil
+			return records(st), nil
 		}))
 	}
 }
 
-// recordSource tells the runner what to serve, from the state dir's records.
-type recordSource struct{ st *stateStore }
-
-// Networks lists the networks whose name server must run: some endpoint is
-// being attached (it may need it) or uses the server (its DNS lists the
-// gateway). It reads records only until one says so, usually the first:
-// the runner asks every poll interval, whatever the number of endpoints.
-func (s recordSource) Networks() []dnsrun.Network {
-	recs, _ := s.st.Networks()
-	var out []dnsrun.Network
-	for _, rec := range recs {
-		n := &rec.Network
-		if hasNameServer(n) && s.st.AnyEndpoint(n.Name, func(e *endpointRecord) bool {
-			return e.State == stateAttaching || slices.Contains(e.Endpoint.DNS, n.Gateway) ||
-				(n.Gateway6.IsValid() && slices.Contains(e.Endpoint.DNS, n.Gateway6))
-		}) {
-			out = append(out, dnsNetwork(n))
-		}
+// records tells the name-server runner what to serve, from the state
+// dir's records (dnsrun.Records).
+func records(st *stateStore) dnsrun.Records[Network, Endpoint] {
+	return dnsrun.Records[Network, Endpoint]{
+		Store:  st,
+		Serve:  func(n *Network) (dnsrun.Network, bool) { return dnsNetwork(n), hasNameServer(n) },
+		DNS:    func(ep *Endpoint) []netip.Addr { return ep.DNS },
+		Record: func(ep *Endpoint) dns.Record { return dns.Record{Names: dnsNames(ep), Addrs: addrsOf(ep)} },
 	}
-	return out
-}
-
-// Names follows network's endpoint records (the source of truth, shared by
-// every process) as its name server's names: a change to a record re-reads
-// that record only, and queries never wait for a reload (dns.DirSource).
-func (s recordSource) Names(network string) (dns.Source, error) {
-	dir := s.st.EndpointDir(network)
-	if err := statefile.MkdirAll(dir); err != nil {
-		return nil, err
-	}
-	return dns.WatchDir(dir, func(name string, b []byte) (dns.Record, bool) {
-		if statefile.IsTemp(name) || !strings.HasSuffix(name, ".json") {
-			return dns.Record{}, false
-		}
-		r, err := state.Decode(filepath.Join(dir, name), b, func(r *endpointRecord) int { return r.Version })
-		if err != nil {
-			return dns.Record{}, false // a half-written or foreign file: read again when it changes
-		}
-		return dns.Record{Names: dnsNames(&r.Endpoint), Addrs: addrsOf(&r.Endpoint)}, true
-	})
 }

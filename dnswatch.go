@@ -20,7 +20,7 @@ import (
 // answers cost one probe each.
 func (h *Host) EnsureNameServers(ctx context.Context) error {
 	var errs []error
-	for _, n := range (recordSource{h.st}).Networks() {
+	for _, n := range records(h.st).Networks() {
 		if up, _ := h.NameServerUp(ctx, n.Name); up {
 			continue
 		}

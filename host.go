@@ -146,7 +146,7 @@ func newHost(ns *netns.NS, c HostConfig) (*Host, error) {
 	files := dns.HostFiles{ResolvConf: c.ResolvConf, ResolvedConf: c.ResolvedConf}
 	runner := dnsrun.New(dnsrun.Config{
 		Dir: dir, NS: ns, Logger: log, Files: files, Upstreams: c.DNSUpstreams, InProcess: c.DNS == DNSInProcess,
-	}, recordSource{st})
+	}, records(st))
 	return &Host{
 		ns: ns, dir: dir, st: st, log: log, ipam: store, fw: fw, fwOwn: fwOwn, nets: map[string]*netState{},
 		dnsMode: c.DNS, dnsFiles: files, dns: runner,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 
+	"github.com/sandnet/sandnet/dns"
 	"github.com/sandnet/sandnet/internal/dnsrun"
 	"github.com/sandnet/sandnet/nat"
 
@@ -79,3 +80,8 @@ func (h *Host) writeSandboxFile(ctx context.Context, tx *attachTx, path string, 
 func (h *Host) releaseDNSFile(ctx context.Context, path, id string) error {
 	return releaseDNSFile(ctx, h, path, id)
 }
+
+// recordSource is the name-server runner's source as the tests knew it.
+type recordSource struct{ st *stateStore }
+
+func (s recordSource) Names(network string) (dns.Source, error) { return records(s.st).Names(network) }
