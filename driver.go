@@ -172,20 +172,30 @@ func pools(n *Network) []ipam.Pool {
 	return ps
 }
 
+// staticAddrs are the addresses to ask IPAM for, one per subnet of n (a
+// zero one: any); an address given for a family n lacks is ErrInvalid.
+func staticAddrs(n *Network, ip, ip6 netip.Addr) ([]netip.Addr, error) {
+	var static []netip.Addr
+	if n.Subnet.IsValid() {
+		static = append(static, ip)
+	} else if ip.IsValid() {
+		return nil, invalidf("static IP %s given but network %q has no IPv4 subnet", ip, n.Name)
+	}
+	if n.Subnet6.IsValid() {
+		static = append(static, ip6)
+	} else if ip6.IsValid() {
+		return nil, invalidf("static IP6 %s given but network %q has no IPv6 subnet", ip6, n.Name)
+	}
+	return static, nil
+}
+
 // allocate is the address step shared by the drivers that use IPAM.
 func (tx *attachTx) allocate(ctx context.Context) error {
 	return tx.step(ctx, StepAddress, func() error {
 		n := &tx.net.Network
-		var static []netip.Addr
-		if n.Subnet.IsValid() {
-			static = append(static, tx.opts.IP)
-		} else if tx.opts.IP.IsValid() {
-			return invalidf("static IP %s given but network %q has no IPv4 subnet", tx.opts.IP, n.Name)
-		}
-		if n.Subnet6.IsValid() {
-			static = append(static, tx.opts.IP6)
-		} else if tx.opts.IP6.IsValid() {
-			return invalidf("static IP6 %s given but network %q has no IPv6 subnet", tx.opts.IP6, n.Name)
+		static, err := staticAddrs(n, tx.opts.IP, tx.opts.IP6)
+		if err != nil {
+			return err
 		}
 		key := leaseKey(tx.ep)
 		lease, err := tx.h.ipam.Allocate(ctx, pools(n), key, static...)

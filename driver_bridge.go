@@ -284,36 +284,15 @@ func (d bridgeDriver) checkEndpoint(ctx context.Context, h *Host, rec *networkRe
 		}
 		v = x.(*bridgeView)
 	}
-	linksOK := true
 	nl, err := h.ns.Netlink()
 	if err != nil {
 		return false, err
 	}
-	link, err := nl.LinkByName(ep.HostIfName)
-	if err != nil {
-		rep.add(ObjHostVeth, ep.HostIfName, "missing from %s", h.ns)
-		linksOK = false
-	} else {
-		if link.Attrs().Flags&net.FlagUp == 0 {
-			rep.add(ObjHostVeth, ep.HostIfName, "is down")
-			linksOK = false
-		}
-		if v.br == nil || link.Attrs().MasterIndex != v.br.Link.Attrs().Index {
-			if br, err := nl.LinkByName(n.Bridge); err != nil || link.Attrs().MasterIndex != br.Attrs().Index {
-				rep.add(ObjHostVeth, ep.HostIfName, "is not a port of bridge %s", n.Bridge)
-				linksOK = false
-			}
-		}
-		var on netlink.Protinfo // not a port (any more): every flag is off
-		if v.br != nil {
-			on, _ = v.br.Flags(ep.HostIfName)
-		}
-		for _, f := range v.flags {
-			if !f.In(on) {
-				rep.add(ObjHostVeth, ep.HostIfName+" "+string(f), "is off (bridge link set dev %s %s on)", ep.HostIfName, f)
-			}
-		}
+	lacks, broken := bridge.CheckPort(h.ns, nl, v.br, n.Bridge, ep.HostIfName, v.flags)
+	for _, l := range lacks {
+		rep.add(ObjHostVeth, l.Name, "%s", l.Detail)
 	}
+	linksOK := !broken
 	mine := nat.EndpointRules(natNetwork(n), natEndpoint(ep, ep.Ports))
 	for _, r := range v.missing {
 		if slices.ContainsFunc(mine, func(m nat.Rule) bool { return m.Comment == r.Comment && m.Family == r.Family }) {

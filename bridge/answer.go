@@ -219,3 +219,35 @@ func (v *View) CheckAnswer(port string, mac net.HardwareAddr, addrs []netip.Addr
 	}
 	return ls
 }
+
+// CheckPort reports what is wrong with the port called port of the bridge
+// called name in ns, looked up through h (a handle bound to ns): missing
+// from ns, down, or not a port of the bridge (broken is true for those),
+// or without one of flags. v is the bridge's View, nil if it was not read
+// (the bridge is gone, or nothing else needed it).
+//
+// Equivalent to: ip link show PORT; bridge -d link show dev PORT
+func CheckPort(ns *netns.NS, h *netlink.Handle, v *View, name, port string, flags []PortFlag) (lacks []Lack, broken bool) {
+	link, err := h.LinkByName(port)
+	if err != nil {
+		return []Lack{{port, fmt.Sprintf("missing from %s", ns)}}, true
+	}
+	if link.Attrs().Flags&net.FlagUp == 0 {
+		lacks, broken = append(lacks, Lack{port, "is down"}), true
+	}
+	if v == nil || link.Attrs().MasterIndex != v.Link.Attrs().Index {
+		if br, err := h.LinkByName(name); err != nil || link.Attrs().MasterIndex != br.Attrs().Index {
+			lacks, broken = append(lacks, Lack{port, "is not a port of bridge " + name}), true
+		}
+	}
+	var on netlink.Protinfo // not a port (any more): every flag is off
+	if v != nil {
+		on, _ = v.Flags(port)
+	}
+	for _, f := range flags {
+		if !f.In(on) {
+			lacks = append(lacks, Lack{port + " " + string(f), fmt.Sprintf("is off (bridge link set dev %s %s on)", port, f)})
+		}
+	}
+	return lacks, broken
+}
