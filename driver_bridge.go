@@ -191,23 +191,12 @@ func (bridgeDriver) detach(ctx context.Context, h *Host, rec *networkRecord, ep 
 // settings and the network's firewall rules.
 func (bridgeDriver) checkNetwork(ctx context.Context, h *Host, nrec *networkRecord, rep *CheckReport) error {
 	n := &nrec.Network
-	link, err := iface.Open(h.ns, n.Bridge)
+	lacks, err := bridge.CheckDevice(h.ns, n.Bridge, gatewayPrefixes(n))
+	for _, l := range lacks {
+		rep.Problems = append(rep.Problems, Problem{Object: ObjBridge, Name: l.Name, Detail: l.Detail, Repairable: !l.Foreign})
+	}
 	if err != nil {
-		rep.add(ObjBridge, n.Bridge, "missing from %s", h.ns)
-	} else {
-		if kind := link.Kind(); kind != "bridge" {
-			rep.Problems = append(rep.Problems, Problem{Object: ObjBridge, Name: n.Bridge, Detail: "is a " + kind + ", not a bridge"})
-		}
-		if !link.IsUp() {
-			rep.add(ObjBridge, n.Bridge, "is down")
-		}
-		missing, _, err := link.Lacks(gatewayPrefixes(n), nil)
-		if err != nil {
-			return err
-		}
-		for _, p := range missing {
-			rep.add(ObjBridge, p.String(), "missing from bridge %s", n.Bridge)
-		}
+		return err
 	}
 	if err := checkQuerier(h, nrec, rep); err != nil {
 		return err
@@ -537,16 +526,11 @@ func answerNeighbors(ctx context.Context, tx *attachTx) error {
 // setNeighbors sets the endpoint's entries on links l; each replaces what
 // is there.
 func setNeighbors(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint, l txLinks) error {
-	for _, gw := range gatewayEntries(rec, ep) {
-		if err := l.sandbox.SetNeighbor(ctx, gw, l.bridge.Attrs().HardwareAddr); err != nil {
-			return err
-		}
-	}
 	nl, err := h.ns.Netlink()
 	if err != nil {
 		return err
 	}
-	return bridge.Answer(ctx, h.ns, nl, l.bridge, l.port, l.sandbox.MAC(), addrsOf(ep))
+	return bridge.AnswerSandbox(ctx, h.ns, nl, l.bridge, l.port, l.sandbox, addrsOf(ep), gatewayEntries(rec, ep))
 }
 
 // gatewayEntries are the gateways the endpoint's sandbox has a permanent
@@ -582,23 +566,11 @@ func checkNeighbors(rec *networkRecord, ep *Endpoint, sb *netns.NS, br *bridge.V
 	for _, l := range br.CheckAnswer(ep.HostIfName, mac, addrsOf(ep)) {
 		rep.add(ObjNeighbor, l.Name, "%s", l.Detail)
 	}
-	gws := gatewayEntries(rec, ep)
-	if sb == nil || len(gws) == 0 {
-		return nil
+	lacks, err := br.CheckGateways(sb, ep.IfName, gatewayEntries(rec, ep))
+	for _, l := range lacks {
+		rep.add(ObjNeighbor, l.Name, "%s", l.Detail)
 	}
-	inSandbox, err := iface.Neighbors(sb, ep.IfName)
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	for _, gw := range gws {
-		if d := inSandbox[gw].Lacks(br.Link.Attrs().HardwareAddr); d != "" {
-			rep.add(ObjNeighbor, "gateway "+gw.String(), "%s", d)
-		}
-	}
-	return nil
+	return err
 }
 
 // repairNeighbors puts the endpoint's entries back, all of them (each is a
@@ -647,15 +619,9 @@ func checkQuerier(h *Host, rec *networkRecord, rep *CheckReport) error {
 	if !wantsQuerier(rec) {
 		return nil
 	}
-	on, err := bridge.MulticastQuerier(h.ns, rec.Network.Bridge)
-	if errors.Is(err, ErrNotFound) {
-		return nil // ObjBridge says so
+	lack, err := bridge.CheckMulticastQuerier(h.ns, rec.Network.Bridge)
+	if lack != "" {
+		rep.add(ObjNeighbor, rec.Network.Bridge, "%s", lack)
 	}
-	if err != nil {
-		return err
-	}
-	if !on {
-		rep.add(ObjNeighbor, rec.Network.Bridge, "is not its link's multicast querier (or does not snoop): IPv6 neighbour solicitations reach every sandbox")
-	}
-	return nil
+	return err
 }
