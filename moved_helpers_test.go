@@ -2,11 +2,13 @@ package sandnet
 
 import (
 	"context"
+	"net/netip"
 	"slices"
 
 	"github.com/sandnet/sandnet/dns"
 	"github.com/sandnet/sandnet/internal/dnsrun"
 	"github.com/sandnet/sandnet/nat"
+	"github.com/sandnet/sandnet/netns"
 
 	"github.com/sandnet/sandnet/internal/state"
 )
@@ -85,3 +87,9 @@ func (h *Host) releaseDNSFile(ctx context.Context, path, id string) error {
 type recordSource struct{ st *stateStore }
 
 func (s recordSource) Names(network string) (dns.Source, error) { return records(s.st).Names(network) }
+
+// queryA asks the name server at server, from inside sb, for name's IPv4
+// addresses, as Check does (dnsrun.CheckNames).
+func queryA(ctx context.Context, sb *netns.NS, server netip.AddrPort, name string) ([]netip.Addr, error) {
+	return dns.QueryA(ctx, dnsrun.Dial(sb), server, name, dnsrun.CheckTimeout)
+}

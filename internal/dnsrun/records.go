@@ -1,14 +1,18 @@
 package dnsrun
 
 import (
+	"context"
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/sandnet/sandnet/dns"
 	"github.com/sandnet/sandnet/internal/state"
 	"github.com/sandnet/sandnet/internal/statefile"
+	"github.com/sandnet/sandnet/netns"
 )
 
 // Records is the Source over a state directory's records (internal/state),
@@ -63,4 +67,28 @@ func (s Records[N, E]) Names(network string) (dns.Source, error) {
 		}
 		return s.Record(&r.Endpoint), true
 	})
+}
+
+// CheckTimeout bounds each query of CheckNames.
+const CheckTimeout = 2 * time.Second
+
+// Wrong is a name the server does not answer as it should, and how.
+type Wrong struct{ Name, Detail string }
+
+// CheckNames asks the name server at server, from inside sb, for each of
+// names' IPv4 addresses and says, in order, which are wrong: no answer (it
+// stops there: the server is down, one problem says it), or an answer
+// without want (zero: any answer will do).
+func CheckNames(ctx context.Context, sb *netns.NS, server netip.AddrPort, names []string, want netip.Addr) []Wrong {
+	var ws []Wrong
+	for _, name := range names {
+		got, err := dns.QueryA(ctx, Dial(sb), server, name, CheckTimeout)
+		if err != nil {
+			return append(ws, Wrong{name, fmt.Sprintf("no answer from %s: %v", server, err)})
+		}
+		if want.IsValid() && !slices.Contains(got, want) {
+			ws = append(ws, Wrong{name, fmt.Sprintf("%s answers %v, want %s", server, got, want)})
+		}
+	}
+	return ws
 }
