@@ -85,24 +85,15 @@ func (h *Host) setupDNS(ctx context.Context, tx *attachTx) error {
 	if err != nil {
 		return fmt.Errorf("reading the host's resolver configuration: %w", err)
 	}
-	rc := dns.ResolvConf{Search: hostRC.Search, Options: hostRC.Options}
-	embedded := false
-	switch {
-	case len(opts.DNS) > 0:
-		rc.Nameservers = slices.Clone(opts.DNS)
-	case h.usesEmbeddedDNS(n):
-		embedded = true
-		rc.Nameservers = []netip.Addr{n.Gateway}
-		if n.Gateway6.IsValid() {
-			rc.Nameservers = append(rc.Nameservers, n.Gateway6)
-		}
-	default:
-		rc.Nameservers = hostRC.Nameservers
-		if len(rc.Nameservers) == 0 && len(stubs) > 0 {
-			h.log.Warn("the host's only name servers are loopback stubs a sandbox cannot reach; its resolv.conf gets none", "stubs", stubs, "sandbox", ep.SandboxID)
-		}
+	var own []netip.Addr // the network's embedded server, unless the caller gives servers
+	embedded := len(opts.DNS) == 0 && h.usesEmbeddedDNS(n)
+	if embedded {
+		own = slices.DeleteFunc([]netip.Addr{n.Gateway, n.Gateway6}, func(a netip.Addr) bool { return !a.IsValid() })
 	}
-	rc = rc.Merge(opts.DNSSearch, opts.DNSOptions)
+	rc := hostRC.ForSandbox(opts.DNS, own, opts.DNSSearch, opts.DNSOptions)
+	if len(rc.Nameservers) == 0 && len(stubs) > 0 {
+		h.log.Warn("the host's only name servers are loopback stubs a sandbox cannot reach; its resolv.conf gets none", "stubs", stubs, "sandbox", ep.SandboxID)
+	}
 	ep.DNS, ep.DNSSearch, ep.DNSOptions = rc.Nameservers, rc.Search, rc.Options
 
 	if embedded {

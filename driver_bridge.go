@@ -416,23 +416,17 @@ func localnetWanted(h *Host, n *Network, skip string, extra []PortMapping) bool 
 // (internal/publish), on its port table and firewall.
 func publisher(h *Host) publish.Publisher { return publish.Publisher{NS: h.ns, FW: h.fw, Table: h.st} }
 
-// ensureNetworkRules prepares the host for a bridge network (forwarding:
-// nat.EnableForwarding) and installs its rules. A host-wide setting
+// ensureNetworkRules prepares the host for a bridge network (forwarding)
+// and installs its rules (nat.Install). A host-wide setting
 // changed is recorded in rec.HostChanges, never reverted.
 func ensureNetworkRules(ctx context.Context, h *Host, rec *networkRecord) error {
 	n := &rec.Network
-	changed, err := nat.EnableForwarding(ctx, h.ns, natNetwork(n))
+	changed, err := nat.Install(ctx, h.ns, h.fw, natNetwork(n))
 	for _, key := range changed {
 		rec.HostChanges = append(rec.HostChanges, key+"=1")
 		h.log.Info("changed a host setting", "setting", key+"=1", "network", n.Name)
 	}
-	if err != nil {
-		return err
-	}
-	if err := h.fw.EnsureNetwork(ctx, natNetwork(n)); err != nil {
-		return errors.Join(err, h.fw.RemoveNetwork(context.WithoutCancel(ctx), natNetwork(n)))
-	}
-	return nil
+	return err
 }
 
 // addEndpointRules sets the endpoint's bridge port flags and publishes its
