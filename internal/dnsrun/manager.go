@@ -222,7 +222,7 @@ func (m *Manager) Up(ctx context.Context, n Network) (bool, string) {
 		why = fmt.Sprintf("another server answers there (%q)", id)
 	}
 	return false, fmt.Sprintf("the name server of network %q on %s is down: %s; it is %s (log %s); any sandnet command that touches the network (sandnet reconcile) starts it again",
-		n.Name, addr, why, who, filepath.Join(m.cfg.Dir, "dns", "helper.log"))
+		n.Name, addr, why, who, filepath.Join(m.cfg.dir(), "helper.log"))
 }
 
 // HelperPID returns the PID of the state dir's helper process, or 0 when
