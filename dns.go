@@ -14,7 +14,6 @@ import (
 	"github.com/sandnet/sandnet/explain"
 	"github.com/sandnet/sandnet/internal/dnsrun"
 	"github.com/sandnet/sandnet/internal/state"
-	"github.com/sandnet/sandnet/internal/statefile"
 	"github.com/sandnet/sandnet/netns"
 )
 
@@ -94,7 +93,7 @@ func (h *Host) setupDNS(ctx context.Context, tx *attachTx) error {
 //
 // What the files say goes into the endpoint at once. Writing them (and
 // making sure the server runs) is the slow part: creating /etc/netns/NAME
-// and two files in it on a disk file system costs more than all the
+// and two files in it on a disk file system can cost more than all the
 // links, and no other step needs them. With background set (and no
 // explanation asked for, which reads in order) that part runs in a
 // goroutine beside the link steps. join waits for it, puts its undos on
@@ -108,24 +107,15 @@ func (h *Host) startDNS(ctx context.Context, tx *attachTx, background bool) (joi
 	if err != nil {
 		return nil, fmt.Errorf("reading the host's resolver configuration: %w", err)
 	}
-	rc := dns.ResolvConf{Search: hostRC.Search, Options: hostRC.Options}
-	embedded := false
-	switch {
-	case len(opts.DNS) > 0:
-		rc.Nameservers = slices.Clone(opts.DNS)
-	case h.usesEmbeddedDNS(n):
-		embedded = true
-		rc.Nameservers = []netip.Addr{n.Gateway}
-		if n.Gateway6.IsValid() {
-			rc.Nameservers = append(rc.Nameservers, n.Gateway6)
-		}
-	default:
-		rc.Nameservers = hostRC.Nameservers
-		if len(rc.Nameservers) == 0 && len(stubs) > 0 {
-			h.log.Warn("the host's only name servers are loopback stubs a sandbox cannot reach; its resolv.conf gets none", "stubs", stubs, "sandbox", ep.SandboxID)
-		}
+	var own []netip.Addr // the network's embedded server, unless the caller gives servers
+	embedded := len(opts.DNS) == 0 && h.usesEmbeddedDNS(n)
+	if embedded {
+		own = slices.DeleteFunc([]netip.Addr{n.Gateway, n.Gateway6}, func(a netip.Addr) bool { return !a.IsValid() })
 	}
-	rc = rc.Merge(opts.DNSSearch, opts.DNSOptions)
+	rc := hostRC.ForSandbox(opts.DNS, own, opts.DNSSearch, opts.DNSOptions)
+	if len(rc.Nameservers) == 0 && len(stubs) > 0 {
+		h.log.Warn("the host's only name servers are loopback stubs a sandbox cannot reach; its resolv.conf gets none", "stubs", stubs, "sandbox", ep.SandboxID)
+	}
 	ep.DNS, ep.DNSSearch, ep.DNSOptions = rc.Nameservers, rc.Search, rc.Options
 
 	var self []dns.HostEntry
@@ -155,7 +145,7 @@ func (h *Host) startDNS(ctx context.Context, tx *attachTx, background bool) (joi
 				return err
 			}
 		}
-		return h.writeDNSFiles(ctx, id, &undo, &resolv, &hosts)
+		return writeDNSFiles(ctx, h, id, &undo, &resolv, &hosts)
 	}
 	finish := func(err error) error {
 		tx.undo = append(tx.undo, undo...)
@@ -180,13 +170,14 @@ type dnsFiles struct {
 
 // writeDNSFiles writes each of files to its paths, pushing on undo what
 // removes those of sandnet's (ownedDNSFile) again; id is the endpoint's.
-// The files of sandnet's go into one directory per sandbox, written
-// holding its lock once (a Detach of another of its endpoints waits), each
-// counted as used by the endpoint before it is written.
-func (h *Host) writeDNSFiles(ctx context.Context, id string, undo *undoStack, files ...*dnsFiles) error {
+// Sandnet's files go into one directory per sandbox, each counted as used
+// by the endpoint before they are written, all holding the directory's
+// lock once (state.Store.WriteShared) and opening it once
+// (dns.WriteFiles).
+func writeDNSFiles(ctx context.Context, h *Host, id string, undo *undoStack, files ...*dnsFiles) error {
 	var (
 		owned []dns.File
-		dir   string
+		paths []string
 	)
 	for _, f := range files {
 		for _, path := range f.paths {
@@ -197,29 +188,17 @@ func (h *Host) writeDNSFiles(ctx context.Context, id string, undo *undoStack, fi
 				f.written = append(f.written, path)
 				continue
 			}
-			if dir != "" && filepath.Dir(path) != dir {
-				return fmt.Errorf("writing %s: not in %s: %w", path, dir, ErrInvalid) // one sandbox, one directory
-			}
-			dir = filepath.Dir(path)
+			paths = append(paths, path)
 			owned = append(owned, dns.File{Name: filepath.Base(path), Data: f.data})
 		}
 	}
-	if len(owned) == 0 {
+	if len(paths) == 0 {
 		return nil
 	}
-	lock, err := h.st.LockFiles(ctx, dir)
+	err := h.st.WriteShared(ctx, id, paths, func(path string) {
+		undo.push(func(ctx context.Context) error { return releaseDNSFile(ctx, h, path, id) })
+	}, func() error { return dns.WriteFiles(ctx, filepath.Dir(paths[0]), owned...) })
 	if err != nil {
-		return err
-	}
-	defer lock.Release()
-	for _, f := range owned {
-		path := filepath.Join(dir, f.Name)
-		if err := h.st.AddFileRef(path, id); err != nil {
-			return err
-		}
-		undo.push(func(ctx context.Context) error { return h.releaseDNSFile(ctx, path, id) })
-	}
-	if err := dns.WriteFiles(ctx, dir, owned...); err != nil {
 		return err
 	}
 	for _, f := range files {
@@ -258,24 +237,15 @@ func (h *Host) teardownDNS(ctx context.Context, rec *networkRecord, ep *Endpoint
 	}
 	var errs []error
 	for _, p := range paths {
-		errs = append(errs, h.releaseDNSFile(ctx, p, ep.ID))
+		errs = append(errs, releaseDNSFile(ctx, h, p, ep.ID))
 	}
 	return errors.Join(errs...)
 }
 
 // releaseDNSFile drops endpoint id's use of path and removes the file when
 // no other endpoint uses it, holding the lock of the sandbox's files.
-func (h *Host) releaseDNSFile(ctx context.Context, path, id string) error {
-	lock, err := h.st.LockFiles(ctx, filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer lock.Release()
-	last, err := h.st.DropFileRef(path, id)
-	if err != nil || !last {
-		return err
-	}
-	return dns.RemoveFile(ctx, path, true)
+func releaseDNSFile(ctx context.Context, h *Host, path, id string) error {
+	return h.st.ReleaseShared(ctx, path, id, func() error { return dns.RemoveFile(ctx, path, true) })
 }
 
 // hasNameServer reports whether network n's gateway runs the embedded
@@ -299,54 +269,18 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			return recordSource{st}, nil
+			return records(st), nil
 		}))
 	}
 }
 
-// recordSource tells the runner what to serve, from the state dir's records.
-type recordSource struct{ st *stateStore }
-
-// Networks lists the networks whose name server must run: some endpoint is
-// being attached (it may need it) or uses the server (its DNS lists the
-// gateway). It reads records only until one says so, usually the first:
-// the runner asks every poll interval, whatever the number of endpoints.
-func (s recordSource) Networks() []dnsrun.Network {
-	recs, _ := s.st.Networks()
-	var out []dnsrun.Network
-	for _, rec := range recs {
-		n := &rec.Network
-		if hasNameServer(n) && s.st.AnyEndpoint(n.Name, func(e *endpointRecord) bool {
-			return e.State == stateAttaching || slices.Contains(e.Endpoint.DNS, n.Gateway) ||
-				(n.Gateway6.IsValid() && slices.Contains(e.Endpoint.DNS, n.Gateway6))
-		}) {
-			out = append(out, dnsNetwork(n))
-		}
+// records tells the name-server runner what to serve, from the state
+// dir's records (dnsrun.Records).
+func records(st *stateStore) dnsrun.Records[Network, Endpoint] {
+	return dnsrun.Records[Network, Endpoint]{
+		Store:  st,
+		Serve:  func(n *Network) (dnsrun.Network, bool) { return dnsNetwork(n), hasNameServer(n) },
+		DNS:    func(ep *Endpoint) []netip.Addr { return ep.DNS },
+		Record: func(ep *Endpoint) dns.Record { return dns.Record{Names: dnsNames(ep), Addrs: addrsOf(ep)} },
 	}
-	return out
-}
-
-// Names follows network's endpoint records (the source of truth, shared by
-// every process) as its name server's names: a change to a record re-reads
-// that record only, and queries never wait for a reload (dns.DirSource).
-func (s recordSource) Names(network string) (dns.Source, error) {
-	dir := s.st.EndpointDir(network)
-	if err := statefile.MkdirAll(dir); err != nil {
-		return nil, err
-	}
-	return dns.WatchDir(dir, func(name string, b []byte) (dns.Record, bool) {
-		if statefile.IsTemp(name) || !strings.HasSuffix(name, ".json") {
-			return dns.Record{}, false
-		}
-		r, err := state.Decode(filepath.Join(dir, name), b, func(r *endpointRecord) int { return r.Version })
-		if err != nil {
-			return dns.Record{}, false // a half-written or foreign file: read again when it changes
-		}
-		ep := &r.Endpoint
-		var addrs []netip.Addr
-		for _, p := range ep.Addresses {
-			addrs = append(addrs, p.Addr())
-		}
-		return dns.Record{Names: dnsNames(ep), Addrs: addrs}, true
-	})
 }

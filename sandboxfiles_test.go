@@ -26,17 +26,15 @@ func TestSandboxFilesAttachDetachInterleave(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	data := []byte("nameserver 10.0.0.1\n")
 	for i := 0; i < 300; i++ {
-		write := func(id string) error {
-			var undo undoStack
-			return h.writeDNSFiles(ctx, id, &undo, &dnsFiles{data: data, paths: []string{path}})
-		}
-		if err := write("first"); err != nil {
+		first := &attachTx{h: h, ep: &Endpoint{ID: "first"}}
+		if err := h.writeSandboxFile(ctx, first, path, data); err != nil {
 			t.Fatal(err)
 		}
+		second := &attachTx{h: h, ep: &Endpoint{ID: "second"}}
 		var wg sync.WaitGroup
 		var werr, rerr error
 		wg.Add(2)
-		go func() { defer wg.Done(); werr = write("second") }()
+		go func() { defer wg.Done(); werr = h.writeSandboxFile(ctx, second, path, data) }()
 		go func() { defer wg.Done(); rerr = h.releaseDNSFile(ctx, path, "first") }()
 		wg.Wait()
 		if werr != nil || rerr != nil {
