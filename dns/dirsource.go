@@ -130,11 +130,12 @@ func (d *DirSource) Close() error {
 
 // queued is how many bytes of events wait in the inotify queue.
 func (d *DirSource) queued() int {
-	n, err := unix.IoctlGetInt(d.fd, unix.TIOCINQ) // FIONREAD
-	if err != nil {
+	var n int32
+	_, _, errno := sys6(unix.SYS_IOCTL, uintptr(d.fd), unix.TIOCINQ, uintptr(unsafe.Pointer(&n)), 0, 0, 0) // FIONREAD
+	if errno != 0 {
 		return 0 // closed: nothing more will come
 	}
-	return n
+	return int(n)
 }
 
 // follow drains the kernel's queue as events come, until Close, so it

@@ -9,8 +9,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // The forwarder sends UDP clients' queries upstream without a goroutine or
@@ -48,49 +46,21 @@ type fwdKey struct {
 	id uint16
 }
 
-// upConn is one connected socket to one upstream server: a blocking socket
-// of our own (fd) read by a thread blocked in recvmmsg, as the server's own
-// socket is, or, when Dial's connections do not give their descriptor, the
-// net.Conn itself.
+// upConn is one connected socket to one upstream server (from Config.Dial).
+// When the conn gives its descriptor (a *net.UDPConn does), its reader
+// takes a batch of answers per system call (recvmmsg) through the runtime's
+// poller, as the server's own socket is read; otherwise it reads the
+// net.Conn one answer at a time.
 type upConn struct {
 	up netip.AddrPort
-	c  net.Conn // nil when fd is used
-	fd int
+	c  net.Conn
+	u  *udpSocket // nil when c does not give its descriptor
 }
 
 // write sends one message upstream.
 func (c *upConn) write(b []byte) error {
-	if c.c != nil {
-		_, err := c.c.Write(b)
-		return err
-	}
-	_, err := unix.Write(c.fd, b)
+	_, err := c.c.Write(b)
 	return err
-}
-
-// ownFD takes the descriptor of a connected UDP conn over: a duplicate
-// made blocking, with a receive timeout so its reader sees Close; the conn
-// is closed. It returns -1 when c does not give its descriptor.
-func ownFD(c net.Conn) int {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return -1
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return -1
-	}
-	fd := -1
-	if rc.Control(func(f uintptr) { fd, err = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) }) != nil || err != nil {
-		return -1
-	}
-	c.Close()
-	tv := unix.Timeval{Usec: 500000}
-	if unix.SetNonblock(fd, false) != nil || unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv) != nil {
-		unix.Close(fd)
-		return -1
-	}
-	return fd
 }
 
 // fwdQuery is a client's query on its way.
@@ -206,11 +176,15 @@ func (f *forwarder) conn(up netip.AddrPort) (*upConn, error) {
 		}
 		return nil, err
 	}
-	uc := &upConn{up: up, c: c, fd: ownFD(c)}
+	uc := &upConn{up: up, c: c}
+	if sc, ok := c.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			uc.u = &udpSocket{rc: rc}
+		}
+	}
 	f.wg.Add(1)
-	if uc.fd >= 0 {
-		uc.c = nil
-		go f.readFD(uc)
+	if uc.u != nil {
+		go f.readBatches(uc)
 	} else {
 		go f.read(uc)
 	}
@@ -240,14 +214,13 @@ func (f *forwarder) read(c *upConn) {
 	}
 }
 
-// readFD takes the answers of one owned socket, a batch per system call,
+// readBatches takes the answers of one socket, a batch per system call,
 // until the forwarder is closed.
-func (f *forwarder) readFD(c *upConn) {
+func (f *forwarder) readBatches(c *upConn) {
 	defer f.wg.Done()
-	u := &udpSocket{fd: c.fd}
 	b := newUDPBatch(32, 4096)
 	for {
-		n, err := u.recv(b)
+		n, err := c.u.recv(b)
 		if f.isClosed() {
 			return
 		}
@@ -338,11 +311,7 @@ func (f *forwarder) close() {
 	f.closed = true
 	for _, pool := range f.conns {
 		for _, c := range pool {
-			if c.c != nil {
-				c.c.Close()
-			} else {
-				unix.Shutdown(c.fd, unix.SHUT_RDWR) // wakes its reader
-			}
+			c.c.Close() // wakes its reader
 		}
 	}
 	for key, q := range f.pending {
@@ -352,11 +321,4 @@ func (f *forwarder) close() {
 	f.mu.Unlock()
 	close(f.stop)
 	f.wg.Wait()
-	for _, pool := range f.conns {
-		for _, c := range pool {
-			if c.c == nil {
-				unix.Close(c.fd)
-			}
-		}
-	}
 }

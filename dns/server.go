@@ -202,6 +202,12 @@ func Serve(so *Sockets, cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, addr: so.Addr, domain: "." + dom + ".", suffix: "." + dom, policy: policy}
 	s.fwd = newForwarder(&s.cfg)
 	s.udp, s.udpDone = &udpSocket{fd: fd}, make(chan struct{})
+	if os.Getenv("H34_DNS_IO") != "block" && os.Getenv("H34_DNS_IO") != "rawblock" {
+		if s.udp, err = newPolledSocket(fd, "dns-udp:"+so.Addr.String()); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("serving DNS on %s: %w", so.Addr, err)
+		}
+	}
 	// One reader: it takes whatever has queued in one call, and a second
 	// reader on the same socket only adds wake-ups and contention (measured:
 	// one reader answers 30-50% more queries, with a third of the p99).
@@ -250,7 +256,7 @@ func (s *Server) ServeDNS(w mdns.ResponseWriter, req *mdns.Msg) {
 // until the socket is closed.
 func (s *Server) serveUDP() {
 	defer close(s.udpDone)
-	b := newUDPBatch(64, 4096)
+	b := newUDPBatch(batchN, 4096)
 	nameBuf := make([]byte, 0, 256)
 	for !s.udp.closed.Load() {
 		n, err := s.udp.recv(b)
