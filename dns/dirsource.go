@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -131,7 +132,9 @@ func (d *DirSource) Close() error {
 // queued is how many bytes of events wait in the inotify queue.
 func (d *DirSource) queued() int {
 	var n int32
-	_, _, errno := sys6(unix.SYS_IOCTL, uintptr(d.fd), unix.TIOCINQ, uintptr(unsafe.Pointer(&n)), 0, 0, 0) // FIONREAD
+	// A raw system call: it never sleeps, and it runs on the serving
+	// thread for every batch of queries (see udpSocket).
+	_, _, errno := syscall.RawSyscall(unix.SYS_IOCTL, uintptr(d.fd), unix.TIOCINQ, uintptr(unsafe.Pointer(&n))) // FIONREAD
 	if errno != 0 {
 		return 0 // closed: nothing more will come
 	}

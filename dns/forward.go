@@ -9,6 +9,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The forwarder sends UDP clients' queries upstream without a goroutine or
@@ -39,6 +41,7 @@ type forwarder struct {
 	closed  bool
 	wg      sync.WaitGroup
 	stop    chan struct{}
+	kick    chan struct{} // a query is pending: the sweep must run
 }
 
 type fwdKey struct {
@@ -46,21 +49,49 @@ type fwdKey struct {
 	id uint16
 }
 
-// upConn is one connected socket to one upstream server (from Config.Dial).
-// When the conn gives its descriptor (a *net.UDPConn does), its reader
-// takes a batch of answers per system call (recvmmsg) through the runtime's
-// poller, as the server's own socket is read; otherwise it reads the
-// net.Conn one answer at a time.
+// upConn is one connected socket to one upstream server: a blocking socket
+// of our own (fd) read by a thread blocked in recvmmsg, as the server's own
+// socket is, or, when Dial's connections do not give their descriptor, the
+// net.Conn itself.
 type upConn struct {
 	up netip.AddrPort
-	c  net.Conn
-	u  *udpSocket // nil when c does not give its descriptor
+	c  net.Conn // nil when fd is used
+	fd int
 }
 
 // write sends one message upstream.
 func (c *upConn) write(b []byte) error {
-	_, err := c.c.Write(b)
+	if c.c != nil {
+		_, err := c.c.Write(b)
+		return err
+	}
+	_, err := unix.Write(c.fd, b)
 	return err
+}
+
+// ownFD takes the descriptor of a connected UDP conn over: a duplicate
+// made blocking, with a receive timeout so its reader sees Close; the conn
+// is closed. It returns -1 when c does not give its descriptor.
+func ownFD(c net.Conn) int {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return -1
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	fd := -1
+	if rc.Control(func(f uintptr) { fd, err = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) }) != nil || err != nil {
+		return -1
+	}
+	c.Close()
+	tv := unix.Timeval{Usec: 500000}
+	if unix.SetNonblock(fd, false) != nil || unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv) != nil {
+		unix.Close(fd)
+		return -1
+	}
+	return fd
 }
 
 // fwdQuery is a client's query on its way.
@@ -76,7 +107,8 @@ type fwdQuery struct {
 }
 
 func newForwarder(cfg *Config) *forwarder {
-	f := &forwarder{cfg: cfg, conns: map[netip.AddrPort][]*upConn{}, pending: map[fwdKey]*fwdQuery{}, stop: make(chan struct{})}
+	f := &forwarder{cfg: cfg, conns: map[netip.AddrPort][]*upConn{}, pending: map[fwdKey]*fwdQuery{}, stop: make(chan struct{}),
+		kick: make(chan struct{}, 1)}
 	f.wg.Add(1)
 	go f.sweep()
 	return f
@@ -124,6 +156,12 @@ func (f *forwarder) send(q *fwdQuery) (*upConn, []byte) {
 		left := time.Until(q.deadline)
 		q.tryBy = time.Now().Add(left / time.Duration(len(q.ups)-q.try))
 		f.pending[key] = q
+		if len(f.pending) == 1 {
+			select {
+			case f.kick <- struct{}{}:
+			default:
+			}
+		}
 		return c, wire
 	}
 	f.fail(q)
@@ -176,15 +214,11 @@ func (f *forwarder) conn(up netip.AddrPort) (*upConn, error) {
 		}
 		return nil, err
 	}
-	uc := &upConn{up: up, c: c}
-	if sc, ok := c.(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
-			uc.u = &udpSocket{rc: rc}
-		}
-	}
+	uc := &upConn{up: up, c: c, fd: ownFD(c)}
 	f.wg.Add(1)
-	if uc.u != nil {
-		go f.readBatches(uc)
+	if uc.fd >= 0 {
+		uc.c = nil
+		go f.readFD(uc)
 	} else {
 		go f.read(uc)
 	}
@@ -214,13 +248,14 @@ func (f *forwarder) read(c *upConn) {
 	}
 }
 
-// readBatches takes the answers of one socket, a batch per system call,
+// readFD takes the answers of one owned socket, a batch per system call,
 // until the forwarder is closed.
-func (f *forwarder) readBatches(c *upConn) {
+func (f *forwarder) readFD(c *upConn) {
 	defer f.wg.Done()
+	u := &udpSocket{fd: c.fd}
 	b := newUDPBatch(32, 4096)
 	for {
-		n, err := c.u.recv(b)
+		n, err := u.recv(b)
 		if f.isClosed() {
 			return
 		}
@@ -258,8 +293,11 @@ func (f *forwarder) deliver(c *upConn, resp []byte) {
 // sweep moves queries whose try timed out on to the next server.
 func (f *forwarder) sweep() {
 	defer f.wg.Done()
+	// The ticker runs only while queries are pending, so an idle server
+	// sleeps.
 	t := time.NewTicker(fwdSweep)
 	defer t.Stop()
+	ticking := true
 	type retryWrite struct {
 		q    *fwdQuery
 		c    *upConn
@@ -267,9 +305,19 @@ func (f *forwarder) sweep() {
 	}
 	var retry []retryWrite
 	for {
+		if !ticking {
+			select {
+			case <-f.stop:
+				return
+			case <-f.kick:
+			}
+			t.Reset(fwdSweep)
+			ticking = true
+		}
 		select {
 		case <-f.stop:
 			return
+		case <-f.kick:
 		case now := <-t.C:
 			f.mu.Lock()
 			for key, q := range f.pending {
@@ -285,6 +333,10 @@ func (f *forwarder) sweep() {
 				} else {
 					f.fail(q)
 				}
+			}
+			if len(f.pending) == 0 {
+				t.Stop()
+				ticking = false
 			}
 			f.mu.Unlock()
 			for _, r := range retry {
@@ -311,7 +363,11 @@ func (f *forwarder) close() {
 	f.closed = true
 	for _, pool := range f.conns {
 		for _, c := range pool {
-			c.c.Close() // wakes its reader
+			if c.c != nil {
+				c.c.Close()
+			} else {
+				unix.Shutdown(c.fd, unix.SHUT_RDWR) // wakes its reader
+			}
 		}
 	}
 	for key, q := range f.pending {
@@ -321,4 +377,11 @@ func (f *forwarder) close() {
 	f.mu.Unlock()
 	close(f.stop)
 	f.wg.Wait()
+	for _, pool := range f.conns {
+		for _, c := range pool {
+			if c.c == nil {
+				unix.Close(c.fd)
+			}
+		}
+	}
 }

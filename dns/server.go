@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -74,6 +75,16 @@ type Config struct {
 	ID string
 	// Logger gets a debug line per failed forward; default: discard.
 	Logger *slog.Logger
+	// OwnThread is for a process that does little but serve DNS (the
+	// helper process): while queries keep coming, the UDP reader waits for
+	// them in the kernel without handing its thread's P back to the
+	// runtime, as a C server's loop would, which saves a hand-off between
+	// threads and a wake-up of the runtime's monitor per batch. The server
+	// raises GOMAXPROCS by one while it runs, so the process's other
+	// goroutines keep as many Ps as before. Default false: the reader
+	// gives its P up whenever it sleeps, which suits a server that shares
+	// its process.
+	OwnThread bool
 }
 
 // Server is a running name server on one address (UDP and TCP).
@@ -201,12 +212,9 @@ func Serve(so *Sockets, cfg Config) (*Server, error) {
 	dom := strings.ToLower(strings.Trim(cfg.Domain, "."))
 	s := &Server{cfg: cfg, addr: so.Addr, domain: "." + dom + ".", suffix: "." + dom, policy: policy}
 	s.fwd = newForwarder(&s.cfg)
-	s.udp, s.udpDone = &udpSocket{fd: fd}, make(chan struct{})
-	if os.Getenv("H34_DNS_IO") != "block" && os.Getenv("H34_DNS_IO") != "rawblock" {
-		if s.udp, err = newPolledSocket(fd, "dns-udp:"+so.Addr.String()); err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("serving DNS on %s: %w", so.Addr, err)
-		}
+	s.udp, s.udpDone = &udpSocket{fd: fd, ownThread: cfg.OwnThread}, make(chan struct{})
+	if cfg.OwnThread {
+		addProcs(1)
 	}
 	// One reader: it takes whatever has queued in one call, and a second
 	// reader on the same socket only adds wake-ups and contention (measured:
@@ -220,6 +228,16 @@ func Serve(so *Sockets, cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// procsMu serializes changes of GOMAXPROCS by servers (Config.OwnThread).
+var procsMu sync.Mutex
+
+// addProcs adds d to GOMAXPROCS.
+func addProcs(d int) {
+	procsMu.Lock()
+	defer procsMu.Unlock()
+	runtime.GOMAXPROCS(max(1, runtime.GOMAXPROCS(0)+d))
+}
+
 // Addr is the address and port served.
 func (s *Server) Addr() netip.AddrPort { return s.addr }
 
@@ -231,6 +249,9 @@ func (s *Server) Close() error {
 		defer cancel()
 		err = errors.Join(s.udp.close(s.udpDone), s.tcp.ShutdownContext(ctx))
 		s.fwd.close()
+		if s.cfg.OwnThread {
+			addProcs(-1)
+		}
 	})
 	return err
 }
@@ -256,7 +277,7 @@ func (s *Server) ServeDNS(w mdns.ResponseWriter, req *mdns.Msg) {
 // until the socket is closed.
 func (s *Server) serveUDP() {
 	defer close(s.udpDone)
-	b := newUDPBatch(batchN, 4096)
+	b := newUDPBatch(64, 4096)
 	nameBuf := make([]byte, 0, 256)
 	for !s.udp.closed.Load() {
 		n, err := s.udp.recv(b)
