@@ -68,6 +68,9 @@ func bindSocket(ap netip.AddrPort, typ int) (int, error) {
 	} else {
 		// The reader wakes up this often to see whether the socket was
 		// closed (Close also shuts the socket down, which wakes it at once).
+		// A receive timeout also makes a signal end a waiting recvmmsg
+		// (EINTR, never restarted): the runtime relies on that to stop a
+		// reader that waits in a raw system call (Config.OwnThread).
 		tv := unix.Timeval{Usec: 500000}
 		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 			return fail(err)
