@@ -18,11 +18,10 @@
 //   - Serving UDP costs no goroutine, socket or allocation per common query:
 //     one reader takes batches of queries (recvmmsg) and sends the batch's
 //     answers at once (sendmmsg); an A or AAAA query about a
-//     sandbox is answered from its wire form. Before it sleeps, the reader
-//     looks for more queries a few times (yielding in between), and with
-//     Config.OwnThread (a process that only serves DNS) a busy reader
-//     sleeps without handing its P back to the runtime, which raises
-//     GOMAXPROCS by one per such server while it runs. Forwarded queries share a
+//     sandbox is answered from its wire form. With Config.OwnThread (a
+//     process that only serves DNS) a busy reader sleeps without handing
+//     its P back to the runtime, which raises GOMAXPROCS by one per such
+//     server while it runs. Forwarded queries share a
 //     small pool of upstream sockets per server (dialled once through
 //     Config.Dial), each query under a random ID, an answer accepted only
 //     for the question asked.

@@ -90,9 +90,9 @@ type Config struct {
 // Server is a running name server on one address (UDP and TCP).
 //
 // UDP is served by one reader, taking a batch of queries per system call
-// (recvmmsg) and sending the batch's answers in one (sendmmsg), looking
-// again a few times before it sleeps (see Config.OwnThread for how it
-// sleeps in the helper); the common query (A or AAAA of a sandbox) is
+// (recvmmsg) and sending the batch's answers in one (sendmmsg) (see
+// Config.OwnThread for how it sleeps in the helper); the common query (A
+// or AAAA of a sandbox) is
 // answered from its wire form without unpacking it, forwarded queries go
 // through the forwarder (a pool of upstream sockets, no goroutine per
 // query). TCP is served by miekg/dns.

@@ -27,16 +27,6 @@ type udpSocket struct {
 	hot       bool // the last wait got queries (ownThread only)
 }
 
-// spinTries is how many times the reader looks for more queries, giving
-// way to other runnable threads in between (sched_yield), before it
-// sleeps. Under load the next query is usually a few microseconds away: a
-// reader that went to sleep at once costs the client's thread a wake-up
-// (and the machine a context switch) for nearly every batch. Measured with
-// dnsperf on two shared cores: 0.26-0.34 context switches per query in the
-// helper instead of 0.41-0.46 (dnsmasq, busy with one query at a time,
-// sleeps even less: 0.13-0.23).
-const spinTries = 32
-
 // bindSocket makes a blocking UDP or TCP (listening) socket bound to ap, in
 // the calling thread's namespace (the caller runs it inside ns.Do).
 func bindSocket(ap netip.AddrPort, typ int) (int, error) {
@@ -179,15 +169,12 @@ func (u *udpSocket) recv(b *udpBatch) (int, error) {
 	}
 	msgs, vlen := uintptr(unsafe.Pointer(&b.in[0])), uintptr(len(b.in))
 	// What is there already, without sleeping: a raw system call, as it
-	// does not block (the runtime need not hand this thread's P on).
-	errno := unix.EAGAIN
-	var n uintptr
-	for try := 0; try < spinTries && errno == unix.EAGAIN; try++ {
-		if try > 0 {
-			syscall.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
-		}
-		n, _, errno = syscall.RawSyscall6(unix.SYS_RECVMMSG, uintptr(u.fd), msgs, vlen, unix.MSG_DONTWAIT, 0, 0)
-	}
+	// does not block (the runtime need not hand this thread's P on). Under
+	// load there usually is something. (Looking again a few times, with
+	// sched_yield in between, before sleeping saved context switches but
+	// took CPU time from the processes that attach and detach sandboxes:
+	// measured, fewer changes per second and a worse p99 under churn.)
+	n, _, errno := syscall.RawSyscall6(unix.SYS_RECVMMSG, uintptr(u.fd), msgs, vlen, unix.MSG_DONTWAIT, 0, 0)
 	if errno == unix.EAGAIN {
 		// Nothing came: sleep until something does. An own thread that is
 		// busy sleeps without telling the runtime, which would otherwise
