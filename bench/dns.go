@@ -42,12 +42,13 @@ var (
 var (
 	dnsSubnet  = netip.MustParsePrefix("10.78.0.0/16")
 	dnsGateway = netip.MustParseAddr("10.78.0.1")
-	dnsClient  = netip.MustParsePrefix("10.78.0.2/16") // the peers' client; sandnet's gets one from IPAM
 	upHostSide = netip.MustParsePrefix("10.79.0.1/30")
 	upAddr     = netip.MustParsePrefix("10.79.0.2/30")
 	// fwdDomain is what the upstream answers; every other name is NXDOMAIN there.
 	fwdDomain = "fwd.test."
 	fwdAnswer = netip.MustParseAddr("10.79.1.1")
+	// dnsNetwork is the network every server is measured on.
+	dnsNetwork = sandnet.Network{Name: "dnsbench", Subnet: dnsSubnet, Gateway: dnsGateway}
 )
 
 // churnEvery is the pause between two name changes under churn: half are
@@ -159,43 +160,32 @@ func (l *dnsLab) close(ctx context.Context) error {
 	return errors.Join(append(errs, l.lab.close(ctx))...)
 }
 
-// peerBridge gives a peer's lab what a runtime would have made: the bridge
-// with the gateway address and the client sandbox's veth on it.
-func (l *dnsLab) peerBridge() error {
-	hnl, err := l.host.Netlink()
+// peerNetwork gives a peer's lab the network sandnet's server is measured
+// on: the same sandnet bridge network (bridge, NAT and isolation rules,
+// so the same connection tracking on every query), with the client
+// sandbox attached, but with sandnet's own name server off (DNSOff), so
+// the peer can listen on the gateway. The servers are then compared on
+// identical paths, and a peer does not gain from the firewall sandnet
+// puts on every network (as a runtime's does too: netavark's, Docker's).
+func (l *dnsLab) peerNetwork(ctx context.Context, p *peerProc) error {
+	rc := filepath.Join(l.dir, "resolv.conf")
+	if err := os.WriteFile(rc, []byte("nameserver "+upAddr.Addr().String()+"\n"), 0o644); err != nil {
+		return err
+	}
+	h, err := sandnet.NewHostNS(l.host, sandnet.HostConfig{
+		StateDir:     filepath.Join(l.dir, "state"),
+		ResolvConf:   rc,
+		ResolvedConf: filepath.Join(l.dir, "none"),
+		DNS:          sandnet.DNSOff,
+	})
 	if err != nil {
 		return err
 	}
-	attrs := netlink.NewLinkAttrs()
-	attrs.Name = "snbdns0"
-	if err := hnl.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
-		return fmt.Errorf("bridge: %w", err)
-	}
-	if err := linkAddrUp(hnl, "snbdns0", netip.PrefixFrom(dnsGateway, dnsSubnet.Bits())); err != nil {
+	p.h = h
+	if p.cl, err = h.Attach(ctx, l.path(0), dnsNetwork, sandnet.AttachOptions{}); err != nil {
 		return err
 	}
-	br, err := hnl.LinkByName("snbdns0")
-	if err != nil {
-		return err
-	}
-	va := netlink.NewLinkAttrs()
-	va.Name = "snbc0"
-	va.MasterIndex = br.Attrs().Index
-	va.Flags = net.FlagUp
-	if err := hnl.LinkAdd(&netlink.Veth{LinkAttrs: va, PeerName: "eth0", PeerNamespace: netlink.NsFd(l.client().Fd())}); err != nil {
-		return fmt.Errorf("client veth: %w", err)
-	}
-	cnl, err := l.client().Netlink()
-	if err != nil {
-		return err
-	}
-	if lo, err := cnl.LinkByIndex(1); err == nil {
-		cnl.LinkSetUp(lo)
-	}
-	if err := linkAddrUp(cnl, "eth0", dnsClient); err != nil {
-		return err
-	}
-	return l.pinNeighbours(dnsClient.Addr())
+	return l.pinNeighbours(p.cl.Addresses[0].Addr())
 }
 
 // pinNeighbours makes the client's and the gateway's neighbour entries
@@ -284,7 +274,7 @@ func startSandnetDNS(ctx context.Context, l *dnsLab) (nameServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &sandnetDNS{l: l, h: h, net: sandnet.Network{Name: "dnsbench", Subnet: dnsSubnet, Gateway: dnsGateway}, churned: make([]*sandnet.Endpoint, churnPool)}
+	s := &sandnetDNS{l: l, h: h, net: dnsNetwork, churned: make([]*sandnet.Endpoint, churnPool)}
 	// The client is a sandbox of the network like any other: its resolv.conf
 	// names the gateway, which starts the name server.
 	if s.cl, err = h.Attach(ctx, l.path(0), s.net, sandnet.AttachOptions{}); err != nil {
@@ -380,6 +370,8 @@ type peerProc struct {
 	render  func(n int, churn map[int]bool) []byte
 	n       int
 	on      map[int]bool
+	h       *sandnet.Host     // the lab's network (peerNetwork)
+	cl      *sandnet.Endpoint // the client sandbox's endpoint on it
 }
 
 // readyName is in every peer's names file from the start: once it
@@ -452,7 +444,15 @@ func (p *peerProc) close(ctx context.Context) error {
 	for deadline := time.Now().Add(3 * time.Second); pid > 0 && syscall.Kill(pid, 0) == nil && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
 	}
-	return nil
+	if p.h == nil {
+		return nil
+	}
+	var errs []error
+	if p.cl != nil {
+		errs = append(errs, p.h.Detach(ctx, p.cl, sandnet.DetachOptions{SandboxGoing: true}))
+	}
+	errs = append(errs, p.h.RemoveNetwork(ctx, dnsNetwork.Name), p.h.Close())
+	return errors.Join(errs...)
 }
 
 func aardvarkMissing() string {
@@ -478,17 +478,11 @@ var aardvarkBin string
 // /etc/resolv.conf names the upstream: aardvark-dns 1.4 forwards to the
 // servers of /etc/resolv.conf only.
 func startAardvark(ctx context.Context, l *dnsLab) (nameServer, error) {
-	if err := l.peerBridge(); err != nil {
-		return nil, err
-	}
 	cfg := filepath.Join(l.dir, "aardvark")
 	if err := os.MkdirAll(cfg, 0o755); err != nil {
 		return nil, err
 	}
-	rc := filepath.Join(l.dir, "resolv.conf")
-	if err := os.WriteFile(rc, []byte("nameserver "+upAddr.Addr().String()+"\n"), 0o644); err != nil {
-		return nil, err
-	}
+	rc := filepath.Join(l.dir, "resolv.conf") // peerNetwork writes it
 	p := &peerProc{l: l, file: filepath.Join(cfg, "dnsbench"), pidFile: filepath.Join(cfg, "aardvark.pid"), on: map[int]bool{},
 		render: func(n int, churn map[int]bool) []byte {
 			var b strings.Builder
@@ -505,14 +499,21 @@ func startAardvark(ctx context.Context, l *dnsLab) (nameServer, error) {
 			}
 			return []byte(b.String())
 		}}
+	if err := l.peerNetwork(ctx, p); err != nil {
+		p.close(context.WithoutCancel(ctx))
+		return nil, err
+	}
 	if err := p.write(); err != nil {
+		p.close(context.WithoutCancel(ctx))
 		return nil, err
 	}
 	script := `mount --bind "$1" /etc/resolv.conf && exec "$2" --config "$3" -p 53 run`
 	if _, err := runIn(ctx, l.host, nil, nil, "unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", rc, aardvarkBin, cfg); err != nil {
+		p.close(context.WithoutCancel(ctx))
 		return nil, err
 	}
 	if p.pid() == 0 {
+		p.close(context.WithoutCancel(ctx))
 		return nil, errors.New("aardvark-dns wrote no pid file")
 	}
 	return p, p.ready(ctx)
@@ -529,9 +530,6 @@ func dnsmasqMissing() string {
 // additional hosts file re-read on SIGHUP (the dnsname CNI plugin's way),
 // forwarding the rest to the upstream, with no other configuration.
 func startDnsmasq(ctx context.Context, l *dnsLab) (nameServer, error) {
-	if err := l.peerBridge(); err != nil {
-		return nil, err
-	}
 	p := &peerProc{l: l, file: filepath.Join(l.dir, "dnsmasq.hosts"), on: map[int]bool{},
 		render: func(n int, churn map[int]bool) []byte {
 			var b strings.Builder
@@ -546,13 +544,20 @@ func startDnsmasq(ctx context.Context, l *dnsLab) (nameServer, error) {
 			}
 			return []byte(b.String())
 		}}
+	if err := l.peerNetwork(ctx, p); err != nil {
+		p.close(context.WithoutCancel(ctx))
+		return nil, err
+	}
 	if err := p.write(); err != nil {
+		p.close(context.WithoutCancel(ctx))
 		return nil, err
 	}
 	p.cmd = exec.Command("dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
 		"--addn-hosts="+p.file, "--server="+upAddr.Addr().String(), "--listen-address="+dnsGateway.String(),
 		"--bind-interfaces", "--user=root", "--pid-file="+filepath.Join(l.dir, "dnsmasq.pid"), "--log-facility=-")
 	if err := l.host.Do(func() error { return p.cmd.Start() }); err != nil {
+		p.cmd = nil
+		p.close(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("starting dnsmasq: %w", err)
 	}
 	return p, p.ready(ctx)

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -16,16 +17,16 @@ import (
 // DirSource is a Source over a directory holding one record per file (a
 // state dir's endpoint records). It follows the directory with inotify: a
 // change re-reads only the files it names, builds the new Table beside the
-// current one and swaps it in, so a query never waits for a reload of the
-// whole directory and never sees a half-built table.
+// current one from the old one and the changed records only (its cost does
+// not grow with the directory) and swaps it in, so a query never waits for
+// a reload of the whole directory and never sees a half-built table.
 //
 // Reads are consistent with writes: a query that arrives after a file was
 // renamed into (or removed from) the directory is answered from a table
-// that has the change, because Table first asks the kernel (one ioctl)
-// whether changes are queued and applies them before answering. The work
-// is done then, once for all changes since the last query: a goroutine
-// only drains the kernel's queue meanwhile, so a directory that changes
-// often (a thousand attaches) costs little while nobody asks.
+// that has the change. A goroutine applies changes as their events come,
+// so a query usually finds them applied; Table still asks the kernel (one
+// ioctl) whether changes are queued and, if so, applies them itself before
+// answering.
 //
 // DirSource is safe for concurrent use; Close releases the watch.
 type DirSource struct {
@@ -37,12 +38,12 @@ type DirSource struct {
 	closed    atomic.Bool // set under mu, before f is closed
 	mu        sync.Mutex  // held while changes are applied
 	applying  atomic.Int32
-	recs      map[string]Record // by file name; guarded by mu
-	changed   map[string]bool   // files named by events not applied yet; guarded by mu
-	rescanDue bool              // an overflow or the directory's going: read it all; guarded by mu
-	unwatched bool              // the directory went, and its watch with it; guarded by mu
-	buf       []byte            // event buffer; guarded by mu
-	stale     atomic.Bool       // changed or rescanDue is set
+	idx       *tableIndex     // the records by file name, and the table they make; guarded by mu
+	changed   map[string]bool // files named by events not applied yet; guarded by mu
+	rescanDue bool            // an overflow or the directory's going: read it all; guarded by mu
+	unwatched bool            // the directory went, and its watch with it; guarded by mu
+	buf       []byte          // event buffer; guarded by mu
+	stale     atomic.Bool     // changed or rescanDue is set
 	cur       atomic.Pointer[Table]
 	done      chan struct{}
 	errMu     sync.Mutex
@@ -75,7 +76,7 @@ func WatchDir(dir string, decode func(name string, data []byte) (Record, bool)) 
 		return nil, fmt.Errorf("watching %s: %w", dir, err)
 	}
 	d := &DirSource{dir: dir, decode: decode, fd: fd, f: os.NewFile(uintptr(fd), "inotify:"+dir),
-		recs: map[string]Record{}, changed: map[string]bool{}, buf: make([]byte, 64<<10), done: make(chan struct{})}
+		idx: newTableIndex(), changed: map[string]bool{}, buf: make([]byte, 64<<10), done: make(chan struct{})}
 	d.mu.Lock()
 	d.rescan()
 	d.mu.Unlock()
@@ -130,11 +131,14 @@ func (d *DirSource) Close() error {
 
 // queued is how many bytes of events wait in the inotify queue.
 func (d *DirSource) queued() int {
-	n, err := unix.IoctlGetInt(d.fd, unix.TIOCINQ) // FIONREAD
-	if err != nil {
+	var n int32
+	// A raw system call: it never sleeps, and it runs on the serving
+	// thread for every batch of queries (see udpSocket).
+	_, _, errno := syscall.RawSyscall(unix.SYS_IOCTL, uintptr(d.fd), unix.TIOCINQ, uintptr(unsafe.Pointer(&n))) // FIONREAD
+	if errno != 0 {
 		return 0 // closed: nothing more will come
 	}
-	return n
+	return int(n)
 }
 
 // follow drains the kernel's queue as events come, until Close, so it
@@ -152,9 +156,14 @@ func (d *DirSource) follow() {
 		if err != nil {
 			return // closed
 		}
+		// Apply what came now, so the next query finds the table ready
+		// (it would otherwise apply it itself, as it must not miss it).
 		d.mu.Lock()
 		closed := d.closed.Load()
 		d.drain()
+		if d.stale.Load() && !closed {
+			d.update()
+		}
 		d.mu.Unlock()
 		if closed {
 			return
@@ -219,12 +228,14 @@ func (d *DirSource) update() {
 	if d.rescanDue {
 		d.rescan()
 	} else {
-		dirty := false
+		var changes []change
 		for name := range d.changed {
-			dirty = d.readOne(name) || dirty
+			if c, ok := d.readOne(name); ok {
+				changes = append(changes, c)
+			}
 		}
-		if dirty {
-			d.publish()
+		if len(changes) > 0 {
+			d.cur.Store(d.idx.apply(changes))
 		}
 	}
 	clear(d.changed)
@@ -232,53 +243,44 @@ func (d *DirSource) update() {
 	d.stale.Store(false)
 }
 
-// readOne re-reads one file into recs (or drops it when gone or not a
-// record) and reports whether recs changed.
-func (d *DirSource) readOne(name string) bool {
-	old, had := d.recs[name]
+// readOne re-reads one file and returns the change it makes to the
+// records (the record set, or dropped when gone or not a record), if any.
+func (d *DirSource) readOne(name string) (change, bool) {
+	old, had := d.idx.get(name)
 	b, err := os.ReadFile(filepath.Join(d.dir, name))
 	if err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
 			d.setErr(err)
 		}
-		delete(d.recs, name)
-		return had
+		return change{key: name}, had
 	}
 	r, ok := d.decode(name, b)
 	if !ok {
-		delete(d.recs, name)
-		return had
+		return change{key: name}, had
 	}
-	d.recs[name] = r
-	return !had || !sameRecord(old, r)
+	return change{key: name, rec: r, ok: true}, !had || !sameRecord(old, r)
 }
 
 func sameRecord(a, b Record) bool {
 	return slices.Equal(a.Names, b.Names) && slices.Equal(a.Addrs, b.Addrs)
 }
 
-// rescan reads every file again; the caller holds mu.
+// rescan reads every file again into a new index; the caller holds mu.
 func (d *DirSource) rescan() {
 	entries, err := os.ReadDir(d.dir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		d.setErr(err)
 	}
-	d.recs = map[string]Record{}
+	d.idx = newTableIndex()
+	var changes []change
 	for _, e := range entries {
 		if e.Type().IsRegular() {
-			d.readOne(e.Name())
+			if c, ok := d.readOne(e.Name()); ok {
+				changes = append(changes, c)
+			}
 		}
 	}
-	d.publish()
-}
-
-// publish builds the table of recs beside the current one and swaps it in.
-func (d *DirSource) publish() {
-	recs := make([]Record, 0, len(d.recs))
-	for _, r := range d.recs {
-		recs = append(recs, r)
-	}
-	d.cur.Store(NewTable(recs))
+	d.cur.Store(d.idx.apply(changes))
 }
 
 func (d *DirSource) setErr(err error) {

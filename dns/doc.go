@@ -18,15 +18,20 @@
 //   - Serving UDP costs no goroutine, socket or allocation per common query:
 //     one reader takes batches of queries (recvmmsg) and sends the batch's
 //     answers at once (sendmmsg); an A or AAAA query about a
-//     sandbox is answered from its wire form. Forwarded queries share a
+//     sandbox is answered from its wire form. With Config.OwnThread (a
+//     process that only serves DNS) a busy reader sleeps without handing
+//     its P back to the runtime, which raises GOMAXPROCS by one per such
+//     server while it runs. Forwarded queries share a
 //     small pool of upstream sockets per server (dialled once through
 //     Config.Dial), each query under a random ID, an answer accepted only
 //     for the question asked.
 //   - A Source is asked for the table on every query, so it must not block:
 //     Static never changes; DirSource (WatchDir) follows a directory of
 //     records with inotify, re-reads only the files a change names, and
-//     swaps in a table built beside the current one, so a query never
-//     waits for a reload and a change is in the next query's answer.
+//     swaps in a table built beside the current one from it and the
+//     changed records (a change costs what it touches, not the directory),
+//     so a query never waits for a reload and a change is in the next
+//     query's answer.
 //   - A Server answers only the clients it is told to (Config.Clients, and
 //     Config.Interface for the arrival interface): everything else is
 //     dropped unanswered. One without Upstreams forwards nothing (NXDOMAIN

@@ -41,6 +41,7 @@ type forwarder struct {
 	closed  bool
 	wg      sync.WaitGroup
 	stop    chan struct{}
+	kick    chan struct{} // a query is pending: the sweep must run
 }
 
 type fwdKey struct {
@@ -106,7 +107,8 @@ type fwdQuery struct {
 }
 
 func newForwarder(cfg *Config) *forwarder {
-	f := &forwarder{cfg: cfg, conns: map[netip.AddrPort][]*upConn{}, pending: map[fwdKey]*fwdQuery{}, stop: make(chan struct{})}
+	f := &forwarder{cfg: cfg, conns: map[netip.AddrPort][]*upConn{}, pending: map[fwdKey]*fwdQuery{}, stop: make(chan struct{}),
+		kick: make(chan struct{}, 1)}
 	f.wg.Add(1)
 	go f.sweep()
 	return f
@@ -154,6 +156,12 @@ func (f *forwarder) send(q *fwdQuery) (*upConn, []byte) {
 		left := time.Until(q.deadline)
 		q.tryBy = time.Now().Add(left / time.Duration(len(q.ups)-q.try))
 		f.pending[key] = q
+		if len(f.pending) == 1 {
+			select {
+			case f.kick <- struct{}{}:
+			default:
+			}
+		}
 		return c, wire
 	}
 	f.fail(q)
@@ -285,8 +293,11 @@ func (f *forwarder) deliver(c *upConn, resp []byte) {
 // sweep moves queries whose try timed out on to the next server.
 func (f *forwarder) sweep() {
 	defer f.wg.Done()
+	// The ticker runs only while queries are pending, so an idle server
+	// sleeps.
 	t := time.NewTicker(fwdSweep)
 	defer t.Stop()
+	ticking := true
 	type retryWrite struct {
 		q    *fwdQuery
 		c    *upConn
@@ -294,9 +305,19 @@ func (f *forwarder) sweep() {
 	}
 	var retry []retryWrite
 	for {
+		if !ticking {
+			select {
+			case <-f.stop:
+				return
+			case <-f.kick:
+			}
+			t.Reset(fwdSweep)
+			ticking = true
+		}
 		select {
 		case <-f.stop:
 			return
+		case <-f.kick:
 		case now := <-t.C:
 			f.mu.Lock()
 			for key, q := range f.pending {
@@ -312,6 +333,10 @@ func (f *forwarder) sweep() {
 				} else {
 					f.fail(q)
 				}
+			}
+			if len(f.pending) == 0 {
+				t.Stop()
+				ticking = false
 			}
 			f.mu.Unlock()
 			for _, r := range retry {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -74,12 +75,24 @@ type Config struct {
 	ID string
 	// Logger gets a debug line per failed forward; default: discard.
 	Logger *slog.Logger
+	// OwnThread is for a process that does little but serve DNS (the
+	// helper process): while queries keep coming, the UDP reader waits for
+	// them in the kernel without handing its thread's P back to the
+	// runtime, as a C server's loop would, which saves a hand-off between
+	// threads and a wake-up of the runtime's monitor per batch. The server
+	// raises GOMAXPROCS by one while it runs, so the process's other
+	// goroutines keep as many Ps as before. Default false: the reader
+	// gives its P up whenever it sleeps, which suits a server that shares
+	// its process.
+	OwnThread bool
 }
 
 // Server is a running name server on one address (UDP and TCP).
 //
 // UDP is served by one reader, taking a batch of queries per system call
-// (recvmmsg) and sending the batch's answers in one (sendmmsg); the common query (A or AAAA of a sandbox) is
+// (recvmmsg) and sending the batch's answers in one (sendmmsg) (see
+// Config.OwnThread for how it sleeps in the helper); the common query (A
+// or AAAA of a sandbox) is
 // answered from its wire form without unpacking it, forwarded queries go
 // through the forwarder (a pool of upstream sockets, no goroutine per
 // query). TCP is served by miekg/dns.
@@ -201,7 +214,10 @@ func Serve(so *Sockets, cfg Config) (*Server, error) {
 	dom := strings.ToLower(strings.Trim(cfg.Domain, "."))
 	s := &Server{cfg: cfg, addr: so.Addr, domain: "." + dom + ".", suffix: "." + dom, policy: policy}
 	s.fwd = newForwarder(&s.cfg)
-	s.udp, s.udpDone = &udpSocket{fd: fd}, make(chan struct{})
+	s.udp, s.udpDone = &udpSocket{fd: fd, ownThread: cfg.OwnThread}, make(chan struct{})
+	if cfg.OwnThread {
+		addProcs(1)
+	}
 	// One reader: it takes whatever has queued in one call, and a second
 	// reader on the same socket only adds wake-ups and contention (measured:
 	// one reader answers 30-50% more queries, with a third of the p99).
@@ -212,6 +228,16 @@ func Serve(so *Sockets, cfg Config) (*Server, error) {
 	go s.tcp.ActivateAndServe()
 	<-started
 	return s, nil
+}
+
+// procsMu serializes changes of GOMAXPROCS by servers (Config.OwnThread).
+var procsMu sync.Mutex
+
+// addProcs adds d to GOMAXPROCS.
+func addProcs(d int) {
+	procsMu.Lock()
+	defer procsMu.Unlock()
+	runtime.GOMAXPROCS(max(1, runtime.GOMAXPROCS(0)+d))
 }
 
 // Addr is the address and port served.
@@ -225,6 +251,9 @@ func (s *Server) Close() error {
 		defer cancel()
 		err = errors.Join(s.udp.close(s.udpDone), s.tcp.ShutdownContext(ctx))
 		s.fwd.close()
+		if s.cfg.OwnThread {
+			addProcs(-1)
+		}
 	})
 	return err
 }

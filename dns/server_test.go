@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -245,5 +246,53 @@ func TestBindThenServe(t *testing.T) {
 		if a.err != nil || len(a.r.Answer) != 1 {
 			t.Fatalf("a query sent before Serve: %v %v", a.r, a.err)
 		}
+	}
+}
+
+// TestServerOwnThread checks the helper's way of serving (Config.OwnThread):
+// the same answers, a garbage collection (which must stop the reader while
+// it waits in the kernel) does not hang it, GOMAXPROCS is raised while it
+// runs and put back by Close, and Close returns.
+func TestServerOwnThread(t *testing.T) {
+	ns := labNS(t)
+	tb := NewTable([]Record{{Names: []string{"web"}, Addrs: addrs("10.88.0.2")}})
+	procs := runtime.GOMAXPROCS(0)
+	srv, err := Listen(ns, netip.MustParseAddr("127.0.0.1"), 53, Config{Names: Static{tb}, OwnThread: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	if got := runtime.GOMAXPROCS(0); got != procs+1 {
+		t.Errorf("GOMAXPROCS while serving: %d, want %d", got, procs+1)
+	}
+	c, err := nsDial(ns)(context.Background(), "udp", srv.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	co := &mdns.Conn{Conn: c}
+	for i := range 2000 {
+		m := new(mdns.Msg)
+		m.SetQuestion("web.", mdns.TypeA)
+		if err := co.WriteMsg(m); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		r, err := co.ReadMsg()
+		if err != nil {
+			t.Fatalf("query %d: %v", i, err)
+		}
+		if len(r.Answer) != 1 || r.Answer[0].(*mdns.A).A.String() != "10.88.0.2" {
+			t.Fatalf("query %d: %v", i, r)
+		}
+		if i%100 == 0 {
+			runtime.GC() // stops the world: the reader must let it
+		}
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := runtime.GOMAXPROCS(0); got != procs {
+		t.Errorf("GOMAXPROCS after Close: %d, want %d", got, procs)
 	}
 }

@@ -247,6 +247,9 @@ func (r *runner) start(n Network) (*netServer, error) {
 		Dial:      Dial(r.cfg.NS), // upstream queries leave from the host namespace: its routes and its loopback stub apply
 		ID:        ID(r.cfg.Dir, n.Name),
 		Logger:    r.cfg.Logger,
+		// The helper process does nothing else: its readers keep their
+		// threads while queries come (see dns.Config.OwnThread).
+		OwnThread: !r.cfg.InProcess,
 	}
 	if !n.Internal || n.Forward {
 		cfg.Upstreams = func() []netip.AddrPort { return *r.ups.Load() }
