@@ -365,7 +365,7 @@ func repairLinks(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *net
 			}
 		}
 		mac, _ := net.ParseMAC(ep.MAC)
-		if _, _, err := createVeth(ctx, h, n, ep, sb, mac); err != nil {
+		if _, _, _, err := createVeth(ctx, h, n, ep, sb, mac); err != nil {
 			return false, err
 		}
 		if hostLink, err = nl.LinkByName(ep.HostIfName); err != nil {
