@@ -123,18 +123,7 @@ func (h *Host) startDNS(ctx context.Context, tx *attachTx, background bool) (joi
 			self = append(self, dns.HostEntry{Addr: p.Addr(), Names: names})
 		}
 	}
-	var resolv, hosts sandboxfiles.File
-	resolv.Data, hosts.Data = rc.Bytes(), dns.Hosts(self, dns.HostEntries(opts.ExtraHosts))
-	if name := tx.sb.Name(); name != "" {
-		resolv.Paths = append(resolv.Paths, filepath.Join(dns.NetnsDir, name, "resolv.conf"))
-		hosts.Paths = append(hosts.Paths, filepath.Join(dns.NetnsDir, name, "hosts"))
-	}
-	if opts.ResolvConfPath != "" {
-		resolv.Paths = append(resolv.Paths, opts.ResolvConfPath)
-	}
-	if opts.HostsPath != "" {
-		hosts.Paths = append(hosts.Paths, opts.HostsPath)
-	}
+	resolv, hosts := sandboxfiles.ForNamespace(tx.sb.Name(), rc.Bytes(), dns.Hosts(self, dns.HostEntries(opts.ExtraHosts)), opts.ResolvConfPath, opts.HostsPath)
 
 	var undo undoStack
 	id, dnsNet := ep.ID, dnsNetwork(n)
@@ -144,7 +133,7 @@ func (h *Host) startDNS(ctx context.Context, tx *attachTx, background bool) (joi
 				return err
 			}
 		}
-		return writeDNSFiles(ctx, h, id, &undo, &resolv, &hosts)
+		return writeDNSFiles(ctx, h, id, &undo, resolv, hosts)
 	}
 	finish := func(err error) error {
 		tx.undo = append(tx.undo, undo...)

@@ -30,6 +30,30 @@ type File struct {
 	Written []string
 }
 
+// ForNamespace returns the resolv.conf and hosts of an endpoint, with
+// content resolv and hosts: for a namespace named nsName (unnamed: ""),
+// each goes to its place under /etc/netns/NAME (Names), where `ip netns
+// exec` bind-mounts it over /etc; and each to the path the caller names
+// (none: ""), in a container's rootfs for instance.
+func ForNamespace(nsName string, resolv, hosts []byte, resolvPath, hostsPath string) (*File, *File) {
+	r, h := &File{Data: resolv}, &File{Data: hosts}
+	if nsName != "" {
+		r.Paths = append(r.Paths, filepath.Join(dns.NetnsDir, nsName, Names[0]))
+		h.Paths = append(h.Paths, filepath.Join(dns.NetnsDir, nsName, Names[1]))
+	}
+	if resolvPath != "" {
+		r.Paths = append(r.Paths, resolvPath)
+	}
+	if hostsPath != "" {
+		h.Paths = append(h.Paths, hostsPath)
+	}
+	return r, h
+}
+
+// Names are the names of the files written for a named namespace under
+// /etc/netns/NAME.
+var Names = [2]string{"resolv.conf", "hosts"}
+
 // Owned reports whether the file at path is sandnet's, removed when its
 // last endpoint goes: the files under /etc/netns are; a file the caller
 // asked for stays.
@@ -93,7 +117,7 @@ func ReleaseAll(ctx context.Context, refs Refs, id, nsName string, written ...st
 		}
 	}
 	if nsName != "" {
-		for _, f := range []string{"resolv.conf", "hosts"} {
+		for _, f := range Names {
 			p := filepath.Join(dns.NetnsDir, nsName, f)
 			if !slices.Contains(paths, p) && refs.HasFileRef(p, id) {
 				paths = append(paths, p)
