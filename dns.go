@@ -161,7 +161,7 @@ func writeDNSFiles(ctx context.Context, h *Host, id string, undo *undoStack, fil
 // idempotent. The name vanishes with the endpoint's record, and the
 // network's name server stops by itself after the last endpoint needing it.
 func (h *Host) teardownDNS(ctx context.Context, rec *networkRecord, ep *Endpoint) error {
-	var name string // a named namespace's files are found without a record
+	var name string // a named namespace: its files are found by its counts too
 	if dir, base := filepath.Split(ep.NetNS); filepath.Clean(dir) == netns.Dir {
 		name = base
 	}
