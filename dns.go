@@ -2,17 +2,16 @@ package sandnet
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/sandnet/sandnet/dns"
 	"github.com/sandnet/sandnet/explain"
 	"github.com/sandnet/sandnet/internal/dnsrun"
+	"github.com/sandnet/sandnet/internal/sandboxfiles"
 	"github.com/sandnet/sandnet/internal/state"
 	"github.com/sandnet/sandnet/netns"
 )
@@ -124,18 +123,7 @@ func (h *Host) startDNS(ctx context.Context, tx *attachTx, background bool) (joi
 			self = append(self, dns.HostEntry{Addr: p.Addr(), Names: names})
 		}
 	}
-	var resolv, hosts dnsFiles
-	resolv.data, hosts.data = rc.Bytes(), dns.Hosts(self, dns.HostEntries(opts.ExtraHosts))
-	if name := tx.sb.Name(); name != "" {
-		resolv.paths = append(resolv.paths, filepath.Join(dns.NetnsDir, name, "resolv.conf"))
-		hosts.paths = append(hosts.paths, filepath.Join(dns.NetnsDir, name, "hosts"))
-	}
-	if opts.ResolvConfPath != "" {
-		resolv.paths = append(resolv.paths, opts.ResolvConfPath)
-	}
-	if opts.HostsPath != "" {
-		hosts.paths = append(hosts.paths, opts.HostsPath)
-	}
+	resolv, hosts := sandboxfiles.ForNamespace(tx.sb.Name(), rc.Bytes(), dns.Hosts(self, dns.HostEntries(opts.ExtraHosts)), opts.ResolvConfPath, opts.HostsPath)
 
 	var undo undoStack
 	id, dnsNet := ep.ID, dnsNetwork(n)
@@ -145,11 +133,11 @@ func (h *Host) startDNS(ctx context.Context, tx *attachTx, background bool) (joi
 				return err
 			}
 		}
-		return writeDNSFiles(ctx, h, id, &undo, &resolv, &hosts)
+		return writeDNSFiles(ctx, h, id, &undo, resolv, hosts)
 	}
 	finish := func(err error) error {
 		tx.undo = append(tx.undo, undo...)
-		ep.ResolvConf, ep.Hosts = resolv.written, hosts.written
+		ep.ResolvConf, ep.Hosts = resolv.Written, hosts.Written
 		return err
 	}
 	if !background || explain.Enabled(ctx) {
@@ -160,58 +148,12 @@ func (h *Host) startDNS(ctx context.Context, tx *attachTx, background bool) (joi
 	return func() error { return finish(<-done) }, nil
 }
 
-// dnsFiles is one of the files startDNS writes (resolv.conf or hosts):
-// its content, the paths it goes to and those written so far.
-type dnsFiles struct {
-	data    []byte
-	paths   []string
-	written []string
-}
-
-// writeDNSFiles writes each of files to its paths, pushing on undo what
-// removes those of sandnet's (ownedDNSFile) again; id is the endpoint's.
-// Sandnet's files go into one directory per sandbox, each counted as used
-// by the endpoint before they are written, all holding the directory's
-// lock once (state.Store.WriteShared) and opening it once
-// (dns.WriteFiles).
-func writeDNSFiles(ctx context.Context, h *Host, id string, undo *undoStack, files ...*dnsFiles) error {
-	var (
-		owned []dns.File
-		paths []string
-	)
-	for _, f := range files {
-		for _, path := range f.paths {
-			if !ownedDNSFile(path) {
-				if _, err := dns.WriteFile(ctx, path, f.data); err != nil {
-					return err
-				}
-				f.written = append(f.written, path)
-				continue
-			}
-			paths = append(paths, path)
-			owned = append(owned, dns.File{Name: filepath.Base(path), Data: f.data})
-		}
-	}
-	if len(paths) == 0 {
-		return nil
-	}
-	err := h.st.WriteShared(ctx, id, paths, func(path string) {
-		undo.push(func(ctx context.Context) error { return releaseDNSFile(ctx, h, path, id) })
-	}, func() error { return dns.WriteFiles(ctx, filepath.Dir(paths[0]), owned...) })
-	if err != nil {
-		return err
-	}
-	for _, f := range files {
-		f.written = slices.Clone(f.paths) // all of them, in order
-	}
-	return nil
-}
-
-// ownedDNSFile reports whether sandnet removes the file on Detach: the
-// files under /etc/netns are sandnet's; a file the caller asked for (in a
-// container's rootfs) stays, as Docker leaves a container's resolv.conf.
-func ownedDNSFile(path string) bool {
-	return strings.HasPrefix(path, dns.NetnsDir+"/")
+// writeDNSFiles writes files for endpoint id (sandboxfiles.Write),
+// pushing on undo what releases each file of sandnet's again.
+func writeDNSFiles(ctx context.Context, h *Host, id string, undo *undoStack, files ...*sandboxfiles.File) error {
+	return sandboxfiles.Write(ctx, h.st, id, func(path string) {
+		undo.push(func(ctx context.Context) error { return sandboxfiles.Release(ctx, h.st, path, id) })
+	}, files...)
 }
 
 // teardownDNS removes the files setupDNS wrote under /etc/netns, unless
@@ -219,33 +161,11 @@ func ownedDNSFile(path string) bool {
 // idempotent. The name vanishes with the endpoint's record, and the
 // network's name server stops by itself after the last endpoint needing it.
 func (h *Host) teardownDNS(ctx context.Context, rec *networkRecord, ep *Endpoint) error {
-	var paths []string
-	for _, p := range append(slices.Clone(ep.ResolvConf), ep.Hosts...) {
-		if ownedDNSFile(p) {
-			paths = append(paths, p)
-		}
+	var name string // a named namespace: its files are found by its counts too
+	if dir, base := filepath.Split(ep.NetNS); filepath.Clean(dir) == netns.Dir {
+		name = base
 	}
-	// An attach killed between writing the files and recording them (GC's
-	// case) left them unrecorded: its references to them name them.
-	if dir, name := filepath.Split(ep.NetNS); filepath.Clean(dir) == netns.Dir && name != "" {
-		for _, f := range []string{"resolv.conf", "hosts"} {
-			p := filepath.Join(dns.NetnsDir, name, f)
-			if !slices.Contains(paths, p) && h.st.HasFileRef(p, ep.ID) {
-				paths = append(paths, p)
-			}
-		}
-	}
-	var errs []error
-	for _, p := range paths {
-		errs = append(errs, releaseDNSFile(ctx, h, p, ep.ID))
-	}
-	return errors.Join(errs...)
-}
-
-// releaseDNSFile drops endpoint id's use of path and removes the file when
-// no other endpoint uses it, holding the lock of the sandbox's files.
-func releaseDNSFile(ctx context.Context, h *Host, path, id string) error {
-	return h.st.ReleaseShared(ctx, path, id, func() error { return dns.RemoveFile(ctx, path, true) })
+	return sandboxfiles.ReleaseAll(ctx, h.st, ep.ID, name, append(slices.Clone(ep.ResolvConf), ep.Hosts...)...)
 }
 
 // hasNameServer reports whether network n's gateway runs the embedded

@@ -35,8 +35,9 @@
 // Check and Repair; driver.go holds the interface and the registry that
 // everything else loops over. The state directory (records, locks, the port
 // table, file reference counts) is internal/state's, on internal/statefile;
-// the name-server runner is internal/dnsrun, which serves what the records
-// say and knows nothing of a Host. diag, nettest and cmd/sandnet are clients
+// internal/sandboxfiles writes a sandbox's resolv.conf and hosts, counting
+// their users there; the name-server runner is internal/dnsrun, which
+// serves what the records say and knows nothing of a Host. diag, nettest and cmd/sandnet are clients
 // of this package; nothing below it imports them.
 //
 // Contract: root (CAP_NET_ADMIN, CAP_SYS_ADMIN) is needed. Nothing depends

@@ -2,7 +2,6 @@ package sandnet
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -224,18 +223,7 @@ func (tx *attachTx) vethStep(ctx context.Context) error {
 		if mac == nil {
 			mac = macFor(ep.Addresses)
 		}
-		port, br, ipv6Off, err := createVethIn(ctx, h, n, ep, tx.sb, mac)
-		if errors.Is(err, ErrExists) {
-			nl, nerr := h.ns.Netlink()
-			if nerr != nil {
-				return nerr
-			}
-			if l, lerr := nl.LinkByName(ep.HostIfName); lerr == nil && l.Type() == "veth" {
-				if err = veth.Delete(ctx, h.ns, ep.HostIfName); err == nil {
-					port, br, ipv6Off, err = createVethIn(ctx, h, n, ep, tx.sb, mac)
-				}
-			}
-		}
+		port, br, ipv6Off, err := createVeth(ctx, h, n, ep, tx.sb, mac)
 		if err != nil {
 			return err
 		}
@@ -252,18 +240,13 @@ func (tx *attachTx) vethStep(ctx context.Context) error {
 func hostVethName(id string) string { return ifname.Derive("snv", id) }
 
 // createVeth makes ep's veth pair: the host end a port of n's bridge, the
-// other end ep.IfName in sb; both up. It returns the host end and the
-// bridge.
-func createVeth(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netns.NS, mac net.HardwareAddr) (port, br netlink.Link, err error) {
-	port, br, _, err = createVethIn(ctx, h, n, ep, sb, mac)
-	return port, br, err
-}
-
-// createVethIn is createVeth that also reports whether the sandbox's end
-// is known to have IPv6 off: an endpoint without an IPv6 address gets its
-// interface born so, in one visit to the sandbox (iface.BornWithoutIPv6),
-// and Configure then has nothing to check.
-func createVethIn(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netns.NS, mac net.HardwareAddr) (port, br netlink.Link, ipv6Off bool, err error) {
+// other end ep.IfName in sb; both up. A veth of the host end's name (ours
+// by name) is replaced (veth.Pair.Replace). It returns the host end, the
+// bridge, and whether the sandbox's end is known to have IPv6 off: an
+// endpoint without an IPv6 address gets its interface born so, in one
+// visit to the sandbox (iface.BornWithoutIPv6), and Configure then has
+// nothing to check.
+func createVeth(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netns.NS, mac net.HardwareAddr) (port, br netlink.Link, ipv6Off bool, err error) {
 	nl, err := h.ns.Netlink()
 	if err != nil {
 		return nil, nil, false, err
@@ -275,7 +258,7 @@ func createVethIn(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *ne
 	create := func() error {
 		port, err = veth.Create(ctx, h.ns, veth.Pair{
 			Name: ep.HostIfName, PeerName: ep.IfName, PeerNS: sb, MTU: ep.MTU, PeerMAC: mac,
-			Master: br.Attrs().Index, MasterName: n.Bridge, Up: true,
+			Master: br.Attrs().Index, MasterName: n.Bridge, Up: true, Replace: true,
 		})
 		return err
 	}

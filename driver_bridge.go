@@ -337,53 +337,14 @@ func (bridgeDriver) repairEndpoint(ctx context.Context, h *Host, rec *networkRec
 }
 
 // repairLinks puts back the veth pair (both ends, if either is gone), then
-// what is missing on each end: up, on the bridge, addresses, routes. It
-// reports whether it made a new pair.
+// what is missing on each end: up, on the bridge, addresses, routes
+// (bridge.MendVethPort). It reports whether it made a new pair.
 func repairLinks(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netns.NS) (bool, error) {
-	nl, err := h.ns.Netlink()
-	if err != nil {
-		return false, err
-	}
-	br, err := nl.LinkByName(n.Bridge)
-	if err != nil {
-		return false, fmt.Errorf("finding bridge %s in %s: %w", n.Bridge, h.ns, err)
-	}
-	hostLink, herr := nl.LinkByName(ep.HostIfName)
-	sbLink, serr := iface.Open(sb, ep.IfName)
-	relinked := herr != nil || serr != nil
-	if relinked {
-		// Half a pair cannot be mended: remove what is left, make a new one.
-		if err := veth.Delete(ctx, h.ns, ep.HostIfName); err != nil {
-			return false, err
-		}
-		if serr == nil {
-			if kind := sbLink.Kind(); kind != "veth" {
-				return false, fmt.Errorf("sandbox %s has a %s called %s, not sandnet's veth: %w", sb, kind, ep.IfName, ErrExists)
-			}
-			if err := veth.Delete(ctx, sb, ep.IfName); err != nil {
-				return false, err
-			}
-		}
-		mac, _ := net.ParseMAC(ep.MAC)
-		if _, _, err := createVeth(ctx, h, n, ep, sb, mac); err != nil {
-			return false, err
-		}
-		if hostLink, err = nl.LinkByName(ep.HostIfName); err != nil {
-			return true, err
-		}
-		if sbLink, err = iface.Open(sb, ep.IfName); err != nil {
-			return true, err
-		}
-		if err := iface.LoUp(ctx, sb); err != nil {
-			return true, err
-		}
-	}
-	if hostLink.Attrs().MasterIndex != br.Attrs().Index || hostLink.Attrs().Flags&net.FlagUp == 0 {
-		if err := bridge.AddPort(ctx, h.ns, n.Bridge, ep.HostIfName); err != nil {
-			return relinked, err
-		}
-	}
-	return relinked, sbLink.Configure(ctx, iface.Setup{Addrs: ep.Addresses, Routes: ep.Routes, Fresh: relinked, Quiet: !n.NoNeighborProxy})
+	mac, _ := net.ParseMAC(ep.MAC)
+	return bridge.MendVethPort(ctx, h.ns, bridge.VethPort{Bridge: n.Bridge, Name: ep.HostIfName, Sandbox: sb, IfName: ep.IfName}, func() error {
+		_, _, _, err := createVeth(ctx, h, n, ep, sb, mac)
+		return err
+	}, iface.Setup{Addrs: ep.Addresses, Routes: ep.Routes, Quiet: !n.NoNeighborProxy})
 }
 
 func natNetwork(n *Network) nat.Network {

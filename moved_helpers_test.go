@@ -7,6 +7,7 @@ import (
 
 	"github.com/sandnet/sandnet/dns"
 	"github.com/sandnet/sandnet/internal/dnsrun"
+	"github.com/sandnet/sandnet/internal/sandboxfiles"
 	"github.com/sandnet/sandnet/nat"
 	"github.com/sandnet/sandnet/netns"
 
@@ -76,11 +77,11 @@ func (h *Host) claimPorts(ctx context.Context, ep *Endpoint, ports []PortMapping
 }
 
 func (h *Host) writeSandboxFile(ctx context.Context, tx *attachTx, path string, data []byte) error {
-	return writeDNSFiles(ctx, h, tx.ep.ID, &tx.undo, &dnsFiles{data: data, paths: []string{path}})
+	return writeDNSFiles(ctx, h, tx.ep.ID, &tx.undo, &sandboxfiles.File{Data: data, Paths: []string{path}})
 }
 
 func (h *Host) releaseDNSFile(ctx context.Context, path, id string) error {
-	return releaseDNSFile(ctx, h, path, id)
+	return sandboxfiles.Release(ctx, h.st, path, id)
 }
 
 // recordSource is the name-server runner's source as the tests knew it.

@@ -8,7 +8,9 @@
 // View.CheckGateways, CheckPort; CheckDevice and CheckMulticastQuerier
 // check the bridge itself);
 // the settings a bridge network needs of its bridge and ports (settings.go:
-// route_localnet, the hairpin or isolated flag bridged netfilter calls for).
+// route_localnet, the hairpin or isolated flag bridged netfilter calls for);
+// MendVethPort puts back a sandbox's veth pair as a port of a bridge, with
+// what each end needs (mend.go).
 //
 // Contract: needs root (CAP_NET_ADMIN). Acts only in the namespace passed in.
 // Every call is idempotent: Ensure adopts a bridge that exists, address and

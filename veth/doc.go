@@ -2,7 +2,9 @@
 // end stays in the host namespace, the other is born inside the sandbox with
 // its final name (usually eth0), so it is never visible in the host under a
 // temporary name. The pair, its bridge, MTU, MAC and up flag go to the
-// kernel in one request, which echoes the new link back.
+// kernel in one request, which echoes the new link back. With Pair.Replace, a
+// veth left under the host end's name (the caller owns the name) is removed
+// and the pair made again.
 //
 // Contract: needs root (CAP_NET_ADMIN in both namespaces). Acts in the
 // namespaces passed in, never in the caller's. Safe for concurrent use.

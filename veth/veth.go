@@ -50,6 +50,11 @@ type Pair struct {
 	MasterName string
 	// Up brings the host end up as it is created.
 	Up bool
+	// Replace removes a veth already called Name in the host namespace (a
+	// leftover of an earlier pair the caller owns by name: a crash, or a
+	// sandbox that kept it) and makes the pair again; a link of another
+	// kind there is still ErrExists.
+	Replace bool
 }
 
 func (p *Pair) defaults() error {
@@ -74,7 +79,8 @@ func (p *Pair) defaults() error {
 // host end as the kernel echoes it back. With a master, one more request
 // turns off IPv6 link-local addressing on the host end (the kernel takes
 // no addrgenmode in a request that makes a link). An existing link called
-// Name in host yields an error wrapping ErrExists.
+// Name in host yields an error wrapping ErrExists, unless Replace is set
+// and it is a veth.
 //
 // Equivalent to: ip link add NAME [mtu M] [master BR] [up] type veth peer name PEER [address MAC] netns NS
 // (then, with a master: ip link set NAME addrgenmode none)
@@ -89,6 +95,17 @@ func Create(ctx context.Context, host *netns.NS, p Pair) (netlink.Link, error) {
 	explain.Say(ctx, "%s", host.Shell(command(p)))
 	msgs, err := newLinkRequest(p, sock).Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
 	if err != nil {
+		if errors.Is(err, unix.EEXIST) && p.Replace {
+			if h, herr := host.Netlink(); herr == nil {
+				if l, lerr := h.LinkByName(p.Name); lerr == nil && l.Type() == "veth" {
+					if err := Delete(ctx, host, p.Name); err != nil {
+						return nil, err
+					}
+					p.Replace = false
+					return Create(ctx, host, p)
+				}
+			}
+		}
 		if errors.Is(err, unix.EEXIST) {
 			return nil, fmt.Errorf("creating veth %s (peer %s in %s): %w", p.Name, p.PeerName, p.PeerNS, ErrExists)
 		}

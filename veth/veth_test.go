@@ -84,3 +84,40 @@ func TestCreateRejectsBadNames(t *testing.T) {
 		}
 	}
 }
+
+// TestCreateReplace: with Replace, a veth left under the host end's name
+// goes (its peer with it) and the new pair is made; a link of another
+// kind under that name is still ErrExists and stays.
+func TestCreateReplace(t *testing.T) {
+	host, sb := testns.New(t, "host"), testns.New(t, "sb")
+	ctx := context.Background()
+	old, err := veth.Create(ctx, host, veth.Pair{Name: "snt-v0", PeerNS: sb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	link, err := veth.Create(ctx, host, veth.Pair{Name: "snt-v0", PeerName: "eth1", PeerNS: sb, Replace: true})
+	if err != nil {
+		t.Fatalf("Create with Replace over a veth = %v", err)
+	}
+	if link.Attrs().Index == old.Attrs().Index {
+		t.Error("the old host end was kept")
+	}
+	snl, _ := sb.Netlink()
+	if _, err := snl.LinkByName("eth0"); err == nil {
+		t.Error("the old peer eth0 is still in the sandbox")
+	}
+	if _, err := snl.LinkByName("eth1"); err != nil {
+		t.Errorf("the new peer eth1: %v", err)
+	}
+
+	hnl, _ := host.Netlink()
+	if err := hnl.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "snt-b1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := veth.Create(ctx, host, veth.Pair{Name: "snt-b1", PeerName: "eth2", PeerNS: sb, Replace: true}); !errors.Is(err, veth.ErrExists) {
+		t.Errorf("Create with Replace over a bridge = %v, want ErrExists", err)
+	}
+	if l, err := hnl.LinkByName("snt-b1"); err != nil || l.Type() != "bridge" {
+		t.Errorf("the bridge snt-b1: %v, %v", l, err)
+	}
+}

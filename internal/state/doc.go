@@ -1,7 +1,7 @@
 // Package state owns sandnet's state directory: the records of networks and
 // endpoints, the locks that order the processes sharing the directory, the
 // port table (who publishes which host port) and the reference counts of
-// the files written for sandboxes under /etc/netns.
+// the files written for sandboxes under /etc/netns (by internal/sandboxfiles).
 //
 // Layout of a state directory:
 //
