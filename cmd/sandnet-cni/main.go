@@ -1,8 +1,6 @@
 package main
 
 import (
-	"os"
-
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/version"
 )
@@ -12,9 +10,6 @@ import (
 var specVersions = version.PluginSupports("0.4.0", "1.0.0", "1.1.0")
 
 func main() {
-	if os.Getenv("CNI_COMMAND") == "ADD" {
-		go warmJSON()
-	}
 	skel.PluginMainFuncs(skel.CNIFuncs{
 		Add:    cmdAdd,
 		Del:    cmdDel,
