@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"time"
 
-	"github.com/sandnet/sandnet/dns"
 	"github.com/sandnet/sandnet/iface"
 	"github.com/sandnet/sandnet/internal/dnsrun"
 	"github.com/sandnet/sandnet/netns"
@@ -31,9 +29,6 @@ const (
 	ObjDNS       Object = "dns"               // the network's name server answers the endpoint's names
 	ObjNeighbor  Object = "neighbor"          // what answers address resolution: a permanent neighbour entry, a static FDB entry, proxy_arp_wifi on the port, the multicast querier
 )
-
-// checkDNSTimeout bounds Check's query of the network's name server.
-const checkDNSTimeout = 2 * time.Second
 
 // Problem is one piece of an endpoint or its network that is missing or
 // wrong in the kernel or the state dir.
@@ -186,45 +181,23 @@ func (h *Host) checkEndpoint(ctx context.Context, nrec *networkRecord, rec *endp
 		rep.add(ObjSandboxIf, ep.IfName, "is down in sandbox %s", sb)
 		linksOK = false
 	}
-	have, err := link.Addrs()
+	noAddrs, noRoutes, err := link.Lacks(ep.Addresses, ep.Routes)
+	for _, p := range noAddrs {
+		rep.add(ObjAddress, p.String(), "missing from %s in sandbox %s", ep.IfName, sb)
+		linksOK = false
+	}
+	for _, r := range noRoutes {
+		rep.add(ObjRoute, routeString(r), "missing from sandbox %s", sb)
+	}
 	if err != nil {
 		return err
 	}
-	for _, p := range ep.Addresses {
-		if !slices.Contains(have, p) {
-			rep.add(ObjAddress, p.String(), "missing from %s in sandbox %s", ep.IfName, sb)
-			linksOK = false
-		}
-	}
-	for _, r := range ep.Routes {
-		ok, err := link.HasRoute(r)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			rep.add(ObjRoute, routeString(r), "missing from sandbox %s", sb)
-		}
-	}
 	if linksOK && h.usesEmbeddedDNS(n) && slices.Contains(ep.DNS, n.Gateway) {
-		server := netip.AddrPortFrom(n.Gateway, 53)
-		for _, name := range dnsNames(ep) {
-			got, err := queryA(ctx, sb, server, name)
-			if err != nil {
-				rep.add(ObjDNS, name, "no answer from %s: %v", server, err)
-				break // the server is down: one problem says it
-			}
-			if want := ep.Addr(false); want.IsValid() && !slices.Contains(got, want) {
-				rep.add(ObjDNS, name, "%s answers %v, want %s", server, got, want)
-			}
+		for _, w := range dnsrun.CheckNames(ctx, sb, netip.AddrPortFrom(n.Gateway, 53), dnsNames(ep), ep.Addr(false)) {
+			rep.add(ObjDNS, w.Name, "%s", w.Detail)
 		}
 	}
 	return nil
 }
 
 func routeString(r Route) string { return fmt.Sprintf("%s via %s", r.Dst, r.Via) }
-
-// queryA asks the name server at server, from inside sb, for name's IPv4
-// addresses.
-func queryA(ctx context.Context, sb *netns.NS, server netip.AddrPort, name string) ([]netip.Addr, error) {
-	return dns.QueryA(ctx, dnsrun.Dial(sb), server, name, checkDNSTimeout)
-}

@@ -13,7 +13,6 @@ import (
 	"github.com/sandnet/sandnet/dns"
 	"github.com/sandnet/sandnet/internal/dnsrun"
 	"github.com/sandnet/sandnet/internal/state"
-	"github.com/sandnet/sandnet/internal/statefile"
 	"github.com/sandnet/sandnet/netns"
 )
 
@@ -86,24 +85,15 @@ func (h *Host) setupDNS(ctx context.Context, tx *attachTx) error {
 	if err != nil {
 		return fmt.Errorf("reading the host's resolver configuration: %w", err)
 	}
-	rc := dns.ResolvConf{Search: hostRC.Search, Options: hostRC.Options}
-	embedded := false
-	switch {
-	case len(opts.DNS) > 0:
-		rc.Nameservers = slices.Clone(opts.DNS)
-	case h.usesEmbeddedDNS(n):
-		embedded = true
-		rc.Nameservers = []netip.Addr{n.Gateway}
-		if n.Gateway6.IsValid() {
-			rc.Nameservers = append(rc.Nameservers, n.Gateway6)
-		}
-	default:
-		rc.Nameservers = hostRC.Nameservers
-		if len(rc.Nameservers) == 0 && len(stubs) > 0 {
-			h.log.Warn("the host's only name servers are loopback stubs a sandbox cannot reach; its resolv.conf gets none", "stubs", stubs, "sandbox", ep.SandboxID)
-		}
+	var own []netip.Addr // the network's embedded server, unless the caller gives servers
+	embedded := len(opts.DNS) == 0 && h.usesEmbeddedDNS(n)
+	if embedded {
+		own = slices.DeleteFunc([]netip.Addr{n.Gateway, n.Gateway6}, func(a netip.Addr) bool { return !a.IsValid() })
 	}
-	rc = rc.Merge(opts.DNSSearch, opts.DNSOptions)
+	rc := hostRC.ForSandbox(opts.DNS, own, opts.DNSSearch, opts.DNSOptions)
+	if len(rc.Nameservers) == 0 && len(stubs) > 0 {
+		h.log.Warn("the host's only name servers are loopback stubs a sandbox cannot reach; its resolv.conf gets none", "stubs", stubs, "sandbox", ep.SandboxID)
+	}
 	ep.DNS, ep.DNSSearch, ep.DNSOptions = rc.Nameservers, rc.Search, rc.Options
 
 	if embedded {
@@ -138,7 +128,7 @@ func (h *Host) setupDNS(ctx context.Context, tx *attachTx) error {
 		for _, path := range f.paths {
 			write := func() error { _, err := dns.WriteFile(ctx, path, f.data); return err }
 			if ownedDNSFile(path) {
-				write = func() error { return h.writeSandboxFile(ctx, tx, path, f.data) }
+				write = func() error { return writeSandboxFile(ctx, h, tx, path, f.data) }
 			}
 			if err := write(); err != nil {
 				return err
@@ -152,19 +142,11 @@ func (h *Host) setupDNS(ctx context.Context, tx *attachTx) error {
 // writeSandboxFile counts the endpoint as a user of path, a file of
 // sandnet's under /etc/netns, and writes it, holding the lock of the
 // sandbox's files (a Detach of another of its endpoints waits).
-func (h *Host) writeSandboxFile(ctx context.Context, tx *attachTx, path string, data []byte) error {
-	lock, err := h.st.LockFiles(ctx, filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer lock.Release()
-	if err := h.st.AddFileRef(path, tx.ep.ID); err != nil {
-		return err
-	}
+func writeSandboxFile(ctx context.Context, h *Host, tx *attachTx, path string, data []byte) error {
 	id := tx.ep.ID
-	tx.undo.push(func(ctx context.Context) error { return h.releaseDNSFile(ctx, path, id) })
-	_, err = dns.WriteFile(ctx, path, data)
-	return err
+	return h.st.WriteShared(ctx, path, id, func() {
+		tx.undo.push(func(ctx context.Context) error { return releaseDNSFile(ctx, h, path, id) })
+	}, func() error { _, err := dns.WriteFile(ctx, path, data); return err })
 }
 
 // ownedDNSFile reports whether sandnet removes the file on Detach: the
@@ -197,24 +179,15 @@ func (h *Host) teardownDNS(ctx context.Context, rec *networkRecord, ep *Endpoint
 	}
 	var errs []error
 	for _, p := range paths {
-		errs = append(errs, h.releaseDNSFile(ctx, p, ep.ID))
+		errs = append(errs, releaseDNSFile(ctx, h, p, ep.ID))
 	}
 	return errors.Join(errs...)
 }
 
 // releaseDNSFile drops endpoint id's use of path and removes the file when
 // no other endpoint uses it, holding the lock of the sandbox's files.
-func (h *Host) releaseDNSFile(ctx context.Context, path, id string) error {
-	lock, err := h.st.LockFiles(ctx, filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer lock.Release()
-	last, err := h.st.DropFileRef(path, id)
-	if err != nil || !last {
-		return err
-	}
-	return dns.RemoveFile(ctx, path, true)
+func releaseDNSFile(ctx context.Context, h *Host, path, id string) error {
+	return h.st.ReleaseShared(ctx, path, id, func() error { return dns.RemoveFile(ctx, path, true) })
 }
 
 // hasNameServer reports whether network n's gateway runs the embedded
@@ -238,54 +211,18 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			return recordSource{st}, nil
+			return records(st), nil
 		}))
 	}
 }
 
-// recordSource tells the runner what to serve, from the state dir's records.
-type recordSource struct{ st *stateStore }
-
-// Networks lists the networks whose name server must run: some endpoint is
-// being attached (it may need it) or uses the server (its DNS lists the
-// gateway). It reads records only until one says so, usually the first:
-// the runner asks every poll interval, whatever the number of endpoints.
-func (s recordSource) Networks() []dnsrun.Network {
-	recs, _ := s.st.Networks()
-	var out []dnsrun.Network
-	for _, rec := range recs {
-		n := &rec.Network
-		if hasNameServer(n) && s.st.AnyEndpoint(n.Name, func(e *endpointRecord) bool {
-			return e.State == stateAttaching || slices.Contains(e.Endpoint.DNS, n.Gateway) ||
-				(n.Gateway6.IsValid() && slices.Contains(e.Endpoint.DNS, n.Gateway6))
-		}) {
-			out = append(out, dnsNetwork(n))
-		}
+// records tells the name-server runner what to serve, from the state
+// dir's records (dnsrun.Records).
+func records(st *stateStore) dnsrun.Records[Network, Endpoint] {
+	return dnsrun.Records[Network, Endpoint]{
+		Store:  st,
+		Serve:  func(n *Network) (dnsrun.Network, bool) { return dnsNetwork(n), hasNameServer(n) },
+		DNS:    func(ep *Endpoint) []netip.Addr { return ep.DNS },
+		Record: func(ep *Endpoint) dns.Record { return dns.Record{Names: dnsNames(ep), Addrs: addrsOf(ep)} },
 	}
-	return out
-}
-
-// Names follows network's endpoint records (the source of truth, shared by
-// every process) as its name server's names: a change to a record re-reads
-// that record only, and queries never wait for a reload (dns.DirSource).
-func (s recordSource) Names(network string) (dns.Source, error) {
-	dir := s.st.EndpointDir(network)
-	if err := statefile.MkdirAll(dir); err != nil {
-		return nil, err
-	}
-	return dns.WatchDir(dir, func(name string, b []byte) (dns.Record, bool) {
-		if statefile.IsTemp(name) || !strings.HasSuffix(name, ".json") {
-			return dns.Record{}, false
-		}
-		r, err := state.Decode(filepath.Join(dir, name), b, func(r *endpointRecord) int { return r.Version })
-		if err != nil {
-			return dns.Record{}, false // a half-written or foreign file: read again when it changes
-		}
-		ep := &r.Endpoint
-		var addrs []netip.Addr
-		for _, p := range ep.Addresses {
-			addrs = append(addrs, p.Addr())
-		}
-		return dns.Record{Names: dnsNames(ep), Addrs: addrs}, true
-	})
 }

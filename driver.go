@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 
@@ -174,20 +172,30 @@ func pools(n *Network) []ipam.Pool {
 	return ps
 }
 
+// staticAddrs are the addresses to ask IPAM for, one per subnet of n (a
+// zero one: any); an address given for a family n lacks is ErrInvalid.
+func staticAddrs(n *Network, ip, ip6 netip.Addr) ([]netip.Addr, error) {
+	var static []netip.Addr
+	if n.Subnet.IsValid() {
+		static = append(static, ip)
+	} else if ip.IsValid() {
+		return nil, invalidf("static IP %s given but network %q has no IPv4 subnet", ip, n.Name)
+	}
+	if n.Subnet6.IsValid() {
+		static = append(static, ip6)
+	} else if ip6.IsValid() {
+		return nil, invalidf("static IP6 %s given but network %q has no IPv6 subnet", ip6, n.Name)
+	}
+	return static, nil
+}
+
 // allocate is the address step shared by the drivers that use IPAM.
 func (tx *attachTx) allocate(ctx context.Context) error {
 	return tx.step(ctx, StepAddress, func() error {
 		n := &tx.net.Network
-		var static []netip.Addr
-		if n.Subnet.IsValid() {
-			static = append(static, tx.opts.IP)
-		} else if tx.opts.IP.IsValid() {
-			return invalidf("static IP %s given but network %q has no IPv4 subnet", tx.opts.IP, n.Name)
-		}
-		if n.Subnet6.IsValid() {
-			static = append(static, tx.opts.IP6)
-		} else if tx.opts.IP6.IsValid() {
-			return invalidf("static IP6 %s given but network %q has no IPv6 subnet", tx.opts.IP6, n.Name)
+		static, err := staticAddrs(n, tx.opts.IP, tx.opts.IP6)
+		if err != nil {
+			return err
 		}
 		key := leaseKey(tx.ep)
 		lease, err := tx.h.ipam.Allocate(ctx, pools(n), key, static...)
@@ -257,7 +265,7 @@ func createVeth(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netn
 		return nil, nil, fmt.Errorf("finding bridge %s in %s: %w", n.Bridge, h.ns, err)
 	}
 	if !slices.ContainsFunc(ep.Addresses, func(p netip.Prefix) bool { return p.Addr().Is6() }) {
-		defer ipv6OffByDefault(sb)()
+		defer iface.IPv6OffByDefault(sb)()
 	}
 	port, err = veth.Create(ctx, h.ns, veth.Pair{
 		Name: ep.HostIfName, PeerName: ep.IfName, PeerNS: sb, MTU: ep.MTU, PeerMAC: mac,
@@ -266,53 +274,9 @@ func createVeth(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netn
 	return port, br, err
 }
 
-// ipv6OffByDefault makes an interface created in sb from now on start with
-// IPv6 off (net.ipv6.conf.default.disable_ipv6=1 in sb) and returns the
-// function that puts the default back. An interface born so never runs
-// IPv6 (no link-local address, no DAD or router solicitation), and
-// sandboxConf, which still checks, then has nothing to write. Turning IPv6
-// off on an existing interface tears its IPv6 state down under the
-// kernel's RTNL lock, and the write spins, retrying, while another attach
-// holds that lock: it was most of what concurrent attaches waited for.
-//
-// Two attaches into one sandbox at once may interleave so that one
-// interface is born with IPv6 on: sandboxConf turns it off then. The
-// default ends as it was, as each puts back only what it changed.
-func ipv6OffByDefault(sb *netns.NS) (restore func()) {
-	var (
-		f       *os.File
-		changed bool
-	)
-	err := sb.Do(func() error {
-		var err error
-		// The file acts in the namespace it was opened in, wherever it is
-		// written from later.
-		f, err = os.OpenFile("/proc/sys/net/ipv6/conf/default/disable_ipv6", os.O_RDWR, 0)
-		if err != nil {
-			return err // no IPv6 in this kernel: nothing to turn off
-		}
-		b := make([]byte, 8)
-		n, _ := f.Read(b)
-		if strings.TrimSpace(string(b[:n])) == "0" {
-			_, err = f.WriteAt([]byte("1"), 0)
-			changed = err == nil
-		}
-		return nil
-	})
-	if err != nil || f == nil {
-		return func() {}
-	}
-	return func() {
-		if changed {
-			f.WriteAt([]byte("0"), 0)
-		}
-		f.Close()
-	}
-}
-
 // configureSandbox brings lo and the interface up inside the sandbox, puts
 // the endpoint's addresses on it and routes via the gateways (none on an
-// internal network, which has no way out). quiet is linkSetup.quiet.
+// internal network, which has no way out). quiet is iface.Setup.Quiet.
 func (tx *attachTx) configureSandbox(ctx context.Context, quiet bool) error {
 	return tx.step(ctx, StepConfigure, func() error {
 		if err := iface.LoUp(ctx, tx.sb); err != nil {
@@ -333,90 +297,8 @@ func (tx *attachTx) configureSandbox(ctx context.Context, quiet bool) error {
 			}
 			tx.ep.Routes = append(tx.ep.Routes, Route{Dst: dst, Via: gw})
 		}
-		return configureLink(ctx, link, tx.ep, linkSetup{fresh: true, quiet: quiet})
+		return link.Configure(ctx, iface.Setup{Addrs: tx.ep.Addresses, Routes: tx.ep.Routes, Fresh: true, Quiet: quiet})
 	})
-}
-
-// linkSetup says how configureLink treats a sandbox's link.
-type linkSetup struct {
-	// fresh: the link was just made (by Attach, or by a Repair that
-	// replaced it), so nothing is on it yet and its settings are set.
-	fresh bool
-	// quiet: the link sends no IPv6 router solicitations (a bridge that
-	// answers address resolution, where each would reach every port and
-	// nothing answers; the sandbox's routes are sandnet's).
-	quiet bool
-}
-
-// configureLink puts ep's addresses on its sandbox interface link, brings
-// it up and adds ep's routes through it; unless s.fresh, what is there
-// already stays. A fresh link gets its per-interface settings
-// (sandboxConf). This is the one path for sandbox addresses, routes and
-// settings: Attach and Repair both take it.
-//
-// Equivalent to: ip -n SBX addr add ADDR dev eth0;
-// [ip netns exec SBX sysctl -w net.ipv6.conf.eth0.disable_ipv6=1;]
-// ip -n SBX link set eth0 up; ip -n SBX route add default via GW dev eth0
-func configureLink(ctx context.Context, link *iface.Link, ep *Endpoint, s linkSetup) error {
-	var have []netip.Prefix
-	if !s.fresh {
-		var err error
-		if have, err = link.Addrs(); err != nil {
-			return err
-		}
-	}
-	for _, p := range ep.Addresses {
-		if !slices.Contains(have, p) {
-			if err := link.AddAddr(ctx, p); err != nil {
-				return err
-			}
-		}
-	}
-	if s.fresh {
-		if err := sandboxConf(ctx, link, ep, s.quiet); err != nil {
-			return err
-		}
-	}
-	if s.fresh || !link.IsUp() {
-		if err := link.Up(ctx); err != nil {
-			return err
-		}
-	}
-	for _, r := range ep.Routes {
-		if !s.fresh {
-			if ok, err := link.HasRoute(r); err != nil || ok {
-				if err != nil {
-					return err
-				}
-				continue
-			}
-		}
-		if err := link.AddRoute(ctx, r); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// sandboxConf sets the per-interface settings of a fresh sandbox link. An
-// endpoint without an IPv6 address has IPv6 turned off, as Docker does on
-// IPv4-only networks: no link-local address, and none of the multicast
-// chatter that a bridge floods to every other sandbox (a kernel without
-// IPv6 has nothing to turn off). One with IPv6 on a quiet link sends no
-// router solicitations.
-func sandboxConf(ctx context.Context, link *iface.Link, ep *Endpoint, quiet bool) error {
-	if !ep.hasFamily(true) {
-		if err := link.SetConf(ctx, "ipv6", "disable_ipv6", "1"); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("turning IPv6 off: %w", err)
-		}
-		return nil
-	}
-	if quiet {
-		if err := link.SetConf(ctx, "ipv6", "router_solicitations", "0"); err != nil {
-			return fmt.Errorf("turning router solicitations off: %w", err)
-		}
-	}
-	return nil
 }
 
 // hasFamily reports whether the endpoint has an IPv6 (six) or IPv4 address.

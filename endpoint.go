@@ -58,3 +58,12 @@ func (e *Endpoint) Addr(v6 bool) netip.Addr {
 	}
 	return netip.Addr{}
 }
+
+// addrsOf returns the endpoint's addresses without their prefix lengths.
+func addrsOf(ep *Endpoint) []netip.Addr {
+	var addrs []netip.Addr
+	for _, p := range ep.Addresses {
+		addrs = append(addrs, p.Addr())
+	}
+	return addrs
+}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+
+	"github.com/sandnet/sandnet/ipam"
 )
 
 // GCReport says what GC removed.
@@ -80,16 +82,9 @@ func (h *Host) gcNetwork(ctx context.Context, nrec *networkRecord, keep func(*En
 		}
 		rep.Endpoints = append(rep.Endpoints, fmt.Sprintf("%s/%s/%s: %s", name, ep.SandboxID, ep.IfName, reason))
 	}
-	leases, err := h.ipam.List(name)
+	released, err := h.ipam.ReleaseUnheld(ctx, name, func(k ipam.Key) bool { return held[k.String()] })
 	errs = append(errs, err)
-	for _, l := range leases {
-		if held[l.Key.String()] {
-			continue
-		}
-		if err := h.ipam.Release(ctx, l.Key); err != nil {
-			errs = append(errs, err)
-			continue
-		}
+	for _, l := range released {
 		rep.Leases = append(rep.Leases, fmt.Sprintf("%s %v", l.Key, l.Addrs))
 	}
 	if len(held) == 0 && nrec.Implicit && errors.Join(errs...) == nil {

@@ -127,7 +127,7 @@ func newHost(ns *netns.NS, c HostConfig) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkHostNS(dir, ns, log); err != nil {
+	if err := state.CheckHostNS(dir, ns, log); err != nil {
 		return nil, err
 	}
 	store, err := ipam.Open(filepath.Join(dir, "ipam"))
@@ -146,7 +146,7 @@ func newHost(ns *netns.NS, c HostConfig) (*Host, error) {
 	files := dns.HostFiles{ResolvConf: c.ResolvConf, ResolvedConf: c.ResolvedConf}
 	runner := dnsrun.New(dnsrun.Config{
 		Dir: dir, NS: ns, Logger: log, Files: files, Upstreams: c.DNSUpstreams, InProcess: c.DNS == DNSInProcess,
-	}, recordSource{st})
+	}, records(st))
 	return &Host{
 		ns: ns, dir: dir, st: st, log: log, ipam: store, fw: fw, fwOwn: fwOwn, nets: map[string]*netState{},
 		dnsMode: c.DNS, dnsFiles: files, dns: runner,

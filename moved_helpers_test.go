@@ -2,10 +2,13 @@ package sandnet
 
 import (
 	"context"
+	"net/netip"
 	"slices"
 
+	"github.com/sandnet/sandnet/dns"
 	"github.com/sandnet/sandnet/internal/dnsrun"
 	"github.com/sandnet/sandnet/nat"
+	"github.com/sandnet/sandnet/netns"
 
 	"github.com/sandnet/sandnet/internal/state"
 )
@@ -65,3 +68,28 @@ func (h *Host) DNSHelperPID() int { return h.dns.HelperPID() }
 
 // Firewall is the Host's firewall backend.
 func (h *Host) Firewall() nat.Backend { return h.fw }
+
+// claimPorts takes the host ports of ep in the port table, as publishing
+// them does (publish.Publisher.Add), without the rules.
+func (h *Host) claimPorts(ctx context.Context, ep *Endpoint, ports []PortMapping, validate func([]PortMapping) error) ([]PortMapping, error) {
+	return h.st.ClaimPorts(ctx, holderOf(ep), ports, validate, recordPorts(h, ep))
+}
+
+func (h *Host) writeSandboxFile(ctx context.Context, tx *attachTx, path string, data []byte) error {
+	return writeSandboxFile(ctx, h, tx, path, data)
+}
+
+func (h *Host) releaseDNSFile(ctx context.Context, path, id string) error {
+	return releaseDNSFile(ctx, h, path, id)
+}
+
+// recordSource is the name-server runner's source as the tests knew it.
+type recordSource struct{ st *stateStore }
+
+func (s recordSource) Names(network string) (dns.Source, error) { return records(s.st).Names(network) }
+
+// queryA asks the name server at server, from inside sb, for name's IPv4
+// addresses, as Check does (dnsrun.CheckNames).
+func queryA(ctx context.Context, sb *netns.NS, server netip.AddrPort, name string) ([]netip.Addr, error) {
+	return dns.QueryA(ctx, dnsrun.Dial(sb), server, name, dnsrun.CheckTimeout)
+}

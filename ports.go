@@ -1,7 +1,6 @@
 package sandnet
 
 import (
-	"context"
 	"os"
 
 	"github.com/sandnet/sandnet/nat"
@@ -20,14 +19,13 @@ func holderOf(ep *Endpoint) nat.Holder {
 	return nat.Holder{Network: ep.Network, Sandbox: ep.SandboxID, Endpoint: ep.ID}
 }
 
-// claimPorts takes the host ports of ep in the port table (picking free
-// ones for mappings without), checked with validate and against every port
-// published on the Host; ep's record lists them before the table does, so
-// a Detach or GC after a crash knows which entries to drop.
-func (h *Host) claimPorts(ctx context.Context, ep *Endpoint, ports []PortMapping, validate func([]PortMapping) error) ([]PortMapping, error) {
-	return h.st.ClaimPorts(ctx, holderOf(ep), ports, validate, func(out []PortMapping) error {
+// recordPorts returns the function that lists claimed ports in ep's record
+// (as attaching) before the port table does, so a Detach or GC after a
+// crash knows which entries to drop.
+func recordPorts(h *Host, ep *Endpoint) func([]PortMapping) error {
+	return func(out []PortMapping) error {
 		rec := endpointRecord{Version: stateVersion, State: stateAttaching, PID: os.Getpid(), Endpoint: *ep}
 		rec.Endpoint.Ports = out
 		return h.st.WriteEndpoint(ep.Network, ep.ID, &rec)
-	})
+	}
 }

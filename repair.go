@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 	"sort"
 
@@ -177,14 +176,11 @@ func (h *Host) repairEndpoint(ctx context.Context, nrec *networkRecord, rec *end
 	}
 	var errs []error
 	if has(ObjLease) {
-		var static []netip.Addr
-		if n.Subnet.IsValid() {
-			static = append(static, ep.Addr(false))
+		static, err := staticAddrs(n, ep.Addr(false), ep.Addr(true))
+		if err == nil {
+			_, err = h.ipam.Allocate(ctx, pools(n), leaseKey(ep), static...)
 		}
-		if n.Subnet6.IsValid() {
-			static = append(static, ep.Addr(true))
-		}
-		if _, err := h.ipam.Allocate(ctx, pools(n), leaseKey(ep), static...); err != nil {
+		if err != nil {
 			errs = append(errs, fmt.Errorf("repairing the lease of sandbox %q: %w", ep.SandboxID, err))
 		}
 	}

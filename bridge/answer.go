@@ -194,3 +194,129 @@ func portFlags(ns *netns.NS, master int, ports map[string]viewPort) (map[int]str
 }
 
 var native = nl.NativeEndian()
+
+// Lack is one thing that is missing or wrong: Name says what, Detail how.
+// A Foreign one is another's object where sandnet's should be: nothing
+// to repair.
+type Lack struct {
+	Name, Detail string
+	Foreign      bool
+}
+
+// CheckAnswer reports what is missing of what Answer set for the sandbox
+// behind port (its MAC mac, nil if unknown, and its addrs): the bridge
+// device's entries and, if port is a port of the bridge, its
+// proxy_arp_wifi flag and static FDB entry.
+func (v *View) CheckAnswer(port string, mac net.HardwareAddr, addrs []netip.Addr) []Lack {
+	var ls []Lack
+	for _, a := range addrs {
+		if d := v.Neighbors[a].Lacks(mac); d != "" {
+			ls = append(ls, Lack{Name: a.String() + " dev " + v.Link.Attrs().Name, Detail: d})
+		}
+	}
+	if flags, ok := v.Flags(port); ok {
+		if !flags.ProxyArpWiFi {
+			ls = append(ls, Lack{Name: port + " proxy_arp_wifi", Detail: "is off"})
+		}
+		if mac != nil && !v.HasStaticFDB(port, mac) {
+			ls = append(ls, Lack{Name: port, Detail: fmt.Sprintf("no static FDB entry for %s", mac)})
+		}
+	}
+	return ls
+}
+
+// CheckPort reports what is wrong with the port called port of the bridge
+// called name in ns, looked up through h (a handle bound to ns): missing
+// from ns, down, or not a port of the bridge (broken is true for those),
+// or without one of flags. v is the bridge's View, nil if it was not read
+// (the bridge is gone, or nothing else needed it).
+//
+// Equivalent to: ip link show PORT; bridge -d link show dev PORT
+func CheckPort(ns *netns.NS, h *netlink.Handle, v *View, name, port string, flags []PortFlag) (lacks []Lack, broken bool) {
+	link, err := h.LinkByName(port)
+	if err != nil {
+		return []Lack{{Name: port, Detail: fmt.Sprintf("missing from %s", ns)}}, true
+	}
+	if link.Attrs().Flags&net.FlagUp == 0 {
+		lacks, broken = append(lacks, Lack{Name: port, Detail: "is down"}), true
+	}
+	if v == nil || link.Attrs().MasterIndex != v.Link.Attrs().Index {
+		if br, err := h.LinkByName(name); err != nil || link.Attrs().MasterIndex != br.Attrs().Index {
+			lacks, broken = append(lacks, Lack{Name: port, Detail: "is not a port of bridge " + name}), true
+		}
+	}
+	var on netlink.Protinfo // not a port (any more): every flag is off
+	if v != nil {
+		on, _ = v.Flags(port)
+	}
+	for _, f := range flags {
+		if !f.In(on) {
+			lacks = append(lacks, Lack{Name: port + " " + string(f), Detail: fmt.Sprintf("is off (bridge link set dev %s %s on)", port, f)})
+		}
+	}
+	return lacks, broken
+}
+
+// AnswerSandbox is Answer for the sandbox whose link sb is behind port,
+// with sb's MAC and addrs, after giving the sandbox a permanent entry to
+// the bridge's MAC for each of gateways (the bridge's addresses), so it
+// never resolves them. br and port are links of ns looked up through h.
+// Each entry replaces what is there.
+//
+// Equivalent to: ip -n SBX neigh replace GW lladdr BRMAC dev IF nud permanent; then Answer's
+func AnswerSandbox(ctx context.Context, ns *netns.NS, h *netlink.Handle, br, port netlink.Link, sb *iface.Link, addrs, gateways []netip.Addr) error {
+	for _, gw := range gateways {
+		if err := sb.SetNeighbor(ctx, gw, br.Attrs().HardwareAddr); err != nil {
+			return err
+		}
+	}
+	return Answer(ctx, ns, h, br, port, sb.MAC(), addrs)
+}
+
+// CheckGateways reports the gateways whose permanent entry, to the
+// bridge's MAC, the sandbox sb (nil: gone) lacks on its interface ifName
+// (gone: nothing to report).
+//
+// Equivalent to: ip -n SBX neigh show dev IF
+func (v *View) CheckGateways(sb *netns.NS, ifName string, gateways []netip.Addr) ([]Lack, error) {
+	if sb == nil || len(gateways) == 0 {
+		return nil, nil
+	}
+	have, err := iface.Neighbors(sb, ifName)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var ls []Lack
+	for _, gw := range gateways {
+		if d := have[gw].Lacks(v.Link.Attrs().HardwareAddr); d != "" {
+			ls = append(ls, Lack{Name: "gateway " + gw.String(), Detail: d})
+		}
+	}
+	return ls, nil
+}
+
+// CheckDevice reports what is wrong with the bridge called name in ns:
+// missing, another kind of link (Foreign), down, or without one of addrs.
+//
+// Equivalent to: ip -d addr show NAME
+func CheckDevice(ns *netns.NS, name string, addrs []netip.Prefix) ([]Lack, error) {
+	link, err := iface.Open(ns, name)
+	if err != nil {
+		return []Lack{{Name: name, Detail: fmt.Sprintf("missing from %s", ns)}}, nil
+	}
+	var ls []Lack
+	if kind := link.Kind(); kind != "bridge" {
+		ls = append(ls, Lack{Name: name, Detail: "is a " + kind + ", not a bridge", Foreign: true})
+	}
+	if !link.IsUp() {
+		ls = append(ls, Lack{Name: name, Detail: "is down"})
+	}
+	missing, _, err := link.Lacks(addrs, nil)
+	for _, p := range missing {
+		ls = append(ls, Lack{Name: p.String(), Detail: "missing from bridge " + name})
+	}
+	return ls, err
+}

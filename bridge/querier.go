@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"syscall"
 
@@ -181,3 +182,16 @@ func execute(ns *netns.NS, req *nl.NetlinkRequest, resType uint16) ([][]byte, er
 // nlaTypeMask strips NLA_F_NESTED and NLA_F_NET_BYTEORDER from an
 // attribute's type.
 const nlaTypeMask = 0x3fff
+
+// CheckMulticastQuerier says what keeps the bridge called name from being
+// its link's multicast querier ("" if nothing, or if the bridge is gone).
+func CheckMulticastQuerier(ns *netns.NS, name string) (string, error) {
+	on, err := MulticastQuerier(ns, name)
+	if errors.Is(err, ErrNotFound) || on {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return "is not its link's multicast querier (or does not snoop): IPv6 neighbour solicitations reach every sandbox", nil
+}

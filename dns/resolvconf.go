@@ -167,6 +167,22 @@ func appendNew[T comparable](s []T, vs ...T) []T {
 	return s
 }
 
+// ForSandbox is a sandbox's resolv.conf made from the host's (host, as
+// ReadHost returns it): the name servers of the first of caller (the
+// caller's own choice), own (the network's name servers) and the host's
+// that has any; the host's search domains and options, merged with search
+// and options.
+func (host ResolvConf) ForSandbox(caller, own []netip.Addr, search, options []string) ResolvConf {
+	rc := ResolvConf{Search: host.Search, Options: host.Options, Nameservers: host.Nameservers}
+	switch {
+	case len(caller) > 0:
+		rc.Nameservers = slices.Clone(caller)
+	case len(own) > 0:
+		rc.Nameservers = own
+	}
+	return rc.Merge(search, options)
+}
+
 // Merge returns rc with more search domains and options appended, without
 // duplicates.
 func (rc ResolvConf) Merge(search, options []string) ResolvConf {

@@ -5,9 +5,14 @@
 // and sets permanent neighbour entries on a link (`ip neigh replace ADDR
 // lladdr MAC dev NAME nud permanent`), so a known address is never resolved;
 // and sets a link's own settings (Link.SetConf: `sysctl -w
-// net.ipv6.conf.NAME.KEY=V`). host.go reads what a namespace has: all its
+// net.ipv6.conf.NAME.KEY=V`); and Link.Configure, the one path by which a
+// sandbox's link gets its addresses, routes and per-link settings (attach
+// and repair both take it), with IPv6OffByDefault for links about to be
+// born in a namespace. Link.Lacks and Neighbor.Lacks say what a check
+// finds missing. host.go reads what a namespace has: all its
 // addresses and routes with their links, its uplink's MTU, the source
-// address it would use towards an address (`ip route get`).
+// address it would use towards an address (`ip route get`), and what it
+// has inside or overlapping given prefixes (Overlaps).
 //
 // Every call reports its equivalent iproute2 command through the explain
 // hook in ctx.

@@ -69,6 +69,45 @@ func AllRoutes(ns *netns.NS, family int) ([]OnLink, error) {
 	return out, nil
 }
 
+// Overlap is what a namespace has (Have) inside, or overlapping, a prefix
+// asked about (Want).
+type Overlap struct {
+	Want netip.Prefix
+	Have OnLink
+}
+
+// Overlaps looks for what ns has in the prefixes ps (zero ones are
+// skipped) on links that ours does not claim: addr is the first of its
+// addresses inside one (nil if none); only if there is none, routes are
+// its routes (either family) that overlap one.
+//
+// Equivalent to: ip addr show; ip route show
+func Overlaps(ns *netns.NS, ps []netip.Prefix, ours func(link string) bool) (addr *Overlap, routes []Overlap, err error) {
+	addrs, err := AllAddrs(ns)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, a := range addrs {
+		for _, p := range ps {
+			if !ours(a.Link) && p.IsValid() && p.Contains(a.Prefix.Addr()) {
+				return &Overlap{p, a}, nil, nil
+			}
+		}
+	}
+	all, err := AllRoutes(ns, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, r := range all {
+		for _, p := range ps {
+			if !ours(r.Link) && p.IsValid() && r.Prefix.IsValid() && p.Overlaps(r.Prefix) {
+				routes = append(routes, Overlap{p, r})
+			}
+		}
+	}
+	return nil, routes, nil
+}
+
 // UplinkMTU is the MTU of the link of ns's IPv4 default route, else 1500.
 func UplinkMTU(ns *netns.NS) int {
 	h, err := ns.Netlink()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -190,4 +191,30 @@ func (l *Link) SetConf(ctx context.Context, family, key, value string) error {
 		return fmt.Errorf("setting %s of %s in %s: %w", key, name, l.ns, err)
 	}
 	return nil
+}
+
+// Lacks returns those of addrs the link does not carry and those of routes
+// that do not go out of it (HasRoute); on an error, what it found so far.
+//
+// Equivalent to: ip addr show dev NAME; ip route show dev NAME
+func (l *Link) Lacks(addrs []netip.Prefix, routes []Route) (noAddrs []netip.Prefix, noRoutes []Route, err error) {
+	have, err := l.Addrs()
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, p := range addrs {
+		if !slices.Contains(have, p) {
+			noAddrs = append(noAddrs, p)
+		}
+	}
+	for _, r := range routes {
+		ok, err := l.HasRoute(r)
+		if err != nil {
+			return noAddrs, noRoutes, err
+		}
+		if !ok {
+			noRoutes = append(noRoutes, r)
+		}
+	}
+	return noAddrs, noRoutes, nil
 }

@@ -148,3 +148,17 @@ func family(a netip.Addr) int {
 	}
 	return netlink.FAMILY_V6
 }
+
+// Lacks says how n falls short of a permanent entry that points to want
+// (nil: any MAC), "" if it does not; the zero Neighbor is a missing entry.
+func (n Neighbor) Lacks(want net.HardwareAddr) string {
+	switch {
+	case !n.Addr.IsValid():
+		return "missing"
+	case !n.Permanent:
+		return fmt.Sprintf("is a learned entry (%s), not a permanent one", n.MAC)
+	case want != nil && !bytes.Equal(n.MAC, want):
+		return fmt.Sprintf("points to %s, want %s", n.MAC, want)
+	}
+	return ""
+}

@@ -476,6 +476,26 @@ func compareLeases(a, b Lease) int {
 	return cmp.Compare(a.Key.String(), b.Key.String())
 }
 
+// ReleaseUnheld releases network's leases whose keys held rejects (GC: no
+// record holds them) and returns them. It goes on past errors and returns
+// them joined.
+func (s *Store) ReleaseUnheld(ctx context.Context, network string, held func(Key) bool) ([]Lease, error) {
+	leases, err := s.List(network)
+	errs := []error{err}
+	var released []Lease
+	for _, l := range leases {
+		if held(l.Key) {
+			continue
+		}
+		if err := s.Release(ctx, l.Key); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		released = append(released, l)
+	}
+	return released, errors.Join(errs...)
+}
+
 // ReleaseNetwork drops every lease of network and removes its directory.
 // A missing network is success.
 func (s *Store) ReleaseNetwork(ctx context.Context, network string) error {

@@ -1,8 +1,10 @@
 package ipam
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"slices"
 )
 
 // CheckSubnet validates a network's subnet of one address family (v6), its
@@ -86,4 +88,20 @@ func reservedRange(subnet netip.Prefix) string {
 
 func invalidf(format string, args ...any) error {
 	return fmt.Errorf(format+": %w", append(args, ErrInvalid)...)
+}
+
+// FreeSubnet returns the first IPv4 subnet of length bits in base (IPv4,
+// no longer than bits) that overlaps none of taken, as netavark picks a
+// new network's subnet; false if every one does.
+func FreeSubnet(base netip.Prefix, bits int, taken []netip.Prefix) (netip.Prefix, bool) {
+	b := base.Masked().Addr().As4()
+	start, step := binary.BigEndian.Uint32(b[:]), uint32(1)<<(32-bits)
+	for i := uint32(0); i < uint32(1)<<(bits-base.Bits()); i++ {
+		binary.BigEndian.PutUint32(b[:], start+i*step)
+		p := netip.PrefixFrom(netip.AddrFrom4(b), bits)
+		if !slices.ContainsFunc(taken, func(t netip.Prefix) bool { return t.IsValid() && p.Overlaps(t) }) {
+			return p, true
+		}
+	}
+	return netip.Prefix{}, false
 }

@@ -2,6 +2,7 @@ package nat
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/sandnet/sandnet/explain"
@@ -36,6 +37,20 @@ func EnableForwarding(ctx context.Context, ns *netns.NS, n Network) (changed []s
 		if err != nil {
 			return changed, fmt.Errorf("enabling %s for network %q: %w", key, n.Name, err)
 		}
+	}
+	return changed, nil
+}
+
+// Install prepares the host namespace ns for network n (EnableForwarding)
+// and has b install n's rules; if that fails, what b installed goes again.
+// It returns the host settings it changed, which are never reverted, also
+// on failure.
+func Install(ctx context.Context, ns *netns.NS, b Backend, n Network) (changed []string, err error) {
+	if changed, err = EnableForwarding(ctx, ns, n); err != nil {
+		return changed, err
+	}
+	if err := b.EnsureNetwork(ctx, n); err != nil {
+		return changed, errors.Join(err, b.RemoveNetwork(context.WithoutCancel(ctx), n))
 	}
 	return changed, nil
 }

@@ -6,8 +6,9 @@
 // goroutine of the attaching process (Config.InProcess).
 //
 // The runner knows nothing of sandnet's records: a Source says which
-// networks to serve and gives each network's names as a dns.Source, so the
-// helper process needs only the state directory to serve it.
+// networks to serve and gives each network's names as a dns.Source;
+// Records is the Source over a state directory's records, so the helper
+// process needs only the state directory to serve it.
 //
 // Files under STATEDIR/dns:
 //

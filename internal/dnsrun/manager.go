@@ -199,6 +199,32 @@ func (m *Manager) Close() {
 	}
 }
 
+// Up reports whether network n's name server answers as this state
+// directory's (a probe from the host namespace), and if not, why: what
+// runs, what to do. It changes nothing.
+func (m *Manager) Up(ctx context.Context, n Network) (bool, string) {
+	addr := netip.AddrPortFrom(n.Gateway, 53)
+	id, err := dns.Probe(ctx, Dial(m.cfg.NS), addr, "", 500*time.Millisecond)
+	if err == nil && id == ID(m.cfg.Dir, n.Name) {
+		return true, fmt.Sprintf("the name server of network %q answers on %s", n.Name, addr)
+	}
+	who := "the in-process name server"
+	if !m.cfg.InProcess {
+		who = "the DNS helper"
+		if pid := m.HelperPID(); pid != 0 {
+			who += fmt.Sprintf(" (pid %d)", pid)
+		} else {
+			who += " (not running: killed?)"
+		}
+	}
+	why := fmt.Sprintf("no answer (%v)", err)
+	if err == nil {
+		why = fmt.Sprintf("another server answers there (%q)", id)
+	}
+	return false, fmt.Sprintf("the name server of network %q on %s is down: %s; it is %s (log %s); any sandnet command that touches the network (sandnet reconcile) starts it again",
+		n.Name, addr, why, who, filepath.Join(m.cfg.dir(), "helper.log"))
+}
+
 // HelperPID returns the PID of the state dir's helper process, or 0 when
 // none runs.
 func (m *Manager) HelperPID() int {

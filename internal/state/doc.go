@@ -6,6 +6,7 @@
 // Layout of a state directory:
 //
 //	version                   the layout version (Version)
+//	hostns                    the host namespace the directory serves (CheckHostNS)
 //	networks.lock             taken (exclusive) to create or remove a network
 //	networks/NAME.json        a network's record; NAME.lock orders its attaches
 //	                          (shared) against removal, GC and repair (exclusive)
@@ -22,7 +23,8 @@
 // internal/statefile (atomic replacement, no symlink following) and every
 // lock is a statefile.Lock (flock plus an in-process mutex).
 //
-// Contract: plain file system calls, no namespace involved; root only as far
+// Contract: plain file system calls, no namespace entered (CheckHostNS
+// only compares namespace identities); root only as far
 // as the directory needs it. A Store is safe for concurrent use, and several
 // processes may share one directory.
 package state

@@ -95,3 +95,37 @@ func (s *Store[N, E]) DropFileRef(path, id string) (last bool, err error) {
 	os.Remove(dir)
 	return true, nil
 }
+
+// WriteShared counts endpoint id as a user of the file at path, calls
+// counted (where the caller notes that the use must be dropped again, with
+// ReleaseShared, if what it does fails later), and writes the file with
+// write; all holding LockFiles of the file's directory (a ReleaseShared of
+// another of the sandbox's endpoints waits).
+func (s *Store[N, E]) WriteShared(ctx context.Context, path, id string, counted func(), write func() error) error {
+	lock, err := s.LockFiles(ctx, filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	if err := s.AddFileRef(path, id); err != nil {
+		return err
+	}
+	counted()
+	return write()
+}
+
+// ReleaseShared drops endpoint id's use of the file at path and, if it was
+// the last user, removes the file with remove; holding LockFiles of the
+// file's directory.
+func (s *Store[N, E]) ReleaseShared(ctx context.Context, path, id string, remove func() error) error {
+	lock, err := s.LockFiles(ctx, filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	last, err := s.DropFileRef(path, id)
+	if err != nil || !last {
+		return err
+	}
+	return remove()
+}
