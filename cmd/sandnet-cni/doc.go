@@ -32,7 +32,12 @@
 // ctr in private namespaces.
 //
 // Contract: runs as root in the node's network namespace, one process per
-// call (start-up is kept lean: the firewall backend chosen on the first call
-// is remembered in the state dir); concurrent calls are safe, the state dir's
-// file locks order them.
+// call; concurrent calls are safe, the state dir's file locks order them.
+//
+// Start-up counts on every call, so it is kept lean: a static binary (above);
+// the firewall backend chosen on the first call is remembered in the state
+// dir; names are checked with loops, not regexps compiled at start-up; the
+// host's netlink handle opens only the families sandnet speaks. What is left
+// of an ADD beyond the library's attach is mostly the Go runtime starting and
+// code and caches (encoding/json's, for one) used for the first time.
 package main
