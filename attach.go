@@ -69,6 +69,7 @@ type txLinks struct {
 	sandbox *iface.Link  // the endpoint's interface, in its sandbox
 	port    netlink.Link // its bridge port, in the host namespace
 	bridge  netlink.Link // the bridge
+	ipv6Off bool         // the sandbox's interface was made with IPv6 off
 }
 
 func (tx *attachTx) step(ctx context.Context, name Step, fn func() error) error {
@@ -88,6 +89,26 @@ func (tx *attachTx) step(ctx context.Context, name Step, fn func() error) error 
 
 func (tx *attachTx) fail(step Step, err error) error {
 	return &StepError{Op: "attach", Object: fmt.Sprintf("sandbox %q to network %q", tx.ep.SandboxID, tx.ep.Network), Step: step, Err: err}
+}
+
+// dnsBeside runs the DNS step beside links, the steps that make and
+// configure the endpoint's interfaces: startDNS's slow part (the files,
+// the name server) waits on other kernel objects than the links do, and
+// neither needs the other. The DNS step's hook runs before both; an error
+// of the DNS step is reported as its own, after links' own.
+func (tx *attachTx) dnsBeside(ctx context.Context, links func() error) error {
+	var join func() error
+	if err := tx.step(ctx, StepDNS, func() (err error) {
+		join, err = tx.h.startDNS(ctx, tx, true)
+		return err
+	}); err != nil {
+		return err
+	}
+	err := links()
+	if jerr := join(); jerr != nil && err == nil {
+		err = tx.fail(StepDNS, jerr)
+	}
+	return err
 }
 
 // AttachNS is Attach for a namespace the caller has open.

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/sandnet/sandnet/dns"
+	"github.com/sandnet/sandnet/explain"
 	"github.com/sandnet/sandnet/internal/dnsrun"
 	"github.com/sandnet/sandnet/internal/state"
 	"github.com/sandnet/sandnet/netns"
@@ -72,18 +73,39 @@ func (h *Host) usesEmbeddedDNS(n *Network) bool {
 }
 
 // setupDNS writes the sandbox's resolv.conf and hosts and makes sure the
-// network's name server runs. Its name needs no registering: the server
-// reads the endpoint records in the state dir.
+// network's name server runs, as one step (startDNS, joined at once).
+func (h *Host) setupDNS(ctx context.Context, tx *attachTx) error {
+	join, err := h.startDNS(ctx, tx, false)
+	if err != nil {
+		return err
+	}
+	return join()
+}
+
+// startDNS is the DNS step of an attach: the sandbox's resolv.conf and
+// hosts, and the network's name server. The endpoint's name needs no
+// registering: the server reads the endpoint records in the state dir.
 //
 // resolv.conf gets, in order of preference: the caller's servers
 // (AttachOptions.DNS), the network's embedded server (its gateway), or the
 // host's servers with loopback stubs replaced by the real upstreams; plus
 // the host's search domains and options and the caller's.
-func (h *Host) setupDNS(ctx context.Context, tx *attachTx) error {
+//
+// What the files say goes into the endpoint at once. Writing them (and
+// making sure the server runs) is the slow part: creating /etc/netns/NAME
+// and two files in it on a disk file system can cost more than all the
+// links, and no other step needs them. With background set (and no
+// explanation asked for, which reads in order) that part runs in a
+// goroutine beside the link steps. join waits for it, puts its undos on
+// tx.undo, records the paths written in the endpoint and returns its
+// error: call it exactly once, also when a step in between failed (before
+// the undo stack runs), and touch none of the endpoint's DNS fields
+// before.
+func (h *Host) startDNS(ctx context.Context, tx *attachTx, background bool) (join func() error, err error) {
 	n, ep, opts := &tx.net.Network, tx.ep, tx.opts
 	hostRC, stubs, err := dns.ReadHost(h.dnsFiles)
 	if err != nil {
-		return fmt.Errorf("reading the host's resolver configuration: %w", err)
+		return nil, fmt.Errorf("reading the host's resolver configuration: %w", err)
 	}
 	var own []netip.Addr // the network's embedded server, unless the caller gives servers
 	embedded := len(opts.DNS) == 0 && h.usesEmbeddedDNS(n)
@@ -96,57 +118,93 @@ func (h *Host) setupDNS(ctx context.Context, tx *attachTx) error {
 	}
 	ep.DNS, ep.DNSSearch, ep.DNSOptions = rc.Nameservers, rc.Search, rc.Options
 
-	if embedded {
-		if err := h.dns.Ensure(ctx, dnsNetwork(n)); err != nil {
-			return err
-		}
-	}
-
 	var self []dns.HostEntry
 	if names := dnsNames(ep); len(names) > 0 {
 		for _, p := range ep.Addresses {
 			self = append(self, dns.HostEntry{Addr: p.Addr(), Names: names})
 		}
 	}
-	hosts := dns.Hosts(self, dns.HostEntries(opts.ExtraHosts))
-	var resolvPaths, hostsPaths []string
+	var resolv, hosts dnsFiles
+	resolv.data, hosts.data = rc.Bytes(), dns.Hosts(self, dns.HostEntries(opts.ExtraHosts))
 	if name := tx.sb.Name(); name != "" {
-		resolvPaths = append(resolvPaths, filepath.Join(dns.NetnsDir, name, "resolv.conf"))
-		hostsPaths = append(hostsPaths, filepath.Join(dns.NetnsDir, name, "hosts"))
+		resolv.paths = append(resolv.paths, filepath.Join(dns.NetnsDir, name, "resolv.conf"))
+		hosts.paths = append(hosts.paths, filepath.Join(dns.NetnsDir, name, "hosts"))
 	}
 	if opts.ResolvConfPath != "" {
-		resolvPaths = append(resolvPaths, opts.ResolvConfPath)
+		resolv.paths = append(resolv.paths, opts.ResolvConfPath)
 	}
 	if opts.HostsPath != "" {
-		hostsPaths = append(hostsPaths, opts.HostsPath)
+		hosts.paths = append(hosts.paths, opts.HostsPath)
 	}
-	for _, f := range []struct {
-		paths []string
-		data  []byte
-		rec   *[]string
-	}{{resolvPaths, rc.Bytes(), &ep.ResolvConf}, {hostsPaths, hosts, &ep.Hosts}} {
-		for _, path := range f.paths {
-			write := func() error { _, err := dns.WriteFile(ctx, path, f.data); return err }
-			if ownedDNSFile(path) {
-				write = func() error { return writeSandboxFile(ctx, h, tx, path, f.data) }
-			}
-			if err := write(); err != nil {
+
+	var undo undoStack
+	id, dnsNet := ep.ID, dnsNetwork(n)
+	work := func() error {
+		if embedded {
+			if err := h.dns.Ensure(ctx, dnsNet); err != nil {
 				return err
 			}
-			*f.rec = append(*f.rec, path)
 		}
+		return writeDNSFiles(ctx, h, id, &undo, &resolv, &hosts)
 	}
-	return nil
+	finish := func(err error) error {
+		tx.undo = append(tx.undo, undo...)
+		ep.ResolvConf, ep.Hosts = resolv.written, hosts.written
+		return err
+	}
+	if !background || explain.Enabled(ctx) {
+		return func() error { return finish(work()) }, nil
+	}
+	done := make(chan error, 1)
+	go func() { done <- work() }()
+	return func() error { return finish(<-done) }, nil
 }
 
-// writeSandboxFile counts the endpoint as a user of path, a file of
-// sandnet's under /etc/netns, and writes it, holding the lock of the
-// sandbox's files (a Detach of another of its endpoints waits).
-func writeSandboxFile(ctx context.Context, h *Host, tx *attachTx, path string, data []byte) error {
-	id := tx.ep.ID
-	return h.st.WriteShared(ctx, path, id, func() {
-		tx.undo.push(func(ctx context.Context) error { return releaseDNSFile(ctx, h, path, id) })
-	}, func() error { _, err := dns.WriteFile(ctx, path, data); return err })
+// dnsFiles is one of the files startDNS writes (resolv.conf or hosts):
+// its content, the paths it goes to and those written so far.
+type dnsFiles struct {
+	data    []byte
+	paths   []string
+	written []string
+}
+
+// writeDNSFiles writes each of files to its paths, pushing on undo what
+// removes those of sandnet's (ownedDNSFile) again; id is the endpoint's.
+// Sandnet's files go into one directory per sandbox, each counted as used
+// by the endpoint before they are written, all holding the directory's
+// lock once (state.Store.WriteShared) and opening it once
+// (dns.WriteFiles).
+func writeDNSFiles(ctx context.Context, h *Host, id string, undo *undoStack, files ...*dnsFiles) error {
+	var (
+		owned []dns.File
+		paths []string
+	)
+	for _, f := range files {
+		for _, path := range f.paths {
+			if !ownedDNSFile(path) {
+				if _, err := dns.WriteFile(ctx, path, f.data); err != nil {
+					return err
+				}
+				f.written = append(f.written, path)
+				continue
+			}
+			paths = append(paths, path)
+			owned = append(owned, dns.File{Name: filepath.Base(path), Data: f.data})
+		}
+	}
+	if len(paths) == 0 {
+		return nil
+	}
+	err := h.st.WriteShared(ctx, id, paths, func(path string) {
+		undo.push(func(ctx context.Context) error { return releaseDNSFile(ctx, h, path, id) })
+	}, func() error { return dns.WriteFiles(ctx, filepath.Dir(paths[0]), owned...) })
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		f.written = slices.Clone(f.paths) // all of them, in order
+	}
+	return nil
 }
 
 // ownedDNSFile reports whether sandnet removes the file on Detach: the

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -225,7 +224,7 @@ func (tx *attachTx) vethStep(ctx context.Context) error {
 		if mac == nil {
 			mac = macFor(ep.Addresses)
 		}
-		port, br, err := createVeth(ctx, h, n, ep, tx.sb, mac)
+		port, br, ipv6Off, err := createVethIn(ctx, h, n, ep, tx.sb, mac)
 		if errors.Is(err, ErrExists) {
 			nl, nerr := h.ns.Netlink()
 			if nerr != nil {
@@ -233,7 +232,7 @@ func (tx *attachTx) vethStep(ctx context.Context) error {
 			}
 			if l, lerr := nl.LinkByName(ep.HostIfName); lerr == nil && l.Type() == "veth" {
 				if err = veth.Delete(ctx, h.ns, ep.HostIfName); err == nil {
-					port, br, err = createVeth(ctx, h, n, ep, tx.sb, mac)
+					port, br, ipv6Off, err = createVethIn(ctx, h, n, ep, tx.sb, mac)
 				}
 			}
 		}
@@ -241,7 +240,7 @@ func (tx *attachTx) vethStep(ctx context.Context) error {
 			return err
 		}
 		tx.undo.push(func(ctx context.Context) error { return veth.Delete(ctx, h.ns, ep.HostIfName) })
-		tx.links.port, tx.links.bridge = port, br
+		tx.links.port, tx.links.bridge, tx.links.ipv6Off = port, br, ipv6Off
 		if mac != nil {
 			ep.MAC = mac.String()
 		}
@@ -256,22 +255,35 @@ func hostVethName(id string) string { return ifname.Derive("snv", id) }
 // other end ep.IfName in sb; both up. It returns the host end and the
 // bridge.
 func createVeth(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netns.NS, mac net.HardwareAddr) (port, br netlink.Link, err error) {
+	port, br, _, err = createVethIn(ctx, h, n, ep, sb, mac)
+	return port, br, err
+}
+
+// createVethIn is createVeth that also reports whether the sandbox's end
+// is known to have IPv6 off: an endpoint without an IPv6 address gets its
+// interface born so, in one visit to the sandbox (iface.BornWithoutIPv6),
+// and Configure then has nothing to check.
+func createVethIn(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netns.NS, mac net.HardwareAddr) (port, br netlink.Link, ipv6Off bool, err error) {
 	nl, err := h.ns.Netlink()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	br, err = nl.LinkByName(n.Bridge)
 	if err != nil {
-		return nil, nil, fmt.Errorf("finding bridge %s in %s: %w", n.Bridge, h.ns, err)
+		return nil, nil, false, fmt.Errorf("finding bridge %s in %s: %w", n.Bridge, h.ns, err)
 	}
-	if !slices.ContainsFunc(ep.Addresses, func(p netip.Prefix) bool { return p.Addr().Is6() }) {
-		defer iface.IPv6OffByDefault(sb)()
+	create := func() error {
+		port, err = veth.Create(ctx, h.ns, veth.Pair{
+			Name: ep.HostIfName, PeerName: ep.IfName, PeerNS: sb, MTU: ep.MTU, PeerMAC: mac,
+			Master: br.Attrs().Index, MasterName: n.Bridge, Up: true,
+		})
+		return err
 	}
-	port, err = veth.Create(ctx, h.ns, veth.Pair{
-		Name: ep.HostIfName, PeerName: ep.IfName, PeerNS: sb, MTU: ep.MTU, PeerMAC: mac,
-		Master: br.Attrs().Index, MasterName: n.Bridge, Up: true,
-	})
-	return port, br, err
+	if ep.hasFamily(true) {
+		return port, br, false, create()
+	}
+	ipv6Off, err = iface.BornWithoutIPv6(sb, ep.IfName, create)
+	return port, br, ipv6Off, err
 }
 
 // configureSandbox brings lo and the interface up inside the sandbox, puts
@@ -297,7 +309,7 @@ func (tx *attachTx) configureSandbox(ctx context.Context, quiet bool) error {
 			}
 			tx.ep.Routes = append(tx.ep.Routes, Route{Dst: dst, Via: gw})
 		}
-		return link.Configure(ctx, iface.Setup{Addrs: tx.ep.Addresses, Routes: tx.ep.Routes, Fresh: true, Quiet: quiet})
+		return link.Configure(ctx, iface.Setup{Addrs: tx.ep.Addresses, Routes: tx.ep.Routes, Fresh: true, Quiet: quiet, IPv6Off: tx.links.ipv6Off})
 	})
 }
 

@@ -131,20 +131,19 @@ func (bridgeDriver) attach(ctx context.Context, tx *attachTx) error {
 	if err := tx.allocate(ctx); err != nil {
 		return err
 	}
-	if err := tx.vethStep(ctx); err != nil {
-		return err
-	}
-	if err := tx.configureSandbox(ctx, !tx.net.Network.NoNeighborProxy); err != nil {
-		return err
-	}
-	if err := answerNeighbors(ctx, tx); err != nil {
-		return err
-	}
-	if err := tx.step(ctx, StepDNS, func() error { return h.setupDNS(ctx, tx) }); err != nil {
+	if err := tx.dnsBeside(ctx, func() error {
+		if err := tx.vethStep(ctx); err != nil {
+			return err
+		}
+		if err := tx.configureSandbox(ctx, !tx.net.Network.NoNeighborProxy); err != nil {
+			return err
+		}
+		return answerNeighbors(ctx, tx)
+	}); err != nil {
 		return err
 	}
 	return tx.step(ctx, StepPorts, func() error {
-		if err := addEndpointRules(ctx, h, tx.net, ep, tx.opts.Ports); err != nil {
+		if err := addEndpointRules(ctx, h, tx.net, ep, tx.links.port, tx.opts.Ports); err != nil {
 			return err
 		}
 		tx.undo.push(func(ctx context.Context) error { return removeEndpointRules(ctx, h, tx.net, ep) })
@@ -429,13 +428,18 @@ func ensureNetworkRules(ctx context.Context, h *Host, rec *networkRecord) error 
 	return err
 }
 
-// addEndpointRules sets the endpoint's bridge port flags and publishes its
-// ports (publish.Publisher.Add: host ports claimed in the Host's port
-// table, conflicts are *nat.PortConflictError). On failure nothing is left
+// addEndpointRules sets the endpoint's bridge port flags (on port, its
+// host end as the link step made it) and publishes its ports
+// (publish.Publisher.Add: host ports claimed in the Host's port table,
+// conflicts are *nat.PortConflictError). On failure nothing is left
 // behind.
-func addEndpointRules(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint, ports []PortMapping) error {
+func addEndpointRules(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint, port netlink.Link, ports []PortMapping) error {
 	n := &rec.Network
-	if err := bridge.SetPortFlags(ctx, h.ns, ep.HostIfName, bridge.WantedFlags(h.ns, n.NoICC)); err != nil {
+	nl, err := h.ns.Netlink()
+	if err != nil {
+		return err
+	}
+	if err := bridge.SetPortFlagsLink(ctx, h.ns, nl, port, bridge.WantedFlags(h.ns, n.NoICC)); err != nil {
 		return err
 	}
 	if len(ports) == 0 {

@@ -76,7 +76,7 @@ func (h *Host) claimPorts(ctx context.Context, ep *Endpoint, ports []PortMapping
 }
 
 func (h *Host) writeSandboxFile(ctx context.Context, tx *attachTx, path string, data []byte) error {
-	return writeSandboxFile(ctx, h, tx, path, data)
+	return writeDNSFiles(ctx, h, tx.ep.ID, &tx.undo, &dnsFiles{data: data, paths: []string{path}})
 }
 
 func (h *Host) releaseDNSFile(ctx context.Context, path, id string) error {

@@ -6,13 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
 
 	"github.com/sandnet/sandnet"
 	"github.com/sandnet/sandnet/netns"
@@ -204,17 +205,39 @@ func startKernel(ctx context.Context, l *lab) (session, error) {
 }
 
 // attach is what `ip link add kvI master kbr0 up type veth peer name eth0
-// netns SBX` sends: the veth pair in one request, nothing else.
+// netns SBX` sends: the veth pair in one request, nothing else (the
+// kernel echoes the new link back, for its index).
 func (s *kernelSession) attach(ctx context.Context, i int) error {
-	attrs := netlink.NewLinkAttrs()
-	attrs.Name = fmt.Sprintf("kv%d", i)
-	attrs.MasterIndex = s.br
-	attrs.Flags = net.FlagUp
-	v := &netlink.Veth{LinkAttrs: attrs, PeerName: "eth0", PeerNamespace: netlink.NsFd(s.lab.sbx[i].Fd())}
-	if err := s.nl.LinkAdd(v); err != nil {
+	sock, err := s.lab.host.RouteSocket()
+	if err != nil {
 		return err
 	}
-	s.idx[i] = v.Attrs().Index
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK|unix.NLM_F_ECHO)
+	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: sock}
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Flags, msg.Change = unix.IFF_UP, unix.IFF_UP
+	req.AddData(msg)
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(fmt.Sprintf("kv%d", i))))
+	req.AddData(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(uint32(s.br))))
+	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("veth"))
+	peer := info.AddRtAttr(nl.IFLA_INFO_DATA, nil).AddRtAttr(nl.VETH_INFO_PEER, nil)
+	nl.NewIfInfomsgChild(peer, unix.AF_UNSPEC)
+	peer.AddRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated("eth0"))
+	peer.AddRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(s.lab.sbx[i].Fd())))
+	req.AddData(info)
+	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
+	if err != nil {
+		return err
+	}
+	if len(msgs) == 0 {
+		return fmt.Errorf("kv%d: the kernel echoed no link", i)
+	}
+	link, err := netlink.LinkDeserialize(nil, msgs[0])
+	if err != nil {
+		return err
+	}
+	s.idx[i] = link.Attrs().Index
 	return nil
 }
 

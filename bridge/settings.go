@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/sandnet/sandnet/explain"
 	"github.com/sandnet/sandnet/netns"
 )
@@ -67,6 +69,17 @@ func WantedFlags(ns *netns.NS, noICC bool) []PortFlag {
 func SetPortFlags(ctx context.Context, ns *netns.NS, port string, flags []PortFlag) error {
 	for _, f := range flags {
 		if err := SetPortFlag(ctx, ns, port, f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SetPortFlagsLink is SetPortFlags for link, a bridge port that the caller
+// has looked up through h (a handle bound to ns): no lookup.
+func SetPortFlagsLink(ctx context.Context, ns *netns.NS, h *netlink.Handle, link netlink.Link, flags []PortFlag) error {
+	for _, f := range flags {
+		if err := SetPortFlagLink(ctx, ns, h, link, f, true); err != nil {
 			return err
 		}
 	}

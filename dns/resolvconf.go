@@ -216,6 +216,37 @@ func WriteFile(ctx context.Context, path string, data []byte) (createdDir bool, 
 	return createdDir, nil
 }
 
+// File is one file for WriteFiles: its name in the directory and its content.
+type File struct {
+	Name string
+	Data []byte
+}
+
+// WriteFiles writes files into directory dir as WriteFile writes each (a
+// temporary file renamed over it, no symlink followed, dir made if
+// missing), opening dir once for all of them.
+//
+// Equivalent to: mkdir -p DIR && cat > DIR/NAME (for each file)
+func WriteFiles(ctx context.Context, dir string, files ...File) error {
+	for _, f := range files {
+		if f.Name == "" || strings.ContainsRune(f.Name, '/') || f.Name == "." || f.Name == ".." {
+			return fmt.Errorf("writing %q into %s: not a file name: %w", f.Name, dir, ErrInvalid)
+		}
+		explain.Say(ctx, "mkdir -p %s && printf %s > %s", dir, printfQuote(string(f.Data)), filepath.Join(dir, f.Name))
+	}
+	fd, _, err := openDir(dir, true)
+	if err != nil {
+		return fmt.Errorf("writing into %s: %w", dir, err)
+	}
+	defer unix.Close(fd)
+	for _, f := range files {
+		if err := writeBeneath(fd, f.Name, f.Data); err != nil {
+			return fmt.Errorf("writing %s: %w", filepath.Join(dir, f.Name), err)
+		}
+	}
+	return nil
+}
+
 // RemoveFile removes path (a missing file is not an error) and then its
 // directory when that is now empty and removeEmptyDir is set. Like
 // WriteFile, it follows no symlink: one in a directory of path is refused

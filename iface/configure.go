@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/sandnet/sandnet/explain"
 	"github.com/sandnet/sandnet/netns"
 )
 
@@ -25,6 +26,9 @@ type Setup struct {
 	// answers address resolution, where each would reach every port and
 	// nothing answers; the sandbox's routes are the caller's).
 	Quiet bool
+	// IPv6Off: the link is known to have IPv6 off (BornWithoutIPv6 made
+	// it so), which a fresh link's settings then need not check.
+	IPv6Off bool
 }
 
 // Configure puts s.Addrs on link, brings it up and adds s.Routes through
@@ -84,6 +88,9 @@ func (l *Link) Configure(ctx context.Context, s Setup) error {
 // router solicitations.
 func (l *Link) freshConf(ctx context.Context, s Setup) error {
 	if !slices.ContainsFunc(s.Addrs, func(p netip.Prefix) bool { return p.Addr().Is6() }) {
+		if s.IPv6Off && !explain.Enabled(ctx) { // an explanation shows the sysctl, which then finds nothing to do
+			return nil
+		}
 		if err := l.SetConf(ctx, "ipv6", "disable_ipv6", "1"); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("turning IPv6 off: %w", err)
 		}
@@ -97,46 +104,57 @@ func (l *Link) freshConf(ctx context.Context, s Setup) error {
 	return nil
 }
 
-// IPv6OffByDefault makes an interface created in ns from now on start with
-// IPv6 off (net.ipv6.conf.default.disable_ipv6=1 in ns) and returns the
-// function that puts the default back. An interface born so never runs
-// IPv6 (no link-local address, no DAD or router solicitation), and
-// Configure, which still checks, then has nothing to write. Turning IPv6
-// off on an existing interface tears its IPv6 state down under the
-// kernel's RTNL lock, and the write spins, retrying, while another attach
-// holds that lock: it was most of what concurrent attaches waited for.
+// BornWithoutIPv6 runs create, which makes the interface ifName in ns
+// (from another namespace's netlink handle, which acts there from any
+// thread), inside ns while net.ipv6.conf.default.disable_ipv6 is 1 there,
+// puts the default back, then makes sure ifName has IPv6 off, all in one
+// visit to ns (netns.Do: a fresh locked thread and two setns each). It
+// reports whether ifName is known to have IPv6 off (false: a kernel
+// without IPv6, or the check could not read it; Configure then checks).
 //
-// Two callers creating interfaces in one namespace at once may interleave
-// so that one interface is born with IPv6 on: Configure turns it off then.
-// The default ends as it was, as each puts back only what it changed.
-func IPv6OffByDefault(ns *netns.NS) (restore func()) {
-	var (
-		f       *os.File
-		changed bool
-	)
-	err := ns.Do(func() error {
-		var err error
-		// The file acts in the namespace it was opened in, wherever it is
-		// written from later.
-		f, err = os.OpenFile("/proc/sys/net/ipv6/conf/default/disable_ipv6", os.O_RDWR, 0)
+// An interface born so never runs IPv6 (no link-local address, no DAD or
+// router solicitation). Turning IPv6 off on an existing interface instead
+// tears its IPv6 state down under the kernel's RTNL lock, and the write
+// spins, retrying, while another attach holds that lock: it was most of
+// what concurrent attaches waited for. Two callers creating interfaces in
+// one namespace at once may interleave so that one interface is born with
+// IPv6 on (the other put the default back first): the check turns it off
+// then. The default ends as it was, as each puts back only what it
+// changed.
+//
+// Equivalent to: ip netns exec NS sysctl -w net.ipv6.conf.default.disable_ipv6=1;
+// ip link add ...; ip netns exec NS sysctl -w net.ipv6.conf.default.disable_ipv6=0
+func BornWithoutIPv6(ns *netns.NS, ifName string, create func() error) (off bool, err error) {
+	err = ns.Do(func() error {
+		f, err := os.OpenFile("/proc/sys/net/ipv6/conf/default/disable_ipv6", os.O_RDWR, 0)
 		if err != nil {
-			return err // no IPv6 in this kernel: nothing to turn off
+			return create() // no IPv6 in this kernel: nothing to turn off
 		}
+		defer f.Close()
+		changed := false
 		b := make([]byte, 8)
-		n, _ := f.Read(b)
-		if strings.TrimSpace(string(b[:n])) == "0" {
-			_, err = f.WriteAt([]byte("1"), 0)
-			changed = err == nil
+		if k, _ := f.ReadAt(b, 0); strings.TrimSpace(string(b[:k])) == "0" {
+			_, werr := f.WriteAt([]byte("1"), 0)
+			changed = werr == nil
 		}
-		return nil
-	})
-	if err != nil || f == nil {
-		return func() {}
-	}
-	return func() {
+		err = create()
 		if changed {
 			f.WriteAt([]byte("0"), 0)
 		}
-		f.Close()
-	}
+		if err != nil {
+			return err
+		}
+		g, gerr := os.OpenFile("/proc/sys/net/ipv6/conf/"+ifName+"/disable_ipv6", os.O_RDWR, 0)
+		if gerr != nil {
+			return nil
+		}
+		defer g.Close()
+		if k, _ := g.ReadAt(b, 0); strings.TrimSpace(string(b[:k])) == "1" {
+			off = true
+		} else if _, werr := g.WriteAt([]byte("1"), 0); werr == nil {
+			off = true
+		}
+		return nil
+	})
+	return off, err
 }

@@ -7,7 +7,7 @@
 // and sets a link's own settings (Link.SetConf: `sysctl -w
 // net.ipv6.conf.NAME.KEY=V`); and Link.Configure, the one path by which a
 // sandbox's link gets its addresses, routes and per-link settings (attach
-// and repair both take it), with IPv6OffByDefault for links about to be
+// and repair both take it), with BornWithoutIPv6 for links about to be
 // born in a namespace. Link.Lacks and Neighbor.Lacks say what a check
 // finds missing. host.go reads what a namespace has: all its
 // addresses and routes with their links, its uplink's MTU, the source

@@ -13,7 +13,11 @@
 //     switches back before the thread is released; if switching back fails the
 //     thread is never reused (it dies with its goroutine).
 //   - [NS.Netlink] gives a netlink handle bound to the namespace; it is created
-//     once per NS, shared, and safe for concurrent use.
+//     once per NS, shared, and safe for concurrent use ([NS.RouteNetlink] a
+//     lighter one, [NS.RouteSocket] a raw socket for hand-made requests).
+//   - [NS.Sysctl] and [NS.ReadSysctl] enter the namespace (Do) the first time
+//     they meet a key and keep its file open: later uses act on the file
+//     from any thread, which stays in the namespace it was opened in.
 //   - An NS is safe for concurrent use; Close it once when done.
 //   - [NS.Command] runs a program through nsenter --net (the only program
 //     this package runs); [NS.Start] starts one the way `ip netns exec`

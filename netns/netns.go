@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
@@ -44,6 +45,11 @@ type NS struct {
 	rnl      *netlink.Handle // route-only handle, see RouteNetlink
 	isClosed bool
 	closed   sync.Once
+
+	rsock     *nl.SocketHandle // raw rtnetlink socket, see RouteSocket; under rmu
+	smu       sync.Mutex
+	sysctls   map[string]*os.File // open sysctl files, see Sysctl
+	sysClosed bool
 }
 
 // Open opens a namespace from a spec as users write it: "pid:PID", a path
@@ -174,6 +180,33 @@ func (n *NS) RouteNetlink() (*netlink.Handle, error) {
 	return h, nil
 }
 
+// RouteSocket returns a raw rtnetlink socket bound to the namespace, for
+// requests that the netlink package's Handle makes in several messages and
+// the kernel takes in one (a veth pair with its master and settings): give
+// it to nl.NetlinkRequest.Sockets. It is opened once per NS, shared
+// (requests on it take turns) and closed by Close.
+func (n *NS) RouteSocket() (*nl.SocketHandle, error) {
+	n.rmu.Lock()
+	defer n.rmu.Unlock()
+	if n.rsock != nil {
+		return n.rsock, nil
+	}
+	if n.isClosed {
+		return nil, fmt.Errorf("opening netlink in namespace %s: namespace closed", n)
+	}
+	var s *nl.NetlinkSocket
+	err := n.Do(func() (err error) {
+		// Made on Do's thread, inside n: bound to n for good.
+		s, err = nl.GetNetlinkSocketAt(vnetns.None(), vnetns.None(), unix.NETLINK_ROUTE)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening netlink in namespace %s: %w", n, err)
+	}
+	n.rsock = &nl.SocketHandle{Socket: s}
+	return n.rsock, nil
+}
+
 // OwnNetlink returns a new rtnetlink handle bound to the namespace, for the
 // caller alone, who closes it. A shared handle serves one request at a
 // time; a request that keeps its socket long (deleting a link waits about
@@ -201,7 +234,16 @@ func (n *NS) Close() error {
 		if n.rnl != nil {
 			n.rnl.Close()
 		}
+		if n.rsock != nil {
+			n.rsock.Close()
+		}
 		n.rmu.Unlock()
+		n.smu.Lock()
+		for _, f := range n.sysctls {
+			f.Close()
+		}
+		n.sysctls, n.sysClosed = nil, true
+		n.smu.Unlock()
 		err = n.f.Close()
 	})
 	return err

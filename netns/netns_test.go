@@ -222,6 +222,44 @@ func TestSysctlWritesOnlyInside(t *testing.T) {
 	}
 }
 
+// TestSysctlFollowsARemadeDevice: Sysctl keeps a key's file open; when its
+// device is deleted and made again under the same name, reads and writes
+// act on the new device's setting, and only inside the namespace.
+func TestSysctlFollowsARemadeDevice(t *testing.T) {
+	ns := testns.New(t, "ns")
+	key := "net/ipv4/conf/h33dev/forwarding"
+	addDev := func() {
+		t.Helper()
+		if out, err := ns.Command(context.Background(), "ip", "link", "add", "h33dev", "type", "bridge").CombinedOutput(); err != nil {
+			t.Fatalf("ip link add: %v: %s", err, out)
+		}
+	}
+	addDev()
+	if changed, err := ns.Sysctl(key, "1"); err != nil || !changed {
+		t.Fatalf("Sysctl = %v, %v; want changed", changed, err)
+	}
+	if out, err := ns.Command(context.Background(), "ip", "link", "del", "h33dev").CombinedOutput(); err != nil {
+		t.Fatalf("ip link del: %v: %s", err, out)
+	}
+	if _, err := ns.ReadSysctl(key); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("ReadSysctl of a deleted device's setting: %v, want ErrNotExist", err)
+	}
+	addDev()
+	if v, err := ns.ReadSysctl(key); err != nil || v != "0" {
+		t.Fatalf("ReadSysctl of the new device = %q, %v; want 0", v, err)
+	}
+	if changed, err := ns.Sysctl(key, "1"); err != nil || !changed {
+		t.Fatalf("Sysctl on the new device = %v, %v; want changed", changed, err)
+	}
+	out, err := ns.Command(context.Background(), "cat", "/proc/sys/"+key).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "1" {
+		t.Fatalf("the new device's setting read from inside: %q, %v", out, err)
+	}
+	if _, err := os.Stat("/proc/sys/" + key); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the caller's namespace has %s: %v", key, err)
+	}
+}
+
 func TestShell(t *testing.T) {
 	ns := testns.New(t, "ns")
 	if got, want := ns.Shell("ip link set lo up"), "ip -n "+ns.Name()+" link set lo up"; got != want {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"github.com/sandnet/sandnet/explain"
@@ -68,10 +69,12 @@ func (p *Pair) defaults() error {
 }
 
 // Create makes the pair: Name in host, PeerName in PeerNS, in one netlink
-// request (plus one to join the bridge and one to turn off IPv6
-// link-local addressing on the host end, when there is a Master). It
-// returns the host end. An existing link called Name in host
-// yields an error wrapping ErrExists.
+// request that also carries the MTU, the peer's MAC, the master (the host
+// end joins the bridge as it is made) and the up flag, and returns the
+// host end as the kernel echoes it back. With a master, one more request
+// turns off IPv6 link-local addressing on the host end (the kernel takes
+// no addrgenmode in a request that makes a link). An existing link called
+// Name in host yields an error wrapping ErrExists.
 //
 // Equivalent to: ip link add NAME [mtu M] [master BR] [up] type veth peer name PEER [address MAC] netns NS
 // (then, with a master: ip link set NAME addrgenmode none)
@@ -79,42 +82,82 @@ func Create(ctx context.Context, host *netns.NS, p Pair) (netlink.Link, error) {
 	if err := p.defaults(); err != nil {
 		return nil, err
 	}
-	h, err := host.Netlink()
+	sock, err := host.RouteSocket()
 	if err != nil {
 		return nil, err
 	}
-	attrs := netlink.NewLinkAttrs()
-	attrs.Name = p.Name
-	attrs.MTU = p.MTU
-	attrs.MasterIndex = p.Master
-	if p.Up {
-		attrs.Flags = net.FlagUp
-	}
-	link := &netlink.Veth{
-		LinkAttrs:        attrs,
-		PeerName:         p.PeerName,
-		PeerHardwareAddr: p.PeerMAC,
-		PeerNamespace:    netlink.NsFd(p.PeerNS.Fd()),
-	}
-	if p.MTU > 0 {
-		link.PeerMTU = uint32(p.MTU)
-	}
 	explain.Say(ctx, "%s", host.Shell(command(p)))
-	if err := h.LinkAdd(link); err != nil {
+	msgs, err := newLinkRequest(p, sock).Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
+	if err != nil {
 		if errors.Is(err, unix.EEXIST) {
 			return nil, fmt.Errorf("creating veth %s (peer %s in %s): %w", p.Name, p.PeerName, p.PeerNS, ErrExists)
 		}
 		return nil, fmt.Errorf("creating veth %s (peer %s in %s): %w", p.Name, p.PeerName, p.PeerNS, err)
 	}
+	var link netlink.Link
+	if len(msgs) > 0 {
+		link, err = netlink.LinkDeserialize(nil, msgs[0])
+	}
+	if link == nil || err != nil || link.Attrs().Name != p.Name {
+		// A kernel that does not echo (before 6.3): look the new link up.
+		h, herr := host.Netlink()
+		if herr == nil {
+			link, herr = h.LinkByName(p.Name)
+		}
+		if herr != nil {
+			return nil, fmt.Errorf("finding veth %s in %s after creating it: %w", p.Name, host, herr)
+		}
+	}
 	if p.Master != 0 {
+		link.Attrs().MasterIndex = p.Master // echoed before the kernel joined it to the bridge
 		// Before the peer comes up: until it has a carrier, the host end
-		// has no IPv6 address to detect or report.
+		// has no IPv6 address to detect or report. A bridge port carries
+		// no address of its own, so without a link-local one it sends no
+		// duplicate address detection, MLD report or router solicitation,
+		// which the bridge would flood to every other port.
 		explain.Say(ctx, "%s", host.Shell("ip link set "+p.Name+" addrgenmode none"))
-		if err := h.LinkSetIP6AddrGenMode(link, addrGenModeNone); err != nil && !errors.Is(err, unix.EAFNOSUPPORT) {
-			return nil, errors.Join(fmt.Errorf("setting addrgenmode none on %s: %w", p.Name, err), h.LinkDel(link))
+		h, err := host.Netlink()
+		if err == nil {
+			err = h.LinkSetIP6AddrGenMode(link, addrGenModeNone)
+		}
+		if err != nil && !errors.Is(err, unix.EAFNOSUPPORT) {
+			return nil, errors.Join(fmt.Errorf("setting addrgenmode none on %s: %w", p.Name, err), Delete(context.WithoutCancel(ctx), host, p.Name))
 		}
 	}
 	return link, nil
+}
+
+// newLinkRequest is the RTM_NEWLINK request that makes pair p, on sock,
+// asking the kernel to echo the new host end back.
+func newLinkRequest(p Pair, sock *nl.SocketHandle) *nl.NetlinkRequest {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK|unix.NLM_F_ECHO)
+	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: sock}
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	if p.Up {
+		msg.Flags, msg.Change = unix.IFF_UP, unix.IFF_UP
+	}
+	req.AddData(msg)
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(p.Name)))
+	if p.MTU > 0 {
+		req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(p.MTU))))
+	}
+	if p.Master != 0 {
+		req.AddData(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(uint32(p.Master))))
+	}
+	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("veth"))
+	peer := info.AddRtAttr(nl.IFLA_INFO_DATA, nil).AddRtAttr(nl.VETH_INFO_PEER, nil)
+	nl.NewIfInfomsgChild(peer, unix.AF_UNSPEC)
+	peer.AddRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(p.PeerName))
+	if p.MTU > 0 {
+		peer.AddRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(p.MTU)))
+	}
+	if p.PeerMAC != nil {
+		peer.AddRtAttr(unix.IFLA_ADDRESS, []byte(p.PeerMAC))
+	}
+	peer.AddRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(p.PeerNS.Fd())))
+	req.AddData(info)
+	return req
 }
 
 func command(p Pair) string {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -96,21 +97,33 @@ func (s *Store[N, E]) DropFileRef(path, id string) (last bool, err error) {
 	return true, nil
 }
 
-// WriteShared counts endpoint id as a user of the file at path, calls
-// counted (where the caller notes that the use must be dropped again, with
-// ReleaseShared, if what it does fails later), and writes the file with
-// write; all holding LockFiles of the file's directory (a ReleaseShared of
-// another of the sandbox's endpoints waits).
-func (s *Store[N, E]) WriteShared(ctx context.Context, path, id string, counted func(), write func() error) error {
-	lock, err := s.LockFiles(ctx, filepath.Dir(path))
+// WriteShared counts endpoint id as a user of each file at paths (all in
+// one directory), calling counted for each (where the caller notes that
+// the use must be dropped again, with ReleaseShared, if what it does fails
+// later), and then writes the files with write; all holding LockFiles of
+// their directory once (a ReleaseShared of another of the sandbox's
+// endpoints waits).
+func (s *Store[N, E]) WriteShared(ctx context.Context, id string, paths []string, counted func(path string), write func() error) error {
+	if len(paths) == 0 {
+		return nil
+	}
+	dir := filepath.Dir(paths[0])
+	for _, p := range paths[1:] {
+		if filepath.Dir(p) != dir {
+			return fmt.Errorf("writing %s and %s: not in one directory: %w", paths[0], p, errkind.Invalid)
+		}
+	}
+	lock, err := s.LockFiles(ctx, dir)
 	if err != nil {
 		return err
 	}
 	defer lock.Release()
-	if err := s.AddFileRef(path, id); err != nil {
-		return err
+	for _, p := range paths {
+		if err := s.AddFileRef(p, id); err != nil {
+			return err
+		}
+		counted(p)
 	}
-	counted()
 	return write()
 }
 

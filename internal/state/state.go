@@ -276,13 +276,30 @@ func (s *Store[N, E]) Endpoints(network string) ([]*EndpointRecord[E], error) {
 // records, reading them one by one until it does. Unreadable records are
 // skipped.
 func (s *Store[N, E]) AnyEndpoint(network string, pred func(*EndpointRecord[E]) bool) bool {
-	ids, _ := names(s.EndpointDir(network))
-	for _, id := range ids {
-		if r, err := s.ReadEndpoint(network, id); err == nil && pred(r) {
-			return true
+	// The directory is read a few entries at a time, in its own order,
+	// and only until a record says so: usually the first one, where
+	// listing (and sorting) a thousand names first cost more than the
+	// answer.
+	d, err := os.Open(s.EndpointDir(network))
+	if err != nil {
+		return false
+	}
+	defer d.Close()
+	for {
+		entries, err := d.ReadDir(32)
+		for _, e := range entries {
+			name := e.Name()
+			if statefile.IsTemp(name) || !strings.HasSuffix(name, ".json") {
+				continue
+			}
+			if r, err := s.ReadEndpoint(network, strings.TrimSuffix(name, ".json")); err == nil && pred(r) {
+				return true
+			}
+		}
+		if err != nil {
+			return false
 		}
 	}
-	return false
 }
 
 // Networks returns the network records. Files that cannot be read are
