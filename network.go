@@ -3,7 +3,6 @@ package sandnet
 import (
 	"fmt"
 	"net/netip"
-	"regexp"
 
 	"github.com/sandnet/sandnet/ipam"
 )
@@ -89,15 +88,33 @@ type Network struct {
 	Peers []netip.Addr `json:"peers,omitempty"`
 }
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
-
 // checkName validates a network or sandbox name: they become file names and
 // parts of rule comments, so they are kept to a safe alphabet.
 func checkName(what, name string) error {
-	if !nameRE.MatchString(name) {
+	if !validName(name) {
 		return invalidf("%s name %q: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", what, name)
 	}
 	return nil
+}
+
+// validName reports whether name is 1 to 64 letters, digits, '.', '_' or
+// '-', starting with a letter or digit. (A regexp saying so compiles into a
+// large program at every start of the process, which a CNI plugin, a
+// process per call, would pay each time.)
+func validName(name string) bool {
+	if name == "" || len(name) > 64 || !isAlnum(name[0]) {
+		return false
+	}
+	for i := 1; i < len(name); i++ {
+		if c := name[i]; !isAlnum(c) && c != '.' && c != '_' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+func isAlnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 }
 
 // withDefaults validates n and fills in its defaults, except the ones that

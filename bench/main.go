@@ -138,7 +138,7 @@ func run() error {
 	}
 	defer os.RemoveAll(scratch)
 
-	rep := &report{started: time.Now(), stateFS: fsType(scratch), kernel: kernelRelease()}
+	rep := &report{started: time.Now(), stateFS: fsType(scratch), kernel: kernelRelease(), loadStart: loadAvg()}
 	var tools []tool
 	for _, name := range c.tools {
 		i := slices.IndexFunc(allTools, func(t tool) bool { return t.name == name })
@@ -180,7 +180,7 @@ func run() error {
 			}
 		}
 	}
-	rep.finished = time.Now()
+	rep.finished, rep.loadEnd = time.Now(), loadAvg()
 	fmt.Println()
 	fmt.Print(rep.table())
 	if err := rep.write(c.out); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -57,8 +58,12 @@ func sec(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', 
 type report struct {
 	started, finished time.Time
 	stateFS, kernel   string
-	missing           []string
-	results           []*result
+	// loadStart and loadEnd are the machine's one-minute load averages when
+	// the run started and ended: the timings are only as quiet as the
+	// machine was.
+	loadStart, loadEnd string
+	missing            []string
+	results            []*result
 }
 
 func (rep *report) find(tool string, n, ports int) *result {
@@ -142,6 +147,10 @@ func (rep *report) write(dir string) error {
 		rep.started.UTC().Format("2006-01-02"), rep.kernel, rep.stateFS, rep.finished.Sub(rep.started).Round(time.Second))
 	md.WriteString("\"sandnet (ns going)\" detaches with `DetachOptions{SandboxGoing: true}` (the namespace is deleted next, so the veth is left to the kernel); ")
 	md.WriteString("\"kernel floor\" is one bare netlink request: veth pair creation into the sandbox, and synchronous deletion. ")
+	if rep.loadStart != "" {
+		fmt.Fprintf(&md, "Load average (1 min) %s at the start, %s at the end, on %d CPUs. ", rep.loadStart, rep.loadEnd, runtime.NumCPU())
+	}
+	md.WriteString("\"sandnet as a CNI plugin\" is built as the README installs it (`" + strings.Join(pluginBuild, " ") + "`) unless `-sandnet-cni` names a binary, and exec'd per call as the reference plugins are. ")
 	md.WriteString("After each run the lab host is checked for what the tool left behind: veths, nftables tables, chains, rules and set elements (iptables-nft rules included) and, for sandnet, lease files once the network is removed; a run that left nothing has no note below.\n\n")
 	md.WriteString("Concurrent attach (goroutines, processes) is in [parallel.md](parallel.md); the name servers are in [dns.md](dns.md) (`go run ./bench -dns`).\n\n")
 	md.WriteString("![p50 latency vs N](bench.svg)\n\n")

@@ -145,10 +145,13 @@ func (n *NS) String() string {
 }
 
 // Netlink returns the netlink handle bound to the namespace, created on first
-// use and shared by every caller; it is closed by Close.
+// use and shared by every caller; it is closed by Close. It speaks rtnetlink
+// and netfilter (conntrack), the families sandnet uses: each socket costs
+// entering the namespace, which a short-lived process (the CNI plugin) pays
+// every time.
 func (n *NS) Netlink() (*netlink.Handle, error) {
 	n.once.Do(func() {
-		n.nl, n.nlErr = netlink.NewHandleAt(vnetns.NsHandle(n.Fd()))
+		n.nl, n.nlErr = netlink.NewHandleAt(vnetns.NsHandle(n.Fd()), unix.NETLINK_ROUTE, unix.NETLINK_NETFILTER)
 		if n.nlErr != nil {
 			n.nlErr = fmt.Errorf("opening netlink in namespace %s: %w", n, n.nlErr)
 		}

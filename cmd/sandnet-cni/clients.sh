@@ -9,7 +9,7 @@
 # namespace plays the node, and tmpfs mounts hide /etc/cni/net.d, /opt, /var/lib/cni, /run/netns,
 # /run/sandnet, /etc/netns and /dev/shm, so no client touches the machine's own network,
 # CNI configuration or firewall. Daemons started here are ended by PID. Run as root, from the
-# repository (it builds the plugin with go build):
+# repository (it builds the plugin as the README installs it):
 #
 #   bash cmd/sandnet-cni/clients.sh
 #   CNITOOL=/path/to/cnitool bash cmd/sandnet-cni/clients.sh cnitool
@@ -21,7 +21,7 @@ if [ -z "${SNC_INSIDE:-}" ]; then
 	work=$(mktemp -d /tmp/sandnet-cni-clients.XXXXXX)
 	trap 'rm -rf "$work"' EXIT
 	mkdir -p "$work/bin"
-	(cd "$here/../.." && go build -o "$work/bin/sandnet" ./cmd/sandnet-cni)
+	(cd "$here/../.." && CGO_ENABLED=0 go build -ldflags=-s -o "$work/bin/sandnet" ./cmd/sandnet-cni) # as the README installs it
 	(cd "$here/../.." && go build -o "$work/bin/sandnet-cli" ./cmd/sandnet)
 	if [ -z "${CNITOOL:-}" ] && ! command -v cnitool >/dev/null; then
 		# cnitool from the same module as the plugin's CNI library (the Go module proxy).

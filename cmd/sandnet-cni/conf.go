@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"regexp"
 	"strings"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -249,18 +248,28 @@ func parseIP(s string) (netip.Addr, error) {
 	return netip.ParseAddr(s)
 }
 
-var dnsLabelRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
-
-// checkDNSLabel reports whether s can be a DNS name on the network; names
-// that cannot (a pod name is checked by Kubernetes, an alias maybe not)
-// are left out rather than failing the ADD.
+// checkDNSLabel reports whether s can be a DNS name on the network: dot-
+// separated labels of 1 to 63 letters, digits and inner '-'. Names that
+// cannot (a pod name is checked by Kubernetes, an alias maybe not) are left
+// out rather than failing the ADD.
+//
+// The plugin is a process per call: it checks names with loops, not
+// regexps, whose compilation at start-up would cost every call.
 func checkDNSLabel(s string) bool {
 	for _, l := range strings.Split(s, ".") {
-		if !dnsLabelRE.MatchString(l) {
+		if len(l) == 0 || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' || strings.ContainsFunc(l, notLabelRune) {
 			return false
 		}
 	}
 	return true
+}
+
+// notLabelRune reports whether r may not appear in a DNS label.
+func notLabelRune(r rune) bool { return !isLetterDigit(r) && r != '-' }
+
+// isLetterDigit reports whether r is an ASCII letter or digit.
+func isLetterDigit(r rune) bool {
+	return r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z'
 }
 
 // podArgs are the CNI_ARGS keys sandnet reads; every other key is ignored
@@ -288,13 +297,18 @@ func parseArgs(s string) podArgs {
 	return a
 }
 
-var sandboxRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+// usableAsIs reports whether sandnet takes id as a sandbox ID: 1 to 64
+// letters, digits, '.', '_' and '-', the first a letter or digit.
+func usableAsIs(id string) bool {
+	return id != "" && len(id) <= 64 && isLetterDigit(rune(id[0])) &&
+		!strings.ContainsFunc(id, func(r rune) bool { return !isLetterDigit(r) && !strings.ContainsRune("._-", r) })
+}
 
 // sandboxID is the sandnet sandbox ID of a CNI container ID: the ID itself
 // when sandnet takes it (64 hex digits do), else a shortened form that
 // stays unique (a prefix and a hash of the whole).
 func sandboxID(containerID string) string {
-	if sandboxRE.MatchString(containerID) {
+	if usableAsIs(containerID) {
 		return containerID
 	}
 	sum := sha256.Sum256([]byte(containerID))

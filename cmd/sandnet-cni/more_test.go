@@ -71,7 +71,7 @@ func TestSandboxID(t *testing.T) {
 	}
 	long1, long2 := hex64+"-a", hex64+"-b"
 	a, b := sandboxID(long1), sandboxID(long2)
-	if a == b || a != sandboxID(long1) || !sandboxRE.MatchString(a) || !sandboxRE.MatchString(b) {
+	if a == b || a != sandboxID(long1) || !usableAsIs(a) || !usableAsIs(b) {
 		t.Errorf("long IDs: %q and %q", a, b)
 	}
 }
