@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -94,7 +95,7 @@ func openBeneath(fd int, name string) (int, error) {
 func writeBeneath(fd int, base string, data []byte) error {
 	var rnd [6]byte
 	rand.Read(rnd[:])
-	tmp := ".sandnet-" + base + "-" + hex.EncodeToString(rnd[:])
+	tmp := tempPrefix(base) + hex.EncodeToString(rnd[:])
 	f, err := unix.Openat(fd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
 	if err != nil {
 		return err
@@ -117,4 +118,25 @@ func writeBeneath(fd int, base string, data []byte) error {
 		unix.Unlinkat(fd, tmp, 0)
 	}
 	return err
+}
+
+// tempPrefix begins the name of writeBeneath's temporary file for base.
+func tempPrefix(base string) string { return ".sandnet-" + base + "-" }
+
+// removeTemps removes from the directory fd what writes of base killed
+// midway (between writeBeneath's create and rename) left: their temporary
+// files, which would keep the directory from being removed.
+func removeTemps(fd int, base string) {
+	dfd, err := unix.Dup(fd)
+	if err != nil {
+		return
+	}
+	d := os.NewFile(uintptr(dfd), "")
+	defer d.Close()
+	names, _ := d.Readdirnames(-1)
+	for _, n := range names {
+		if strings.HasPrefix(n, tempPrefix(base)) {
+			unix.Unlinkat(fd, n, 0)
+		}
+	}
 }

@@ -247,8 +247,9 @@ func WriteFiles(ctx context.Context, dir string, files ...File) error {
 	return nil
 }
 
-// RemoveFile removes path (a missing file is not an error) and then its
-// directory when that is now empty and removeEmptyDir is set. Like
+// RemoveFile removes path (a missing file is not an error), with what a
+// write of it killed midway left beside it, and then its directory when
+// that is now empty and removeEmptyDir is set. Like
 // WriteFile, it follows no symlink: one in a directory of path is refused
 // (ErrInvalid), a file that is a symlink is removed itself.
 //
@@ -271,6 +272,7 @@ func RemoveFile(ctx context.Context, path string, removeEmptyDir bool) error {
 	if err := unix.Unlinkat(fd, base, 0); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("removing %s: %w", path, err)
 	}
+	removeTemps(fd, base)
 	if removeEmptyDir && dir != "/" {
 		parent, name := filepath.Split(dir)
 		pfd, _, err := openDir(filepath.Clean(parent), false)

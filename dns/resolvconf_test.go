@@ -150,6 +150,38 @@ func TestWriteAndRemoveFile(t *testing.T) {
 	}
 }
 
+// TestRemoveFileAfterKilledWrite checks that a write killed between
+// making its temporary file and renaming it keeps no directory alive: the
+// file's removal takes the leftover with it, and nothing else.
+func TestRemoveFileAfterKilledWrite(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "netns", "sbx")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	leftover := filepath.Join(dir, tempPrefix("resolv.conf")+"0a1b2c")
+	other := filepath.Join(dir, tempPrefix("hosts")+"0a1b2c")
+	for _, p := range []string{leftover, other} {
+		if err := os.WriteFile(p, []byte("nameserver"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := RemoveFile(context.Background(), filepath.Join(dir, "resolv.conf"), true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(leftover); !os.IsNotExist(err) {
+		t.Fatalf("leftover of resolv.conf's write kept: %v", err)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Fatalf("another file's leftover removed with resolv.conf: %v", err)
+	}
+	if err := RemoveFile(context.Background(), filepath.Join(dir, "hosts"), true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("directory left: %v", err)
+	}
+}
+
 func TestTableAndReverse(t *testing.T) {
 	tb := NewTable([]Record{{Names: []string{"Web", "www."}, Addrs: addrs("10.88.0.2", "fd00::2")}, {Names: []string{"db"}}})
 	if a, ok := tb.Lookup("WEB."); !ok || len(a) != 2 {
