@@ -282,11 +282,15 @@ func HelperMain(dir string, newSource func(dir string) (Source, error)) int {
 		log.Warn("dns helper: some networks cannot be served", "errors", errs)
 	}
 	r.closeInherited() // those of no network wanted
+	idle := false
 	r.run(stop, gone, func() {
+		idle = true
 		statefile.Remove(pidFile)
 		statefile.Remove(filepath.Join(cfg.dir(), "status.json"))
 	})
-	statefile.Remove(pidFile)
+	if !idle { // else the pid file is gone, and a new helper may have written its own
+		statefile.Remove(pidFile)
+	}
 	log.Info("dns helper: exiting")
 	return 0
 }

@@ -335,8 +335,9 @@ func (r *runner) refreshUpstreams() {
 // run syncs every pollInterval until nothing is served any more (checked
 // again under start.lock, so no Attach starting meanwhile is left without a
 // server), stop is closed, or gone reports that the state dir or the host
-// namespace went away. It closes the servers before returning; the caller
-// releases the server lock.
+// namespace went away. It closes the servers before returning. When nothing
+// is served any more it releases the server lock itself, after onStop;
+// otherwise the caller does.
 func (r *runner) run(stop <-chan struct{}, gone func() bool, onStop func()) {
 	t := time.NewTicker(pollInterval)
 	defer t.Stop()
@@ -368,6 +369,10 @@ func (r *runner) run(stop <-chan struct{}, gone func() bool, onStop func()) {
 			if onStop != nil {
 				onStop()
 			}
+			// server.lock goes before start.lock: an Ensure that takes
+			// start.lock next must find it free and start a new server,
+			// not take this stopping one for alive and wait on it.
+			r.lock.Release()
 			lock.Release()
 			return
 		}
