@@ -71,10 +71,7 @@ func runDNS(ctx context.Context, scratch string, c config) error {
 		}
 		labels = append(labels, k.label)
 		res = append(res, measureDNS(ctx, scratch, k, counts, secs, runs)...)
-		select {
-		case <-time.After(c.settle):
-		case <-ctx.Done():
-		}
+		settle(ctx, c.settle)
 	}
 	table := dnsTable(res, labels, counts)
 	fmt.Println()

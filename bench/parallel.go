@@ -96,10 +96,7 @@ func runParallel(ctx context.Context, scratch string, c config) error {
 		r.how = how.name
 		fmt.Println(r.line())
 		runs = append(runs, r)
-		select {
-		case <-time.After(c.settle * time.Duration(n) / 1000):
-		case <-ctx.Done():
-		}
+		settle(ctx, c.settle*time.Duration(n)/1000)
 	}
 	md := parallelTable(runs)
 	fmt.Println()

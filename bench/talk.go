@@ -83,10 +83,9 @@ func runTalk(ctx context.Context, scratch string, c config) error {
 		if err != nil {
 			return err
 		}
-		select {
-		case <-time.After(c.settle * time.Duration(2*n) / 1000):
-		case <-ctx.Done():
-			return ctx.Err()
+		settle(ctx, c.settle*time.Duration(2*n)/1000)
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 	}
 	fmt.Println()
