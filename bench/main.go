@@ -70,7 +70,7 @@ func parseFlags() (config, error) {
 	)
 	flag.StringVar(&c.out, "out", "docs/bench", "directory for bench.csv, bench.svg and bench.md")
 	flag.StringVar(&c.state, "state", "", "parent of the scratch dirs (state, leases); default: /dev/shm if it is tmpfs (as /run/sandnet should be), else $TMPDIR")
-	flag.DurationVar(&c.settle, "settle", 2*time.Second, "pause per 1000 deleted namespaces before the next run (then, up to 30 s more, until the CPUs are mostly idle), so the kernel's cleanup does not weigh on it")
+	flag.DurationVar(&c.settle, "settle", 2*time.Second, "pause per 1000 deleted namespaces before the next run (then, up to a minute more, until the kernel has torn the deleted namespaces down and the CPUs are mostly idle), so the kernel's cleanup does not weigh on it")
 	flag.BoolVar(&cniMasq, "cni-ipmasq", false, "turn on the CNI bridge plugin's per-sandbox masquerade (iptables execs per sandbox)")
 	flag.StringVar(&cniDir, "cni-path", cniDir, "directory of the CNI plugins")
 	flag.StringVar(&sandnetCNI, "sandnet-cni", "", "sandnet's CNI plugin binary; default: built from ./cmd/sandnet-cni with go build")

@@ -151,6 +151,7 @@ func (rep *report) write(dir string) error {
 		fmt.Fprintf(&md, "Load average (1 min) %s at the start, %s at the end, on %d CPUs. ", rep.loadStart, rep.loadEnd, runtime.NumCPU())
 	}
 	md.WriteString("\"sandnet as a CNI plugin\" is built as the README installs it (`" + strings.Join(pluginBuild, " ") + "`) unless `-sandnet-cni` names a binary, and exec'd per call as the reference plugins are. ")
+	md.WriteString("Between runs the bench waits until the kernel has torn down the namespaces the last one deleted (the net_namespace slab count back to its value at the start) and the CPUs are mostly idle. ")
 	md.WriteString("After each run the lab host is checked for what the tool left behind: veths, nftables tables, chains, rules and set elements (iptables-nft rules included) and, for sandnet, lease files once the network is removed; a run that left nothing has no note below.\n\n")
 	md.WriteString("Concurrent attach (goroutines, processes) is in [parallel.md](parallel.md); the name servers are in [dns.md](dns.md) (`go run ./bench -dns`).\n\n")
 	md.WriteString("![p50 latency vs N](bench.svg)\n\n")
