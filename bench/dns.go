@@ -167,7 +167,13 @@ func (l *dnsLab) close(ctx context.Context) error {
 // the peer can listen on the gateway. The servers are then compared on
 // identical paths, and a peer does not gain from the firewall sandnet
 // puts on every network (as a runtime's does too: netavark's, Docker's).
-func (l *dnsLab) peerNetwork(ctx context.Context, p *peerProc) error {
+// It then writes the peer's names file; on failure it closes p.
+func (l *dnsLab) peerNetwork(ctx context.Context, p *peerProc) (err error) {
+	defer func() {
+		if err != nil {
+			p.close(context.WithoutCancel(ctx))
+		}
+	}()
 	rc := filepath.Join(l.dir, "resolv.conf")
 	if err := os.WriteFile(rc, []byte("nameserver "+upAddr.Addr().String()+"\n"), 0o644); err != nil {
 		return err
@@ -185,7 +191,10 @@ func (l *dnsLab) peerNetwork(ctx context.Context, p *peerProc) error {
 	if p.cl, err = h.Attach(ctx, l.path(0), dnsNetwork, sandnet.AttachOptions{}); err != nil {
 		return err
 	}
-	return l.pinNeighbours(p.cl.Addresses[0].Addr())
+	if err := l.pinNeighbours(p.cl.Addresses[0].Addr()); err != nil {
+		return err
+	}
+	return p.write()
 }
 
 // pinNeighbours makes the client's and the gateway's neighbour entries
@@ -500,11 +509,6 @@ func startAardvark(ctx context.Context, l *dnsLab) (nameServer, error) {
 			return []byte(b.String())
 		}}
 	if err := l.peerNetwork(ctx, p); err != nil {
-		p.close(context.WithoutCancel(ctx))
-		return nil, err
-	}
-	if err := p.write(); err != nil {
-		p.close(context.WithoutCancel(ctx))
 		return nil, err
 	}
 	script := `mount --bind "$1" /etc/resolv.conf && exec "$2" --config "$3" -p 53 run`
@@ -545,11 +549,6 @@ func startDnsmasq(ctx context.Context, l *dnsLab) (nameServer, error) {
 			return []byte(b.String())
 		}}
 	if err := l.peerNetwork(ctx, p); err != nil {
-		p.close(context.WithoutCancel(ctx))
-		return nil, err
-	}
-	if err := p.write(); err != nil {
-		p.close(context.WithoutCancel(ctx))
 		return nil, err
 	}
 	p.cmd = exec.Command("dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
