@@ -194,6 +194,22 @@ func (n *NS) RouteSocket() (*nl.SocketHandle, error) {
 	if n.isClosed {
 		return nil, fmt.Errorf("opening netlink in namespace %s: namespace closed", n)
 	}
+	s, err := n.openRouteSocket()
+	if err != nil {
+		return nil, err
+	}
+	n.rsock = s
+	return n.rsock, nil
+}
+
+// OwnRouteSocket returns a new raw rtnetlink socket bound to the
+// namespace, for the caller alone, who closes it: RouteSocket's kind for
+// hand-made requests, unshared for the reason OwnNetlink gives.
+func (n *NS) OwnRouteSocket() (*nl.SocketHandle, error) {
+	return n.openRouteSocket()
+}
+
+func (n *NS) openRouteSocket() (*nl.SocketHandle, error) {
 	var s *nl.NetlinkSocket
 	err := n.Do(func() (err error) {
 		// Made on Do's thread, inside n: bound to n for good.
@@ -203,8 +219,7 @@ func (n *NS) RouteSocket() (*nl.SocketHandle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening netlink in namespace %s: %w", n, err)
 	}
-	n.rsock = &nl.SocketHandle{Socket: s}
-	return n.rsock, nil
+	return &nl.SocketHandle{Socket: s}, nil
 }
 
 // OwnNetlink returns a new rtnetlink handle bound to the namespace, for the

@@ -209,24 +209,21 @@ func command(p Pair) string {
 //
 // Equivalent to: ip link del NAME
 func Delete(ctx context.Context, ns *netns.NS, name string) error {
-	// A handle of its own: the deletion keeps its socket for the ~16 ms the
-	// kernel takes, and concurrent deletions then overlap instead of
-	// queueing on a shared handle.
-	h, err := ns.OwnNetlink()
+	// A socket of its own: the deletion keeps it for the ~16 ms the kernel
+	// takes, and concurrent deletions then overlap instead of queueing on
+	// a shared one. One request, by name (the netlink package's LinkDel
+	// looks the index up first).
+	sock, err := ns.OwnRouteSocket()
 	if err != nil {
 		return err
 	}
-	defer h.Close()
+	defer sock.Close()
 	explain.Say(ctx, "%s", ns.Shell("ip link del "+name))
-	link, err := h.LinkByName(name)
-	if err != nil {
-		var nf netlink.LinkNotFoundError
-		if errors.As(err, &nf) {
-			return nil
-		}
-		return fmt.Errorf("deleting veth %s in %s: %w", name, ns, err)
-	}
-	if err := h.LinkDel(link); err != nil && !errors.Is(err, unix.ENODEV) {
+	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
+	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: sock}
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
+	if _, err := req.Execute(unix.NETLINK_ROUTE, 0); err != nil && !errors.Is(err, unix.ENODEV) {
 		return fmt.Errorf("deleting veth %s in %s: %w", name, ns, err)
 	}
 	return nil
