@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sandnet/sandnet/explain"
 	"github.com/sandnet/sandnet/netns"
 )
@@ -104,6 +106,15 @@ func (l *Link) freshConf(ctx context.Context, s Setup) error {
 	return nil
 }
 
+// openAt opens name in directory dir for reading and writing.
+func openAt(dir *os.File, name string) (*os.File, error) {
+	fd, err := unix.Openat(int(dir.Fd()), name, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "openat", Path: dir.Name() + "/" + name, Err: err}
+	}
+	return os.NewFile(uintptr(fd), dir.Name()+"/"+name), nil
+}
+
 // BornWithoutIPv6 runs create, which makes the interface ifName in ns
 // (from another namespace's netlink handle, which acts there from any
 // thread), inside ns while net.ipv6.conf.default.disable_ipv6 is 1 there,
@@ -126,9 +137,17 @@ func (l *Link) freshConf(ctx context.Context, s Setup) error {
 // ip link add ...; ip netns exec NS sysctl -w net.ipv6.conf.default.disable_ipv6=0
 func BornWithoutIPv6(ns *netns.NS, ifName string, create func() error) (off bool, err error) {
 	err = ns.Do(func() error {
-		f, err := os.OpenFile("/proc/sys/net/ipv6/conf/default/disable_ipv6", os.O_RDWR, 0)
+		// Both files are opened from their directory: each path looked up
+		// from /proc/sys costs a comparison with every namespace's "ipv6"
+		// (see netns.NS.Sysctl).
+		conf, err := os.Open("/proc/sys/net/ipv6/conf")
 		if err != nil {
 			return create() // no IPv6 in this kernel: nothing to turn off
+		}
+		defer conf.Close()
+		f, err := openAt(conf, "default/disable_ipv6")
+		if err != nil {
+			return create()
 		}
 		defer f.Close()
 		changed := false
@@ -144,7 +163,7 @@ func BornWithoutIPv6(ns *netns.NS, ifName string, create func() error) (off bool
 		if err != nil {
 			return err
 		}
-		g, gerr := os.OpenFile("/proc/sys/net/ipv6/conf/"+ifName+"/disable_ipv6", os.O_RDWR, 0)
+		g, gerr := openAt(conf, ifName+"/disable_ipv6")
 		if gerr != nil {
 			return nil
 		}
