@@ -81,45 +81,50 @@ func (n *NS) Shell(cmd string) string {
 //
 // Equivalent to: sysctl -w KEY=VALUE (inside n)
 func (n *NS) Sysctl(key, value string) (changed bool, err error) {
-	for {
-		f, fresh, err := n.sysctlFile(key)
-		if err != nil {
-			return false, err
-		}
+	err = n.withSysctl(key, func(f *os.File) (stale bool, err error) {
 		cur, err := preadSysctl(f)
-		if err == nil && cur == value {
+		if err != nil {
+			return true, fmt.Errorf("reading sysctl %s: %w", key, err)
+		}
+		if cur == value {
 			return false, nil
 		}
-		if err == nil {
-			if _, err = f.WriteAt([]byte(value), 0); err == nil {
-				return true, nil
-			}
-			if fresh || !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EBADF) {
-				return false, fmt.Errorf("writing sysctl %s=%s: %w", key, value, err)
-			}
-		} else if fresh {
-			return false, fmt.Errorf("reading sysctl %s: %w", key, err)
+		if _, err := f.WriteAt([]byte(value), 0); err != nil {
+			stale = errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EBADF)
+			return stale, fmt.Errorf("writing sysctl %s=%s: %w", key, value, err)
 		}
-		n.dropSysctl(key, f) // stale: open it again
-	}
+		changed = true
+		return false, nil
+	})
+	return changed, err
 }
 
 // ReadSysctl reads a sysctl inside n, through a file kept open as Sysctl
 // does.
 func (n *NS) ReadSysctl(key string) (value string, err error) {
+	err = n.withSysctl(key, func(f *os.File) (stale bool, err error) {
+		if value, err = preadSysctl(f); err != nil {
+			return true, fmt.Errorf("reading sysctl %s: %w", key, err)
+		}
+		return false, nil
+	})
+	return value, err
+}
+
+// withSysctl runs use on key's open file (sysctlFile). When use reports
+// the file stale (its setting went away) and the file was kept from an
+// earlier use, the file is opened again and use runs once more.
+func (n *NS) withSysctl(key string, use func(f *os.File) (stale bool, err error)) error {
 	for {
 		f, fresh, err := n.sysctlFile(key)
 		if err != nil {
-			return "", err
+			return err
 		}
-		v, err := preadSysctl(f)
-		if err == nil {
-			return v, nil
+		stale, err := use(f)
+		if !stale || fresh {
+			return err
 		}
-		if fresh {
-			return "", fmt.Errorf("reading sysctl %s: %w", key, err)
-		}
-		n.dropSysctl(key, f) // stale: open it again
+		n.dropSysctl(key, f)
 	}
 }
 
