@@ -62,6 +62,11 @@ type attachTx struct {
 	// links are the sandbox's interface and its bridge port, as the steps
 	// that made them found them, for the later steps.
 	links txLinks
+	// birth is the visit to the sandbox that makes its interface with IPv6
+	// off, begun as soon as the network is known (iface.Birth): its slow
+	// first lookup of the sandbox's IPv6 settings runs beside the claim
+	// and the address.
+	birth *iface.Birth
 }
 
 // txLinks are the links an attach made, for its later steps.
@@ -162,6 +167,10 @@ func (h *Host) AttachNS(ctx context.Context, sb *netns.NS, n Network, opts Attac
 	}
 	if h.ns.Equal(sb) && !drv.traits().hostNS {
 		return nil, tx.fail(StepNetwork, invalidf("the sandbox is the host namespace itself; only the host driver attaches it"))
+	}
+	if drv.traits().veth && !st.rec.Network.Subnet6.IsValid() {
+		tx.birth = iface.BeginBornWithoutIPv6(sb, opts.IfName)
+		defer tx.birth.Cancel()
 	}
 	if err := tx.step(ctx, StepClaim, func() error { return h.claim(tx) }); err != nil {
 		return nil, err

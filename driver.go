@@ -70,6 +70,7 @@ type traits struct {
 	ipam       bool // addresses come from the network's pools
 	nameServer bool // the network's gateway runs the embedded name server
 	hostNS     bool // the sandbox is the host namespace itself
+	veth       bool // a veth pair to a bridge in the host namespace (vethStep)
 }
 
 // registry lists the drivers, the default first, in the order messages
@@ -223,7 +224,7 @@ func (tx *attachTx) vethStep(ctx context.Context) error {
 		if mac == nil {
 			mac = macFor(ep.Addresses)
 		}
-		port, br, ipv6Off, err := createVeth(ctx, h, n, ep, tx.sb, mac)
+		port, br, ipv6Off, err := createVeth(ctx, h, n, ep, tx.sb, mac, tx.birth)
 		if err != nil {
 			return err
 		}
@@ -244,9 +245,9 @@ func hostVethName(id string) string { return ifname.Derive("snv", id) }
 // by name) is replaced (veth.Pair.Replace). It returns the host end, the
 // bridge, and whether the sandbox's end is known to have IPv6 off: an
 // endpoint without an IPv6 address gets its interface born so, in one
-// visit to the sandbox (iface.BornWithoutIPv6), and Configure then has
-// nothing to check.
-func createVeth(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netns.NS, mac net.HardwareAddr) (port, br netlink.Link, ipv6Off bool, err error) {
+// visit to the sandbox (iface.BornWithoutIPv6; birth, if not nil, is that
+// visit begun ahead), and Configure then has nothing to check.
+func createVeth(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netns.NS, mac net.HardwareAddr, birth *iface.Birth) (port, br netlink.Link, ipv6Off bool, err error) {
 	nl, err := h.ns.Netlink()
 	if err != nil {
 		return nil, nil, false, err
@@ -263,9 +264,15 @@ func createVeth(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netn
 		return err
 	}
 	if ep.hasFamily(true) {
+		if birth != nil {
+			birth.Cancel()
+		}
 		return port, br, false, create()
 	}
-	ipv6Off, err = iface.BornWithoutIPv6(sb, ep.IfName, create)
+	if birth == nil {
+		birth = iface.BeginBornWithoutIPv6(sb, ep.IfName)
+	}
+	ipv6Off, err = birth.Create(create)
 	return port, br, ipv6Off, err
 }
 

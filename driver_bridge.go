@@ -33,7 +33,7 @@ const DriverBridge Driver = "bridge"
 // (forwarding, route_localnet on the bridge, bridge port flags).
 type bridgeDriver struct{}
 
-func (bridgeDriver) traits() traits { return traits{ipam: true, nameServer: true} }
+func (bridgeDriver) traits() traits { return traits{ipam: true, nameServer: true, veth: true} }
 
 func (bridgeDriver) setFields(n *Network) string {
 	switch {
@@ -100,7 +100,9 @@ func usedPrefixes(h *Host) ([]netip.Prefix, error) {
 func (bridgeDriver) createNetwork(ctx context.Context, h *Host, rec *networkRecord) (undoStack, error) {
 	var undo undoStack
 	n := &rec.Network
-	_, created, err := bridge.Ensure(ctx, h.ns, bridge.Config{Name: n.Bridge, MTU: n.MTU, Addrs: gatewayPrefixes(n)})
+	// Multicast snooping only where the bridge will be the querier: with
+	// no querier it floods all the same (see bridge.Config).
+	_, created, err := bridge.Ensure(ctx, h.ns, bridge.Config{Name: n.Bridge, MTU: n.MTU, Addrs: gatewayPrefixes(n), NoMulticastSnooping: !querierNetwork(n)})
 	if err != nil {
 		return nil, err
 	}
@@ -127,28 +129,71 @@ func (bridgeDriver) removeNetwork(ctx context.Context, h *Host, rec *networkReco
 }
 
 func (bridgeDriver) attach(ctx context.Context, tx *attachTx) error {
-	h, ep := tx.h, tx.ep
 	if err := tx.allocate(ctx); err != nil {
 		return err
 	}
-	if err := tx.dnsBeside(ctx, func() error {
+	var published func() error
+	if err := tx.step(ctx, StepPorts, func() error {
+		published = tx.publishBeside(ctx)
+		return nil
+	}); err != nil {
+		return err
+	}
+	err := tx.dnsBeside(ctx, func() error {
 		if err := tx.vethStep(ctx); err != nil {
+			return err
+		}
+		// The port's flags before the sandbox has an address: from its
+		// first packet, it is isolated as the network says.
+		if err := tx.step(ctx, StepLink, func() error { return setPortFlags(ctx, tx.h, tx.net, tx.links.port) }); err != nil {
 			return err
 		}
 		if err := tx.configureSandbox(ctx, !tx.net.Network.NoNeighborProxy); err != nil {
 			return err
 		}
 		return answerNeighbors(ctx, tx)
-	}); err != nil {
+	})
+	if perr := published(); perr != nil && err == nil {
+		err = perr
+	}
+	return err
+}
+
+// publishBeside starts publishing the endpoint's ports (publish.Publisher.
+// Add: host ports claimed in the Host's port table, conflicts are
+// *nat.PortConflictError, then the firewall's rules) beside the link and
+// DNS steps: it needs the endpoint's addresses, not its interface. The
+// function returned waits for it and adds its undo to the transaction's;
+// on failure nothing of it is left behind. With an explanation asked for,
+// it runs when waited for, after the steps beside it, as the explanation
+// reads.
+func (tx *attachTx) publishBeside(ctx context.Context) (wait func() error) {
+	h, rec, ports := tx.h, tx.net, tx.opts.Ports
+	if len(ports) == 0 {
+		return func() error { return nil }
+	}
+	ep := *tx.ep // what it reads, as it is now: the other steps go on changing tx.ep
+	var claimed []PortMapping
+	work := func() (err error) {
+		n := &rec.Network
+		claimed, err = publisher(h).Add(ctx, natNetwork(n), natEndpoint(&ep, ports), recordPorts(h, &ep),
+			func() bool { return localnetWanted(h, n, ep.ID, nil) })
 		return err
 	}
-	return tx.step(ctx, StepPorts, func() error {
-		if err := addEndpointRules(ctx, h, tx.net, ep, tx.links.port, tx.opts.Ports); err != nil {
-			return err
+	finish := func(err error) error {
+		if err != nil {
+			return tx.fail(StepPorts, err)
 		}
-		tx.undo.push(func(ctx context.Context) error { return removeEndpointRules(ctx, h, tx.net, ep) })
+		tx.ep.Ports = claimed
+		tx.undo.push(func(ctx context.Context) error { return removeEndpointRules(ctx, h, rec, tx.ep) })
 		return nil
-	})
+	}
+	if explain.Enabled(ctx) {
+		return func() error { return finish(work()) }
+	}
+	done := make(chan error, 1)
+	go func() { done <- work() }()
+	return func() error { return finish(<-done) }
 }
 
 func (bridgeDriver) detach(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint) error {
@@ -342,7 +387,7 @@ func (bridgeDriver) repairEndpoint(ctx context.Context, h *Host, rec *networkRec
 func repairLinks(ctx context.Context, h *Host, n *Network, ep *Endpoint, sb *netns.NS) (bool, error) {
 	mac, _ := net.ParseMAC(ep.MAC)
 	return bridge.MendVethPort(ctx, h.ns, bridge.VethPort{Bridge: n.Bridge, Name: ep.HostIfName, Sandbox: sb, IfName: ep.IfName}, func() error {
-		_, _, _, err := createVeth(ctx, h, n, ep, sb, mac)
+		_, _, _, err := createVeth(ctx, h, n, ep, sb, mac, nil)
 		return err
 	}, iface.Setup{Addrs: ep.Addresses, Routes: ep.Routes, Quiet: !n.NoNeighborProxy})
 }
@@ -389,30 +434,15 @@ func ensureNetworkRules(ctx context.Context, h *Host, rec *networkRecord) error 
 	return err
 }
 
-// addEndpointRules sets the endpoint's bridge port flags (on port, its
-// host end as the link step made it) and publishes its ports
-// (publish.Publisher.Add: host ports claimed in the Host's port table,
-// conflicts are *nat.PortConflictError). On failure nothing is left
-// behind.
-func addEndpointRules(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint, port netlink.Link, ports []PortMapping) error {
-	n := &rec.Network
+// setPortFlags sets the endpoint's bridge port flags on port, its host
+// end as the link step made it (bridge.WantedFlags: isolation, no
+// hairpin...).
+func setPortFlags(ctx context.Context, h *Host, rec *networkRecord, port netlink.Link) error {
 	nl, err := h.ns.Netlink()
 	if err != nil {
 		return err
 	}
-	if err := bridge.SetPortFlagsLink(ctx, h.ns, nl, port, bridge.WantedFlags(h.ns, n.NoICC)); err != nil {
-		return err
-	}
-	if len(ports) == 0 {
-		return nil
-	}
-	claimed, err := publisher(h).Add(ctx, natNetwork(n), natEndpoint(ep, ports), recordPorts(h, ep),
-		func() bool { return localnetWanted(h, n, ep.ID, nil) })
-	if err != nil {
-		return err
-	}
-	ep.Ports = claimed
-	return nil
+	return bridge.SetPortFlagsLink(ctx, h.ns, nl, port, bridge.WantedFlags(h.ns, rec.Network.NoICC))
 }
 
 // removeEndpointRules removes the endpoint's published ports, if it has
@@ -559,10 +589,11 @@ func repairNeighbors(ctx context.Context, h *Host, rec *networkRecord, ep *Endpo
 // wantsQuerier reports whether sandnet makes the network's bridge the
 // multicast querier: IPv6 networks that answer address resolution, on a
 // bridge sandnet made (an adopted bridge's settings are its owner's).
-func wantsQuerier(rec *networkRecord) bool {
-	n := &rec.Network
-	return !n.NoNeighborProxy && n.Subnet6.IsValid() && rec.OwnsBridge
-}
+func wantsQuerier(rec *networkRecord) bool { return rec.OwnsBridge && querierNetwork(&rec.Network) }
+
+// querierNetwork reports whether n is a network whose bridge, if sandnet
+// makes it, is the multicast querier (and so snoops multicast).
+func querierNetwork(n *Network) bool { return !n.NoNeighborProxy && n.Subnet6.IsValid() }
 
 // ensureQuerier makes the network's bridge its link's multicast querier,
 // if it should be.

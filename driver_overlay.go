@@ -35,7 +35,7 @@ type overlayDriver struct{ noParts }
 // VXLAN device (Network.VNI, Underlay, Peers) joining them into one segment.
 const DriverOverlay Driver = "overlay"
 
-func (overlayDriver) traits() traits { return traits{ipam: true} }
+func (overlayDriver) traits() traits { return traits{ipam: true, veth: true} }
 
 func (overlayDriver) setFields(n *Network) string {
 	if n.VNI != 0 || n.VXLANPort != 0 || n.Underlay.IsValid() || len(n.Peers) > 0 {

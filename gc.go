@@ -62,7 +62,7 @@ func (h *Host) eachNetwork(ctx context.Context, fn func(name string) error) erro
 func (h *Host) gcNetwork(ctx context.Context, nrec *networkRecord, keep func(*Endpoint) bool, rep *GCReport) error {
 	name := nrec.Network.Name
 	eps, err := h.st.Endpoints(name)
-	errs := []error{err}
+	errs := []error{err, h.st.RemoveEndpointTemps(name)}
 	held := map[string]bool{}
 	for _, r := range eps {
 		ep := &r.Endpoint

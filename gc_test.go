@@ -2,8 +2,11 @@ package sandnet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -123,5 +126,27 @@ func TestGCKeepsExplicitNetworksAndLiveEndpoints(t *testing.T) {
 	h.Detach(context.Background(), ep)
 	if rep, _ := h.GC(context.Background()); len(rep.Networks) != 0 {
 		t.Fatalf("GC removed an explicit network: %+v", rep)
+	}
+}
+
+// TestGCRemovesHalfWrittenRecords: a record that a writer died writing
+// (the port step writes its record beside the link step, so a crash can
+// catch it half-way) is removed by GC; the records beside it stay.
+func TestGCRemovesHalfWrittenRecords(t *testing.T) {
+	h := newTestHost(t)
+	n := Network{Name: "halfway", Subnet: netip.MustParsePrefix("10.98.1.0/29")}
+	ep := mustAttach(t, h, testns.New(t, "half"), n, AttachOptions{})
+	tmp := filepath.Join(h.st.EndpointDir(n.Name), ".tmp-deadwriter")
+	if err := os.WriteFile(tmp, []byte("{\n  \"version\""), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.GC(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("GC left the half-written record: %v", err)
+	}
+	if _, err := h.st.ReadEndpoint(n.Name, ep.ID); err != nil {
+		t.Errorf("GC touched the live endpoint's record: %v", err)
 	}
 }

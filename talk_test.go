@@ -507,3 +507,41 @@ func TestRetriedDetachKeepsOthersNeighbors(t *testing.T) {
 		t.Errorf("Check b: %v %v", rep.Problems, err)
 	}
 }
+
+// TestSnoopingOnlyWhereTheBridgeIsTheQuerier: a bridge sandnet makes snoops
+// multicast only where it is the querier (an IPv6 network answering
+// address resolution); elsewhere nothing would serve the snooping (the
+// bridge floods without a querier), and it costs every attach a walk of
+// every live port's timers.
+func TestSnoopingOnlyWhereTheBridgeIsTheQuerier(t *testing.T) {
+	h := newTestHost(t)
+	nl, err := h.ns.Netlink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		n    Network
+		want bool
+	}{
+		{Network{Name: "v4", Subnet: netip.MustParsePrefix("10.97.1.0/24")}, false},
+		{Network{Name: "v6", Subnet6: netip.MustParsePrefix("fd00:97:1::/64")}, true},
+		{Network{Name: "v6flood", Subnet6: netip.MustParsePrefix("fd00:97:2::/64"), NoNeighborProxy: true}, false},
+	} {
+		mustAttach(t, h, testns.New(t, "snoop"), c.n, AttachOptions{})
+		nrec, err := h.readNetwork(c.n.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := nl.LinkByName(nrec.Network.Bridge)
+		if err != nil {
+			t.Fatal(err)
+		}
+		br, ok := l.(*netlink.Bridge)
+		if !ok || br.MulticastSnooping == nil {
+			t.Fatalf("%s: no bridge attributes (%T)", c.n.Name, l)
+		}
+		if got := *br.MulticastSnooping; got != c.want {
+			t.Errorf("network %s: bridge snoops %v, want %v", c.n.Name, got, c.want)
+		}
+	}
+}

@@ -91,3 +91,42 @@ func TestEnsureRefusesNonBridge(t *testing.T) {
 		t.Fatalf("Ensure with a long name = %v, want ErrInvalid", err)
 	}
 }
+
+// TestEnsureNoMulticastSnooping: a bridge made with NoMulticastSnooping
+// snoops nothing; one made without it keeps the kernel's default (on), and
+// adopting a bridge leaves its setting alone.
+func TestEnsureNoMulticastSnooping(t *testing.T) {
+	host := testns.New(t, "host")
+	ctx := context.Background()
+	nl, _ := host.Netlink()
+	snooping := func(name string) bool {
+		t.Helper()
+		l, err := nl.LinkByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		br, ok := l.(*netlink.Bridge)
+		if !ok || br.MulticastSnooping == nil {
+			t.Fatalf("%s: no bridge attributes (%T)", name, l)
+		}
+		return *br.MulticastSnooping
+	}
+	if _, _, err := bridge.Ensure(ctx, host, bridge.Config{Name: "snt-quiet", NoMulticastSnooping: true}); err != nil {
+		t.Fatal(err)
+	}
+	if snooping("snt-quiet") {
+		t.Error("bridge made with NoMulticastSnooping snoops")
+	}
+	if _, _, err := bridge.Ensure(ctx, host, bridge.Config{Name: "snt-snoop"}); err != nil {
+		t.Fatal(err)
+	}
+	if !snooping("snt-snoop") {
+		t.Error("bridge made without NoMulticastSnooping does not snoop")
+	}
+	if _, created, err := bridge.Ensure(ctx, host, bridge.Config{Name: "snt-snoop", NoMulticastSnooping: true}); err != nil || created {
+		t.Fatalf("adopting: %v, created %v", err, created)
+	}
+	if !snooping("snt-snoop") {
+		t.Error("adopting a bridge turned its snooping off")
+	}
+}

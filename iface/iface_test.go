@@ -78,3 +78,40 @@ func TestAddressesRoutesAndTraffic(t *testing.T) {
 		t.Fatalf("route without gateway or device: %v, want ErrInvalid", err)
 	}
 }
+
+// TestBornWithoutIPv6Begun: an interface made through a Birth begun ahead
+// has IPv6 off from birth (no link-local address) and the namespace's
+// default is put back; a Birth cancelled makes nothing and changes
+// nothing.
+func TestBornWithoutIPv6Begun(t *testing.T) {
+	host, sb := testns.New(t, "host"), testns.New(t, "sb")
+	ctx := context.Background()
+	if v, err := sb.ReadSysctl("net.ipv6.conf.default.disable_ipv6"); err != nil || v != "0" {
+		t.Skipf("IPv6 default in a new namespace is %q (%v)", v, err)
+	}
+	iface.BeginBornWithoutIPv6(sb, "eth0").Cancel()
+	b := iface.BeginBornWithoutIPv6(sb, "eth0")
+	off, err := b.Create(func() error {
+		_, err := veth.Create(ctx, host, veth.Pair{Name: "vborn", PeerName: "eth0", PeerNS: sb})
+		return err
+	})
+	b.Cancel() // after Create: nothing
+	if err != nil || !off {
+		t.Fatalf("Create = %v, %v; want IPv6 off", off, err)
+	}
+	if v, _ := sb.ReadSysctl("net/ipv6/conf/eth0/disable_ipv6"); v != "1" {
+		t.Errorf("eth0 disable_ipv6 = %q, want 1", v)
+	}
+	if v, _ := sb.ReadSysctl("net.ipv6.conf.default.disable_ipv6"); v != "0" {
+		t.Errorf("default disable_ipv6 = %q after the birth, want 0 back", v)
+	}
+	if err := iface.Up(ctx, sb, "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	if out := testns.Run(t, sb, "ip", "-6", "addr", "show", "dev", "eth0"); strings.Contains(out, "inet6") {
+		t.Errorf("eth0 has IPv6 addresses: %s", out)
+	}
+	if out := testns.Run(t, sb, "ip", "-o", "link"); strings.Count(out, "eth0") != 1 {
+		t.Errorf("links in the sandbox: %s", out)
+	}
+}

@@ -222,6 +222,23 @@ func (s *Store[N, E]) RemoveNetwork(name string) error {
 	return errors.Join(os.RemoveAll(s.EndpointDir(name)), statefile.Remove(s.NetworkPath(name)))
 }
 
+// RemoveEndpointTemps removes the half-written records a writer that died
+// left in network's endpoint directory; the caller holds the network's
+// exclusive lock, so no writer is at work there.
+func (s *Store[N, E]) RemoveEndpointTemps(network string) error {
+	entries, err := os.ReadDir(s.EndpointDir(network))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	var errs []error
+	for _, e := range entries {
+		if statefile.IsTemp(e.Name()) {
+			errs = append(errs, statefile.Remove(filepath.Join(s.EndpointDir(network), e.Name())))
+		}
+	}
+	return errors.Join(append(errs, err)...)
+}
+
 // hasEndpoint reports whether endpoint id has a record on network.
 func (s *Store[N, E]) hasEndpoint(network, id string) bool {
 	_, err := os.Stat(s.EndpointPath(network, id))
