@@ -197,10 +197,9 @@ func (b *Birth) Cancel() {
 // the create function coming from next once the caller is ready (nil:
 // nothing to create).
 func bornWithoutIPv6(ifName string, next <-chan func() error) (off bool, err error) {
-	// Both files are opened from their directory: each path looked up
-	// from /proc/sys costs a comparison with every namespace's "ipv6"
-	// (see netns.NS.Sysctl).
-	conf, cerr := os.Open("/proc/sys/net/ipv6/conf")
+	// Both files are opened from their directory, itself looked up where
+	// that costs least (netns.OpenProcSys).
+	conf, cerr := netns.OpenProcSys("net/ipv6/conf")
 	create := <-next
 	if create == nil {
 		if cerr == nil {

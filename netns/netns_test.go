@@ -323,3 +323,40 @@ func TestStartLikeIPNetnsExec(t *testing.T) {
 		t.Errorf("Command resolved the sandbox-only name (%s): it should not bind-mount /etc", out)
 	}
 }
+
+// TestOpenProcSysSeesTheCallersNamespace: a setting opened with
+// OpenProcSys is the calling thread's namespace's, through /proc (the first
+// lookups) and through the process's own procfs instances alike (later
+// ones, renewed every 64).
+func TestOpenProcSysSeesTheCallersNamespace(t *testing.T) {
+	a, b := testns.New(t, "psa"), testns.New(t, "psb")
+	if _, err := a.Sysctl("net.ipv4.ip_forward", "1"); err != nil {
+		t.Fatal(err)
+	}
+	read := func(ns *netns.NS) string {
+		t.Helper()
+		var v string
+		if err := ns.Do(func() error {
+			f, err := netns.OpenProcSys("net/ipv4/ip_forward")
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			buf := make([]byte, 8)
+			k, err := f.Read(buf)
+			v = strings.TrimSpace(string(buf[:k]))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	for i := range 150 {
+		if got := read(a); got != "1" {
+			t.Fatalf("lookup %d in a: ip_forward = %q, want 1", i, got)
+		}
+		if got := read(b); got != "0" {
+			t.Fatalf("lookup %d in b: ip_forward = %q, want 0", i, got)
+		}
+	}
+}
