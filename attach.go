@@ -18,7 +18,9 @@ import (
 // Step names a step of an operation; a StepError carries one.
 type Step string
 
-// The named steps of Attach, in order.
+// The named steps of Attach, in order, except that the bridge driver starts
+// the port and DNS steps before the link step and runs them beside it and
+// the configuring (they need the address, not the interface).
 const (
 	StepOpenSandbox Step = "opening sandbox namespace"
 	StepNetwork     Step = "ensuring network"
