@@ -72,12 +72,9 @@ func (n *NS) Shell(cmd string) string {
 // The first use of a key enters n (Do) to open its file, once, which is
 // then kept open: a /proc/sys/net file acts in the namespace it was opened
 // in, from whichever thread reads or writes it, so later uses need no
-// switch. Opening is the dear part where many namespaces exist: the
-// kernel compares each path component under /proc/sys/net with the
-// same-named entry of every namespace that looked it up (about 0.2 ms per
-// open with 1000 namespaces, against 15 µs with few). A file whose setting
-// went away (a device deleted, and maybe made again) fails, and is opened
-// again.
+// switch (and opening is the dear part, see OpenProcSys). A file whose
+// setting went away (a device deleted, and maybe made again) fails, and
+// is opened again.
 //
 // Equivalent to: sysctl -w KEY=VALUE (inside n)
 func (n *NS) Sysctl(key, value string) (changed bool, err error) {
@@ -139,9 +136,9 @@ func (n *NS) sysctlFile(key string) (f *os.File, fresh bool, err error) {
 	}
 	err = n.Do(func() error {
 		// For reading and, where the setting can be written, writing.
-		path := sysctlPath(key)
-		if f, err = os.OpenFile(path, os.O_RDWR, 0); err != nil {
-			f, err = os.Open(path)
+		rel := strings.TrimPrefix(sysctlPath(key), "/proc/sys/")
+		if f, err = OpenProcSys(rel, os.O_RDWR); err != nil {
+			f, err = OpenProcSys(rel, os.O_RDONLY)
 		}
 		return err
 	})

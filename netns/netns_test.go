@@ -337,7 +337,7 @@ func TestOpenProcSysSeesTheCallersNamespace(t *testing.T) {
 		t.Helper()
 		var v string
 		if err := ns.Do(func() error {
-			f, err := netns.OpenProcSys("net/ipv4/ip_forward")
+			f, err := netns.OpenProcSys("net/ipv4/ip_forward", os.O_RDONLY)
 			if err != nil {
 				return err
 			}

@@ -8,10 +8,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// OpenProcSys opens rel, a path under /proc/sys ("net/ipv6/conf"), for
-// reading, as the calling thread's network namespace sees it: call it
-// inside the namespace (Do). Files opened from a directory it returns
-// (openat) are that namespace's settings too.
+// OpenProcSys opens rel, a path under /proc/sys ("net/ipv6/conf"), with
+// flag (os.O_RDONLY, os.O_RDWR), as the calling thread's network namespace
+// sees it: call it inside the namespace (Do). Files opened from a
+// directory it returns (openat) are that namespace's settings too.
 //
 // In /proc, every namespace that looked a path up keeps a cached entry for
 // each component under /proc/sys/net ("ipv4", "ipv6", "bridge"), all in
@@ -28,15 +28,15 @@ import (
 // short-lived process (the CNI plugin) would pay more for an instance than
 // it saves. Where procfs cannot be mounted so (a kernel before 5.2, a
 // container that may not mount), /proc/sys is used.
-func OpenProcSys(rel string) (*os.File, error) {
+func OpenProcSys(rel string, flag int) (*os.File, error) {
 	if dir := privateProc.get(); dir != nil {
-		fd, err := unix.Openat(int(dir.Fd()), rel, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		fd, err := unix.Openat(int(dir.Fd()), rel, flag|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return nil, &os.PathError{Op: "open", Path: "/proc/sys/" + rel, Err: err}
 		}
 		return os.NewFile(uintptr(fd), "/proc/sys/"+rel), nil
 	}
-	return os.Open("/proc/sys/" + rel)
+	return os.OpenFile("/proc/sys/"+rel, flag, 0)
 }
 
 const (
