@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/sandnet/sandnet/explain"
 	"github.com/sandnet/sandnet/iface"
 	"github.com/sandnet/sandnet/internal/statefile"
 	"github.com/sandnet/sandnet/netns"
@@ -116,6 +117,20 @@ func (tx *attachTx) dnsBeside(ctx context.Context, links func() error) error {
 		err = tx.fail(StepDNS, jerr)
 	}
 	return err
+}
+
+// beside starts work on a goroutine of its own (in background) and returns
+// the function that waits for it and passes its error to finish, which
+// brings its results into the transaction. Not in background, or with an
+// explanation asked for, work runs when waited for, after the steps beside
+// it, as the explanation reads.
+func beside(ctx context.Context, background bool, work func() error, finish func(error) error) (wait func() error) {
+	if !background || explain.Enabled(ctx) {
+		return func() error { return finish(work()) }
+	}
+	done := make(chan error, 1)
+	go func() { done <- work() }()
+	return func() error { return finish(<-done) }
 }
 
 // AttachNS is Attach for a namespace the caller has open.

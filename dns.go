@@ -9,7 +9,6 @@ import (
 	"slices"
 
 	"github.com/sandnet/sandnet/dns"
-	"github.com/sandnet/sandnet/explain"
 	"github.com/sandnet/sandnet/internal/dnsrun"
 	"github.com/sandnet/sandnet/internal/sandboxfiles"
 	"github.com/sandnet/sandnet/internal/state"
@@ -140,12 +139,7 @@ func (h *Host) startDNS(ctx context.Context, tx *attachTx, background bool) (joi
 		ep.ResolvConf, ep.Hosts = resolv.Written, hosts.Written
 		return err
 	}
-	if !background || explain.Enabled(ctx) {
-		return func() error { return finish(work()) }, nil
-	}
-	done := make(chan error, 1)
-	go func() { done <- work() }()
-	return func() error { return finish(<-done) }, nil
+	return beside(ctx, background, work, finish), nil
 }
 
 // writeDNSFiles writes files for endpoint id (sandboxfiles.Write),

@@ -164,9 +164,7 @@ func (bridgeDriver) attach(ctx context.Context, tx *attachTx) error {
 // *nat.PortConflictError, then the firewall's rules) beside the link and
 // DNS steps: it needs the endpoint's addresses, not its interface. The
 // function returned waits for it and adds its undo to the transaction's;
-// on failure nothing of it is left behind. With an explanation asked for,
-// it runs when waited for, after the steps beside it, as the explanation
-// reads.
+// on failure nothing of it is left behind (see beside).
 func (tx *attachTx) publishBeside(ctx context.Context) (wait func() error) {
 	h, rec, ports := tx.h, tx.net, tx.opts.Ports
 	if len(ports) == 0 {
@@ -188,12 +186,7 @@ func (tx *attachTx) publishBeside(ctx context.Context) (wait func() error) {
 		tx.undo.push(func(ctx context.Context) error { return removeEndpointRules(ctx, h, rec, tx.ep) })
 		return nil
 	}
-	if explain.Enabled(ctx) {
-		return func() error { return finish(work()) }
-	}
-	done := make(chan error, 1)
-	go func() { done <- work() }()
-	return func() error { return finish(<-done) }
+	return beside(ctx, true, work, finish)
 }
 
 func (bridgeDriver) detach(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint) error {
