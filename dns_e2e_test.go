@@ -250,6 +250,10 @@ func testDNSEndToEnd(t *testing.T, mode DNSMode) {
 
 	checkResolvConf(t, b, gw1)
 	checkResolvConf(t, c, netip.MustParseAddr("10.88.8.1"))
+	// /etc/netns/NAME is a link to the files kept in the state dir.
+	if target, err := os.Readlink(filepath.Join(dns.NetnsDir, a.Name())); err != nil || target != filepath.Join(dns.NetnsHomeDir, a.Name()) {
+		t.Errorf("/etc/netns/%s links to %q (%v), want %s", a.Name(), target, err, filepath.Join(dns.NetnsHomeDir, a.Name()))
+	}
 	hosts, _ := os.ReadFile(filepath.Join(dns.NetnsDir, a.Name(), "hosts"))
 	if !strings.Contains(string(hosts), aAddr+"\talpha db "+a.Name()) || !strings.Contains(string(hosts), "192.0.2.99\textra") || !strings.Contains(string(hosts), "127.0.0.1\tlocalhost") {
 		t.Errorf("hosts of a:\n%s", hosts)
@@ -306,8 +310,11 @@ func testDNSEndToEnd(t *testing.T, mode DNSMode) {
 			t.Errorf("%s after detach: %s, want NXDOMAIN", name, s)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(dns.NetnsDir, a.Name())); !os.IsNotExist(err) {
+	if _, err := os.Lstat(filepath.Join(dns.NetnsDir, a.Name())); !os.IsNotExist(err) {
 		t.Errorf("/etc/netns/%s left after detach: %v", a.Name(), err)
+	}
+	if _, err := os.Lstat(filepath.Join(dns.NetnsHomeDir, a.Name())); !os.IsNotExist(err) {
+		t.Errorf("the files of /etc/netns/%s left in %s after detach: %v", a.Name(), dns.NetnsHomeDir, err)
 	}
 	for _, ep := range []*Endpoint{epB, epC} {
 		if err := h.Detach(ctx, ep); err != nil {
@@ -315,7 +322,7 @@ func testDNSEndToEnd(t *testing.T, mode DNSMode) {
 		}
 	}
 	for _, sb := range []*netns.NS{a, b, c} {
-		if _, err := os.Stat(filepath.Join(dns.NetnsDir, sb.Name())); !os.IsNotExist(err) {
+		if _, err := os.Lstat(filepath.Join(dns.NetnsDir, sb.Name())); !os.IsNotExist(err) {
 			t.Errorf("/etc/netns/%s left: %v", sb.Name(), err)
 		}
 	}
@@ -381,7 +388,7 @@ func TestDNSCallerServersAndPaths(t *testing.T) {
 	if err := h.Detach(context.Background(), ep); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dns.NetnsDir, a.Name())); !os.IsNotExist(err) {
+	if _, err := os.Lstat(filepath.Join(dns.NetnsDir, a.Name())); !os.IsNotExist(err) {
 		t.Errorf("/etc/netns/%s left: %v", a.Name(), err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "resolv.conf")); err != nil {
@@ -422,7 +429,7 @@ func TestDNSPortTaken(t *testing.T) {
 			if left := hostResidue(t, h); len(left) > 1 { // the lab's own veth snt-up0
 				t.Errorf("left behind: %v", left)
 			}
-			if _, err := os.Stat(filepath.Join(dns.NetnsDir, sb.Name())); !os.IsNotExist(err) {
+			if _, err := os.Lstat(filepath.Join(dns.NetnsDir, sb.Name())); !os.IsNotExist(err) {
 				t.Errorf("/etc/netns/%s left: %v", sb.Name(), err)
 			}
 			waitNoHelper(t, h)

@@ -27,6 +27,12 @@ const (
 	// NetnsDir holds per-namespace files that `ip netns exec NAME`
 	// bind-mounts over /etc: /etc/netns/NAME/resolv.conf and hosts.
 	NetnsDir = "/etc/netns"
+	// NetnsHomeDir holds the files of each /etc/netns/NAME sandnet writes,
+	// in NetnsHomeDir/NAME, with /etc/netns/NAME a symlink to it (see
+	// WriteFilesLinked): on the memory file system of /run, as the named
+	// namespaces are (/run/netns), and one place whatever a Host's state
+	// dir, as /etc/netns is.
+	NetnsHomeDir = "/run/sandnet/etc-netns"
 )
 
 // MaxNameservers is how many servers the glibc resolver uses (MAXNS).
@@ -193,27 +199,21 @@ func (rc ResolvConf) Merge(search, options []string) ResolvConf {
 
 // WriteFile writes data to path atomically (a temporary file renamed over
 // it), creating the directory if needed. It reports whether it created the
-// directory. It never follows a symlink: path must be clean and absolute,
-// and a symlink in any directory of it is refused with ErrInvalid (a file
-// that is a symlink is replaced, its target left alone).
+// directory. It never follows a symlink but sandnet's own link from a
+// sandbox's directory under NetnsDir to its home (see NetnsHomeDir): path
+// must be clean and absolute, and any other symlink in a directory of it
+// is refused with ErrInvalid (a file that is a symlink is replaced, its
+// target left alone). A sandbox's directory that is missing is made as
+// that link, to its home.
 //
 // Equivalent to: mkdir -p DIR && cat > PATH
 func WriteFile(ctx context.Context, path string, data []byte) (createdDir bool, err error) {
 	dir, base := filepath.Split(path)
 	dir = filepath.Clean(dir)
-	explain.Say(ctx, "mkdir -p %s && printf %s > %s", dir, printfQuote(string(data)), path)
 	if !filepath.IsAbs(path) || filepath.Clean(path) != path || base == "" {
 		return false, fmt.Errorf("writing %s: not a clean absolute file path: %w", path, ErrInvalid)
 	}
-	fd, createdDir, err := openDir(dir, true)
-	if err != nil {
-		return false, fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer unix.Close(fd)
-	if err := writeBeneath(fd, base, data); err != nil {
-		return createdDir, fmt.Errorf("writing %s: %w", path, err)
-	}
-	return createdDir, nil
+	return writeFiles(ctx, dir, File{Name: base, Data: data})
 }
 
 // File is one file for WriteFiles: its name in the directory and its content.
@@ -223,8 +223,8 @@ type File struct {
 }
 
 // WriteFiles writes files into directory dir as WriteFile writes each (a
-// temporary file renamed over it, no symlink followed, dir made if
-// missing), opening dir once for all of them.
+// temporary file renamed over it, no symlink followed but sandnet's own
+// link, dir made if missing), opening dir once for all of them.
 //
 // Equivalent to: mkdir -p DIR && cat > DIR/NAME (for each file)
 func WriteFiles(ctx context.Context, dir string, files ...File) error {
@@ -232,26 +232,43 @@ func WriteFiles(ctx context.Context, dir string, files ...File) error {
 		if f.Name == "" || strings.ContainsRune(f.Name, '/') || f.Name == "." || f.Name == ".." {
 			return fmt.Errorf("writing %q into %s: not a file name: %w", f.Name, dir, ErrInvalid)
 		}
-		explain.Say(ctx, "mkdir -p %s && printf %s > %s", dir, printfQuote(string(f.Data)), filepath.Join(dir, f.Name))
 	}
-	fd, _, err := openDir(dir, true)
+	_, err := writeFiles(ctx, dir, files...)
+	return err
+}
+
+// writeFiles is WriteFiles with checked names; it reports whether it made
+// the directory.
+func writeFiles(ctx context.Context, dir string, files ...File) (createdDir bool, err error) {
+	d, err := openFilesDir(dir, true)
 	if err != nil {
-		return fmt.Errorf("writing into %s: %w", dir, err)
+		for _, f := range files {
+			explain.Say(ctx, "mkdir -p %s && printf %s > %s", dir, printfQuote(string(f.Data)), filepath.Join(dir, f.Name))
+		}
+		return false, fmt.Errorf("writing into %s: %w", dir, err)
 	}
-	defer unix.Close(fd)
+	defer d.close()
 	for _, f := range files {
-		if err := writeBeneath(fd, f.Name, f.Data); err != nil {
-			return fmt.Errorf("writing %s: %w", filepath.Join(dir, f.Name), err)
+		explain.Say(ctx, "mkdir -p %s && printf %s > %s", d.path, printfQuote(string(f.Data)), filepath.Join(d.path, f.Name))
+		if err := writeBeneath(d.fd, f.Name, f.Data); err != nil {
+			return d.created, fmt.Errorf("writing %s: %w", filepath.Join(dir, f.Name), err)
 		}
 	}
-	return nil
+	if d.pfd >= 0 && !d.linked {
+		explain.Say(ctx, "ln -s %s %s", d.path, dir)
+		if err := d.link(); err != nil {
+			return d.created, fmt.Errorf("linking %s to %s: %w", dir, d.path, err)
+		}
+	}
+	return d.created, nil
 }
 
 // RemoveFile removes path (a missing file is not an error), with what a
 // write of it killed midway left beside it, and then its directory when
-// that is now empty and removeEmptyDir is set. Like
-// WriteFile, it follows no symlink: one in a directory of path is refused
-// (ErrInvalid), a file that is a symlink is removed itself.
+// that is now empty and removeEmptyDir is set (for a sandbox's directory
+// under NetnsDir, its home and the link to it). Like WriteFile, it follows
+// no symlink but sandnet's own link: another one in a directory of path is
+// refused (ErrInvalid), a file that is a symlink is removed itself.
 //
 // Equivalent to: rm -f PATH; rmdir DIR
 func RemoveFile(ctx context.Context, path string, removeEmptyDir bool) error {
@@ -261,27 +278,23 @@ func RemoveFile(ctx context.Context, path string, removeEmptyDir bool) error {
 	}
 	dir, base := filepath.Split(path)
 	dir = filepath.Clean(dir)
-	fd, _, err := openDir(dir, false)
+	d, err := openFilesDir(dir, false)
 	if errors.Is(err, unix.ENOENT) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("removing %s: %w", path, err)
 	}
-	defer unix.Close(fd)
-	if err := unix.Unlinkat(fd, base, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+	defer d.close()
+	if err := unix.Unlinkat(d.fd, base, 0); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("removing %s: %w", path, err)
 	}
-	removeTemps(fd, base)
-	if removeEmptyDir && dir != "/" {
-		parent, name := filepath.Split(dir)
-		pfd, _, err := openDir(filepath.Clean(parent), false)
-		if err == nil {
-			// Not empty (another file, or someone just added one): it stays.
-			if unix.Unlinkat(pfd, name, unix.AT_REMOVEDIR) == nil {
-				explain.Say(ctx, "rmdir %s", dir)
-			}
-			unix.Close(pfd)
+	removeTemps(d.fd, base)
+	if removeEmptyDir && d.path != "/" && d.removeIfEmpty() {
+		if d.linked {
+			explain.Say(ctx, "rmdir %s && rm %s", d.path, dir)
+		} else {
+			explain.Say(ctx, "rmdir %s", d.path)
 		}
 	}
 	return nil

@@ -199,7 +199,7 @@ func replay(t *testing.T, prog string) (cmds []string, pid int) {
 	t.Cleanup(func() {
 		for _, n := range names {
 			netns.Delete(context.Background(), n)
-			os.RemoveAll(filepath.Join(etcNetns, n))
+			testns.RemoveEtcNetns(n)
 		}
 	})
 	if err != nil {
@@ -224,7 +224,7 @@ func replay(t *testing.T, prog string) (cmds []string, pid int) {
 			t.Fatal(err)
 		}
 		// The sandbox's resolv.conf and hosts: the replay writes them again.
-		os.RemoveAll(filepath.Join(etcNetns, n))
+		testns.RemoveEtcNetns(n)
 	}
 	for _, c := range cmds {
 		out, err := exec.Command("sh", "-c", c).CombinedOutput()
@@ -243,7 +243,7 @@ func replay(t *testing.T, prog string) (cmds []string, pid int) {
 		if err := netns.Delete(context.Background(), n); err != nil {
 			t.Error(err)
 		}
-		os.RemoveAll(filepath.Join(etcNetns, n))
+		testns.RemoveEtcNetns(n)
 	}
 	return cmds, pid
 }

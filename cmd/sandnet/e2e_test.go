@@ -159,7 +159,7 @@ func (c *cli) addNS(tag string) *netns.NS {
 	name := randomName(c.t, tag)
 	c.t.Cleanup(func() {
 		netns.Delete(context.Background(), name)
-		os.RemoveAll(filepath.Join(diag.EtcNetns, name))
+		testns.RemoveEtcNetns(name)
 	})
 	out := c.ok("ns", "add", name)
 	ns, err := netns.OpenName(name)

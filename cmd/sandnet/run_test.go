@@ -16,6 +16,8 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/sandnet/sandnet/diag"
+	"github.com/sandnet/sandnet/dns"
+	"github.com/sandnet/sandnet/internal/testns"
 	"github.com/sandnet/sandnet/netns"
 )
 
@@ -47,10 +49,12 @@ func (c *cli) leftovers(names ...string) string {
 	for _, l := range links {
 		lines = append(lines, "link "+l.Attrs().Name)
 	}
-	entries, _ := os.ReadDir(diag.EtcNetns)
-	for _, e := range entries {
-		if ours(e.Name()) {
-			lines = append(lines, "etc/netns "+e.Name())
+	for _, dir := range []string{diag.EtcNetns, dns.NetnsHomeDir} {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if ours(e.Name()) {
+				lines = append(lines, dir+" "+e.Name())
+			}
 		}
 	}
 	// The name-server runner's own files (dns/: its PID, status, their
@@ -108,7 +112,7 @@ func TestRunLeavesNothing(t *testing.T) {
 	c, web, webAddr := runLab(t)
 	name := randomName(t, "run")
 	before := c.leftovers(name)
-	t.Cleanup(func() { netns.Delete(t.Context(), name); os.RemoveAll(filepath.Join(diag.EtcNetns, name)) })
+	t.Cleanup(func() { netns.Delete(t.Context(), name); testns.RemoveEtcNetns(name) })
 
 	c.ok("run", "--net", "n1", "--name", name, "--alias", "api", "-p", "18080:80", "-p", "127.0.0.1:18081:81/tcp", "--", "true")
 	if after := c.leftovers(name); after != before {
@@ -153,7 +157,7 @@ func TestRunSIGTERM(t *testing.T) {
 	c, _, _ := runLab(t)
 	name := randomName(t, "term")
 	before := c.leftovers(name)
-	t.Cleanup(func() { netns.Delete(t.Context(), name); os.RemoveAll(filepath.Join(diag.EtcNetns, name)) })
+	t.Cleanup(func() { netns.Delete(t.Context(), name); testns.RemoveEtcNetns(name) })
 	cmd := exec.Command(c.bin, "--host-ns", c.lab.Name(), "--state-dir", c.state, "run", "--net", "n1", "--name", name, "--",
 		"sh", "-c", "trap 'echo got TERM; exit 42' TERM; echo ready; while :; do sleep 0.1; done")
 	stdout, err := cmd.StdoutPipe()

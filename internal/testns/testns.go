@@ -45,11 +45,19 @@ func New(t testing.TB, tag string) *netns.NS {
 		if err := netns.Delete(context.Background(), name); err != nil {
 			t.Errorf("deleting namespace %s: %v", name, err)
 		}
-		// sandnet writes /etc/netns/NAME/{resolv.conf,hosts} for named
-		// sandboxes; a test that never detaches must not leave them behind.
-		os.RemoveAll(filepath.Join("/etc/netns", name))
+		// A test that never detaches must not leave the sandbox's files.
+		RemoveEtcNetns(name)
 	})
 	return ns
+}
+
+// RemoveEtcNetns removes what sandnet writes for a named sandbox outside
+// its namespace: /etc/netns/NAME, a link to NAME's directory in
+// /run/sandnet/etc-netns (dns.NetnsHomeDir, which this package cannot
+// import: the dns tests use it), which holds its resolv.conf and hosts.
+func RemoveEtcNetns(name string) {
+	os.RemoveAll(filepath.Join("/etc/netns", name))
+	os.RemoveAll(filepath.Join("/run/sandnet/etc-netns", name))
 }
 
 // Run runs a command inside ns and returns its combined output; the test

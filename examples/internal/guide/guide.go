@@ -32,6 +32,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/sandnet/sandnet/dns"
 	"github.com/sandnet/sandnet/explain"
 	"github.com/sandnet/sandnet/internal/tools"
 	"github.com/sandnet/sandnet/netns"
@@ -155,6 +156,7 @@ func (l *Lab) close(ctx context.Context) {
 		// /etc/netns/NAME (see 05-dns): Detach removes them, but an
 		// interrupted run may not have got that far.
 		os.RemoveAll(filepath.Join(EtcNetns, n))
+		os.RemoveAll(filepath.Join(dns.NetnsHomeDir, n)) // where the link points
 		if !slices.Contains(present, n) {
 			continue // the example deleted it already
 		}
