@@ -114,8 +114,8 @@ func TestCrashMatrixSIGKILL(t *testing.T) {
 		if _, err := os.Lstat(filepath.Join(dns.NetnsDir, sb.Name())); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("SIGKILL at %s, then GC: /etc/netns/%s left (%v)", step, sb.Name(), err)
 		}
-		if _, err := os.Lstat(filepath.Join(dns.NetnsHomeDir, sb.Name())); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("SIGKILL at %s, then GC: the files of /etc/netns/%s left in %s (%v)", step, sb.Name(), dns.NetnsHomeDir, err)
+		if _, err := os.Lstat(filepath.Join(dns.NetnsHomeDir(), sb.Name())); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("SIGKILL at %s, then GC: the files of /etc/netns/%s left in %s (%v)", step, sb.Name(), dns.NetnsHomeDir(), err)
 		}
 		if out := testns.Run(t, sb, "ip", "-o", "link"); strings.Contains(out, "eth0") {
 			t.Errorf("SIGKILL at %s, then GC: eth0 still in the sandbox", step)

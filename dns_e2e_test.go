@@ -251,8 +251,8 @@ func testDNSEndToEnd(t *testing.T, mode DNSMode) {
 	checkResolvConf(t, b, gw1)
 	checkResolvConf(t, c, netip.MustParseAddr("10.88.8.1"))
 	// /etc/netns/NAME is a link to the files kept in the state dir.
-	if target, err := os.Readlink(filepath.Join(dns.NetnsDir, a.Name())); err != nil || target != filepath.Join(dns.NetnsHomeDir, a.Name()) {
-		t.Errorf("/etc/netns/%s links to %q (%v), want %s", a.Name(), target, err, filepath.Join(dns.NetnsHomeDir, a.Name()))
+	if target, err := os.Readlink(filepath.Join(dns.NetnsDir, a.Name())); err != nil || target != filepath.Join(dns.NetnsHomeDir(), a.Name()) {
+		t.Errorf("/etc/netns/%s links to %q (%v), want %s", a.Name(), target, err, filepath.Join(dns.NetnsHomeDir(), a.Name()))
 	}
 	hosts, _ := os.ReadFile(filepath.Join(dns.NetnsDir, a.Name(), "hosts"))
 	if !strings.Contains(string(hosts), aAddr+"\talpha db "+a.Name()) || !strings.Contains(string(hosts), "192.0.2.99\textra") || !strings.Contains(string(hosts), "127.0.0.1\tlocalhost") {
@@ -313,8 +313,8 @@ func testDNSEndToEnd(t *testing.T, mode DNSMode) {
 	if _, err := os.Lstat(filepath.Join(dns.NetnsDir, a.Name())); !os.IsNotExist(err) {
 		t.Errorf("/etc/netns/%s left after detach: %v", a.Name(), err)
 	}
-	if _, err := os.Lstat(filepath.Join(dns.NetnsHomeDir, a.Name())); !os.IsNotExist(err) {
-		t.Errorf("the files of /etc/netns/%s left in %s after detach: %v", a.Name(), dns.NetnsHomeDir, err)
+	if _, err := os.Lstat(filepath.Join(dns.NetnsHomeDir(), a.Name())); !os.IsNotExist(err) {
+		t.Errorf("the files of /etc/netns/%s left in %s after detach: %v", a.Name(), dns.NetnsHomeDir(), err)
 	}
 	for _, ep := range []*Endpoint{epB, epC} {
 		if err := h.Detach(ctx, ep); err != nil {

@@ -2,15 +2,18 @@ package dns
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
 
 // A sandbox's directory under NetnsDir is a symlink: NetnsDir/NAME points
-// to NetnsHomeDir/NAME, where its files are. The files stay where every
-// reader looks for them (`ip netns exec NAME` opens /etc/netns/NAME,
-// following a link as any reader does), and cost what files on /run cost.
+// to NAME in NetnsHomeDir(), where its files are. The files stay where
+// every reader looks for them (`ip netns exec NAME` opens /etc/netns/NAME,
+// following a link as any reader does), and cost what files in memory
+// cost.
 //
 // Why: on the file system of /etc, a sandbox's files cost one inode each
 // (its directory and two files), and making an inode can cost far more
@@ -24,6 +27,58 @@ import (
 // That link is the one symlink the writers here follow, and only when it
 // points exactly there. A sandbox's directory that is a real directory
 // (made by hand, or by an older sandnet) is written into as before.
+
+// NetnsHomeDir returns the directory that holds the files of each
+// /etc/netns/NAME sandnet writes, in NAME, with /etc/netns/NAME a symlink
+// to it (see WriteFile): /run/sandnet/etc-netns where /run is in memory
+// (tmpfs), as the named namespaces themselves are (/run/netns); else
+// /dev/shm/sandnet-etc-netns (tmpfs on Linux as a rule). One
+// place whatever a Host's state dir, as /etc/netns is, and a path short
+// enough for a link to it to fit in the link's inode. It is sandnet's
+// only while it is a directory of the caller's user that no one else can
+// write to (/dev/shm is everyone's): otherwise sandboxes get real
+// directories under /etc/netns, as they did before.
+func NetnsHomeDir() string { return netnsHomeDir() }
+
+var netnsHomeDir = sync.OnceValue(func() string {
+	var st unix.Statfs_t
+	if unix.Statfs("/run", &st) == nil && (st.Type == unix.TMPFS_MAGIC || st.Type == unix.RAMFS_MAGIC) {
+		return "/run/sandnet/etc-netns"
+	}
+	return "/dev/shm/sandnet-etc-netns"
+})
+
+// errNotOurs: NetnsHomeDir is not a directory only the caller can write.
+var errNotOurs = fmt.Errorf("not a directory of this user's alone: %w", ErrInvalid)
+
+// openHome opens home, NAME in NetnsHomeDir, making what is missing if
+// create is set, once NetnsHomeDir is known to be the caller's alone.
+func openHome(home string, create bool) (fd int, created bool, err error) {
+	root := filepath.Dir(home)
+	rfd, _, err := openDir(root, create)
+	if err != nil {
+		return -1, false, err
+	}
+	defer unix.Close(rfd)
+	var st unix.Stat_t
+	if err := unix.Fstat(rfd, &st); err != nil {
+		return -1, false, err
+	}
+	if st.Uid != uint32(unix.Geteuid()) || st.Mode&0o022 != 0 {
+		return -1, false, fmt.Errorf("%s: %w", root, errNotOurs)
+	}
+	fd, err = openBeneath(rfd, filepath.Base(home))
+	if errors.Is(err, unix.ENOENT) && create {
+		if err = unix.Mkdirat(rfd, filepath.Base(home), 0o755); err == nil || errors.Is(err, unix.EEXIST) {
+			created = err == nil
+			fd, err = openBeneath(rfd, filepath.Base(home))
+		}
+	}
+	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+		err = errSymlink(home)
+	}
+	return fd, created, err
+}
 
 // filesDir is a directory opened to write files into or remove them from.
 type filesDir struct {
@@ -39,13 +94,13 @@ type filesDir struct {
 }
 
 // netnsHome returns the home of dir, a sandbox's directory directly under
-// NetnsDir (NetnsHomeDir/NAME), and whether dir is one.
+// NetnsDir (NAME in NetnsHomeDir), and whether dir is one.
 func netnsHome(dir string) (string, bool) {
 	parent, name := filepath.Split(dir)
 	if filepath.Clean(parent) != NetnsDir || name == "" || name == "." || name == ".." {
 		return "", false
 	}
-	return filepath.Join(NetnsHomeDir, name), true
+	return filepath.Join(NetnsHomeDir(), name), true
 }
 
 // openFilesDir opens directory dir as openDir does (no symlink followed,
@@ -80,13 +135,22 @@ func openFilesDir(dir string, create bool) (*filesDir, error) {
 			err = errSymlink(dir) // became a link meanwhile
 		}
 	case errors.Is(err, unix.ENOENT):
-		d.fd, d.created, err = openDir(home, create)
+		d.fd, d.created, err = openHome(home, create)
+		switch {
+		case errors.Is(err, errNotOurs) && create:
+			// No home to trust: a real directory, as before links.
+			unix.Close(pfd)
+			d.path, d.pfd = dir, -1
+			d.fd, d.created, err = openDir(dir, true)
+		case errors.Is(err, errNotOurs):
+			err = unix.ENOENT // nothing of ours to remove
+		}
 	case err != nil:
 	case string(buf[:n]) != home:
 		err = errSymlink(dir)
 	default:
 		d.linked = true
-		d.fd, _, err = openDir(home, create)
+		d.fd, _, err = openHome(home, create)
 	}
 	if err != nil {
 		d.close()

@@ -16,7 +16,7 @@ func sandboxDir(t *testing.T) (dir, home string) {
 	b := make([]byte, 4)
 	rand.Read(b)
 	name := "snt-linked-" + hex.EncodeToString(b)
-	dir, home = filepath.Join(NetnsDir, name), filepath.Join(NetnsHomeDir, name)
+	dir, home = filepath.Join(NetnsDir, name), filepath.Join(NetnsHomeDir(), name)
 	t.Cleanup(func() {
 		os.RemoveAll(dir)
 		os.RemoveAll(home)
@@ -120,4 +120,46 @@ func TestSandboxDirIsALinkToItsHome(t *testing.T) {
 			t.Errorf("%s left: %v", home, err)
 		}
 	})
+}
+
+// TestSandboxDirHomeNotOurs: where the place of the homes is not a
+// directory of this user's alone (another user made it first in /dev/shm,
+// or anyone may write to it), a sandbox's directory is a real one.
+func TestSandboxDirHomeNotOurs(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "homes")
+	os.Mkdir(root, 0o755)
+	saved := netnsHomeDir
+	netnsHomeDir = func() string { return root }
+	t.Cleanup(func() { netnsHomeDir = saved })
+	for _, c := range []struct {
+		name  string
+		spoil func() error
+	}{
+		{"writable by others", func() error { return os.Chmod(root, 0o777) }},
+		{"another user's", func() error { return os.Chown(root, 65534, 65534) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if err := c.spoil(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.Chmod(root, 0o755); os.Chown(root, 0, 0) })
+			dir, home := sandboxDir(t)
+			if err := WriteFiles(ctx, dir, File{Name: "hosts", Data: []byte("10.0.0.2 sb\n")}); err != nil {
+				t.Fatal(err)
+			}
+			if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
+				t.Fatalf("%s: %v, %v; want a real directory", dir, fi, err)
+			}
+			if _, err := os.Lstat(home); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("a home made in a place not ours: %v", err)
+			}
+			if err := RemoveFile(ctx, filepath.Join(dir, "hosts"), true); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Lstat(dir); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("%s left: %v", dir, err)
+			}
+		})
+	}
 }

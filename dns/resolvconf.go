@@ -27,12 +27,6 @@ const (
 	// NetnsDir holds per-namespace files that `ip netns exec NAME`
 	// bind-mounts over /etc: /etc/netns/NAME/resolv.conf and hosts.
 	NetnsDir = "/etc/netns"
-	// NetnsHomeDir holds the files of each /etc/netns/NAME sandnet writes,
-	// in NetnsHomeDir/NAME, with /etc/netns/NAME a symlink to it (see
-	// WriteFilesLinked): on the memory file system of /run, as the named
-	// namespaces are (/run/netns), and one place whatever a Host's state
-	// dir, as /etc/netns is.
-	NetnsHomeDir = "/run/sandnet/etc-netns"
 )
 
 // MaxNameservers is how many servers the glibc resolver uses (MAXNS).

@@ -232,7 +232,9 @@ func mountPrivate() error {
 			return err
 		}
 	}
-	for _, dir := range []string{"/run/sandnet", "/etc/netns"} {
+	// /dev/shm too: where /run is not tmpfs, the files of /etc/netns/NAME
+	// live there (dns.NetnsHomeDir).
+	for _, dir := range []string{"/run/sandnet", "/etc/netns", "/dev/shm"} {
 		if _, err := os.Stat(dir); err == nil {
 			if err := tmpfs(dir); err != nil {
 				return err

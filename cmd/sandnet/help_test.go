@@ -56,15 +56,16 @@ func helpCommands(t *testing.T) []string {
 }
 
 // The lab every --help example runs in: a private mount, network and PID
-// namespace with its own /run/netns, /run/sandnet and /etc/netns, where
+// namespace with its own /run/netns, /run/sandnet, /etc/netns and /dev/shm
+// (where /run is not tmpfs, the files of /etc/netns/NAME live there), where
 //   - lab plays the host: its eth0 (192.0.2.1/24, also a macvlan parent) is
 //     cabled to lab2's (192.0.2.2/24), a second host for the overlay;
 //   - sbx2 holds a process whose PID is 4242 (the examples' pid:4242);
 //   - unless the example makes them itself: namespace sbx1, network n1
 //     (10.88.0.0/24) on lab, and sbx1 attached to n1 with the name web.
 const exampleLab = `set -euo pipefail
-mkdir -p /run/netns /run/sandnet /etc/netns
-for d in /run/netns /run/sandnet /etc/netns; do mount -t tmpfs sandnet-help-example "$d"; done
+mkdir -p /run/netns /run/sandnet /etc/netns /dev/shm
+for d in /run/netns /run/sandnet /etc/netns /dev/shm; do mount -t tmpfs sandnet-help-example "$d"; done
 ip link set lo up
 ip netns add lab; ip netns add lab2; ip netns add sbx2
 ip -n lab link add eth0 type veth peer name eth0 netns lab2

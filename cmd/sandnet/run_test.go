@@ -49,7 +49,7 @@ func (c *cli) leftovers(names ...string) string {
 	for _, l := range links {
 		lines = append(lines, "link "+l.Attrs().Name)
 	}
-	for _, dir := range []string{diag.EtcNetns, dns.NetnsHomeDir} {
+	for _, dir := range []string{diag.EtcNetns, dns.NetnsHomeDir()} {
 		entries, _ := os.ReadDir(dir)
 		for _, e := range entries {
 			if ours(e.Name()) {

@@ -106,7 +106,7 @@ func run(ctx context.Context, lab *guide.Lab) error {
 		return err
 	}
 	guide.Say("(%s is a symlink to %s: the files live in memory,\n"+
-		"as the namespace does, and cost one inode on /etc instead of three.)", filepath.Dir(path), filepath.Join(dns.NetnsHomeDir, a.Name()))
+		"as the namespace does, and cost one inode on /etc instead of three.)", filepath.Dir(path), filepath.Join(dns.NetnsHomeDir(), a.Name()))
 	guide.Say("A program started with `ip netns exec` sees that file in place of /etc/resolv.conf:")
 	inside, err := guide.Look(ctx, nil, "ip", "netns", "exec", a.Name(), "cat", "/etc/resolv.conf")
 	if err != nil {

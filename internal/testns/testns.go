@@ -53,11 +53,13 @@ func New(t testing.TB, tag string) *netns.NS {
 
 // RemoveEtcNetns removes what sandnet writes for a named sandbox outside
 // its namespace: /etc/netns/NAME, a link to NAME's directory in
-// /run/sandnet/etc-netns (dns.NetnsHomeDir, which this package cannot
-// import: the dns tests use it), which holds its resolv.conf and hosts.
+// dns.NetnsHomeDir() (one of two places; this package cannot import dns,
+// whose tests use it), which holds its resolv.conf and hosts.
 func RemoveEtcNetns(name string) {
 	os.RemoveAll(filepath.Join("/etc/netns", name))
-	os.RemoveAll(filepath.Join("/run/sandnet/etc-netns", name))
+	for _, home := range []string{"/run/sandnet/etc-netns", "/dev/shm/sandnet-etc-netns"} {
+		os.RemoveAll(filepath.Join(home, name))
+	}
 }
 
 // Run runs a command inside ns and returns its combined output; the test

@@ -156,7 +156,7 @@ func (l *Lab) close(ctx context.Context) {
 		// /etc/netns/NAME (see 05-dns): Detach removes them, but an
 		// interrupted run may not have got that far.
 		os.RemoveAll(filepath.Join(EtcNetns, n))
-		os.RemoveAll(filepath.Join(dns.NetnsHomeDir, n)) // where the link points
+		os.RemoveAll(filepath.Join(dns.NetnsHomeDir(), n)) // where the link points
 		if !slices.Contains(present, n) {
 			continue // the example deleted it already
 		}
