@@ -56,8 +56,13 @@ var errNotOurs = fmt.Errorf("not a directory of this user's alone: %w", ErrInval
 func openHome(home string, create bool) (fd int, created bool, err error) {
 	root := filepath.Dir(home)
 	rfd, _, err := openDir(root, create)
-	if err != nil {
+	if errors.Is(err, unix.ENOENT) && !create {
 		return -1, false, err
+	}
+	if err != nil {
+		// Not a directory of ours either: anyone can put a symlink or a
+		// file there in /dev/shm first.
+		return -1, false, fmt.Errorf("%s: %w (%w)", root, errNotOurs, err)
 	}
 	defer unix.Close(rfd)
 	var st unix.Stat_t
