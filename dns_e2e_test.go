@@ -250,7 +250,7 @@ func testDNSEndToEnd(t *testing.T, mode DNSMode) {
 
 	checkResolvConf(t, b, gw1)
 	checkResolvConf(t, c, netip.MustParseAddr("10.88.8.1"))
-	// /etc/netns/NAME is a link to the files kept in the state dir.
+	// /etc/netns/NAME is a link to the files kept in dns.NetnsHomeDir().
 	if target, err := os.Readlink(filepath.Join(dns.NetnsDir, a.Name())); err != nil || target != filepath.Join(dns.NetnsHomeDir(), a.Name()) {
 		t.Errorf("/etc/netns/%s links to %q (%v), want %s", a.Name(), target, err, filepath.Join(dns.NetnsHomeDir(), a.Name()))
 	}

@@ -10,9 +10,9 @@
 //     handed to a sandbox: they are replaced by the real upstream servers.
 //   - WriteFile and RemoveFile write and remove the per-sandbox files (for a
 //     named namespace under /etc/netns/NAME, where `ip netns exec` bind-mounts
-//     them over /etc); writing under /etc needs root. WriteFilesLinked and
-//     RemoveFileLinked keep a sandbox's files elsewhere (tmpfs) with
-//     /etc/netns/NAME a link to them: one inode on /etc instead of three.
+//     them over /etc); writing under /etc needs root. A sandbox's files are
+//     kept in NetnsHomeDir (tmpfs) with /etc/netns/NAME a link to them: one
+//     inode on /etc instead of three.
 //   - Listen binds the server's UDP and TCP sockets inside the namespace it is
 //     given (root, CAP_SYS_ADMIN to enter it) and serves them from ordinary
 //     goroutines; the calling thread's namespace does not matter. A Server is

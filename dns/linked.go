@@ -72,13 +72,7 @@ func openHome(home string, create bool) (fd int, created bool, err error) {
 	if st.Uid != uint32(unix.Geteuid()) || st.Mode&0o022 != 0 {
 		return -1, false, fmt.Errorf("%s: %w", root, errNotOurs)
 	}
-	fd, err = openBeneath(rfd, filepath.Base(home))
-	if errors.Is(err, unix.ENOENT) && create {
-		if err = unix.Mkdirat(rfd, filepath.Base(home), 0o755); err == nil || errors.Is(err, unix.EEXIST) {
-			created = err == nil
-			fd, err = openBeneath(rfd, filepath.Base(home))
-		}
-	}
+	fd, created, err = openOrMake(rfd, filepath.Base(home), create)
 	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
 		err = errSymlink(home)
 	}

@@ -25,7 +25,7 @@ func sandboxDir(t *testing.T) (dir, home string) {
 }
 
 // TestSandboxDirIsALinkToItsHome: a sandbox's directory under /etc/netns
-// is made as a link to its home in /run, once the files are there, and
+// is made as a link to its home in NetnsHomeDir, once the files are there, and
 // kept through rewrites; removing the files one by one removes the home
 // and the link with the last. A real directory is written as before, a
 // link elsewhere is refused, and a home left without its link (a writer

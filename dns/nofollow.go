@@ -51,13 +51,8 @@ func openDir(dir string, create bool) (fd int, created bool, err error) {
 		return -1, false, err
 	}
 	for i, name := range names {
-		next, err := openBeneath(fd, name)
-		if errors.Is(err, unix.ENOENT) && create {
-			if err = unix.Mkdirat(fd, name, 0o755); err == nil || errors.Is(err, unix.EEXIST) {
-				created = err == nil && i == len(names)-1
-				next, err = openBeneath(fd, name)
-			}
-		}
+		next, made, err := openOrMake(fd, name, create)
+		created = made && i == len(names)-1
 		unix.Close(fd)
 		if err != nil {
 			if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
@@ -68,6 +63,22 @@ func openDir(dir string, create bool) (fd int, created bool, err error) {
 		fd = next
 	}
 	return fd, created, nil
+}
+
+// openOrMake opens directory name in directory fd as openBeneath does,
+// first making it (mode 0755) if it is missing and create is set; it
+// reports whether it made it.
+func openOrMake(fd int, name string, create bool) (int, bool, error) {
+	next, err := openBeneath(fd, name)
+	if !errors.Is(err, unix.ENOENT) || !create {
+		return next, false, err
+	}
+	made := false
+	if err = unix.Mkdirat(fd, name, 0o755); err == nil || errors.Is(err, unix.EEXIST) {
+		made = err == nil
+		next, err = openBeneath(fd, name)
+	}
+	return next, made, err
 }
 
 // noOpenat2 is set once the kernel said it has no openat2 (ENOSYS).
