@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -138,10 +139,22 @@ func dnsperf(ctx context.Context, l *dnsLab, file string, d time.Duration) (load
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, "dnsperf", "-s", dnsGateway.String(), "-d", file,
 		"-l", strconv.FormatFloat(d.Seconds(), 'f', 1, 64), "-t", "2", "-v")
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := l.client().Do(func() error { return cmd.Start() })
+	// dnsperf's log (-v: a line per answer) goes to a file in memory, read
+	// when it is done: a pipe read while it runs would put this process's
+	// wake-ups among the load it measures.
+	logf, err := os.CreateTemp(l.dir, "dnsperf-*.log")
+	if err != nil {
+		return load{}, err
+	}
+	defer os.Remove(logf.Name())
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	err = l.client().Do(func() error { return cmd.Start() })
 	if err == nil {
 		err = cmd.Wait()
+	}
+	if _, serr := logf.Seek(0, io.SeekStart); serr == nil {
+		out.ReadFrom(logf)
 	}
 	if err != nil {
 		return load{}, fmt.Errorf("dnsperf: %w: %s", err, lastLines(out.String(), 5))

@@ -26,7 +26,9 @@
 //     server while it runs. Forwarded queries share a
 //     small pool of upstream sockets per server (dialled once through
 //     Config.Dial), each query under a random ID, an answer accepted only
-//     for the question asked.
+//     for the question asked; the same loop reads the answers, between
+//     its batches of queries, and sends them on in batches too (one
+//     thread for both ways, as dnsmasq's).
 //   - A Source is asked for the table on every query, so it must not block:
 //     Static never changes; DirSource (WatchDir) follows a directory of
 //     records with inotify, re-reads only the files a change names, and

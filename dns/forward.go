@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -17,16 +18,22 @@ import (
 // a socket per query, as dnsmasq does: each upstream server has a small
 // pool of connected sockets (opened once, through Config.Dial, so from the
 // namespace the caller chose), a query goes out on a random one of them
-// under a fresh random ID, and the socket's reader matches the answer by ID
-// and question and sends it to the client with the client's ID. A sweep
-// moves a query that got no answer in its share of ForwardTimeout to the
-// next server, and answers SERVFAIL when none is left.
+// under a fresh random ID, and the answer, matched by ID and question, goes
+// to the client with the client's ID. The answers are read by the server's
+// UDP loop itself, between its batches of queries (relay): one thread
+// waits on the client socket and the upstream sockets at once, as
+// dnsmasq's loop does, so an answer costs no wake-up of a thread of its own
+// and no lock handed between threads, and a batch of answers goes to the
+// clients in one system call. A sweep moves a query that got no answer in
+// its share of ForwardTimeout to the next server, and answers SERVFAIL when
+// none is left.
 
 // fwdPool is how many sockets each upstream server gets: the source port
 // is one of these (random ephemeral ports, fixed while the server runs),
 // the ID random, so a forged answer must guess both. More sockets mean
-// more threads woken for fewer answers each: measured, 8 sockets answered
-// about half the queries of 2, with 2.5 times the p99; 1 and 2 are alike.
+// more reads for fewer answers each: measured when each socket had a
+// reader thread of its own, 8 sockets answered about half the queries of
+// 2, with 2.5 times the p99; 1 and 2 were alike.
 const fwdPool = 2
 
 // fwdSweep is how often unanswered queries are looked at.
@@ -34,6 +41,16 @@ const fwdSweep = 20 * time.Millisecond
 
 type forwarder struct {
 	cfg *Config
+	udp *udpSocket // the server's: answers go out on it
+
+	// out counts the queries not yet answered (upstream or SERVFAIL): while
+	// there are some, the UDP loop waits on the upstream sockets too.
+	out atomic.Int32
+	// owned are the sockets of the pools whose descriptor is ours, read by
+	// the UDP loop (copied on write); wake (an eventfd, or -1) tells a
+	// waiting loop that one was added.
+	owned atomic.Pointer[[]*upConn]
+	wake  int
 
 	mu      sync.Mutex
 	conns   map[netip.AddrPort][]*upConn // lazily dialled pools
@@ -49,14 +66,14 @@ type fwdKey struct {
 	id uint16
 }
 
-// upConn is one connected socket to one upstream server: a blocking socket
-// of our own (fd) read by a thread blocked in recvmmsg, as the server's own
-// socket is, or, when Dial's connections do not give their descriptor, the
-// net.Conn itself.
+// upConn is one connected socket to one upstream server: a socket of our
+// own (fd), read by the server's UDP loop, or, when Dial's connections do
+// not give their descriptor, the net.Conn itself, read by a goroutine.
 type upConn struct {
 	up netip.AddrPort
-	c  net.Conn // nil when fd is used
-	fd int
+	c  net.Conn   // nil when fd is used
+	fd int        // -1 when c is used
+	u  *udpSocket // fd's reading side
 }
 
 // write sends one message upstream.
@@ -70,7 +87,8 @@ func (c *upConn) write(b []byte) error {
 }
 
 // ownFD takes the descriptor of a connected UDP conn over: a duplicate
-// made blocking, with a receive timeout so its reader sees Close; the conn
+// made blocking (the UDP loop reads it without waiting, and a blocking
+// write waits for room rather than fail), with a receive timeout; the conn
 // is closed. It returns -1 when c does not give its descriptor.
 func ownFD(c net.Conn) int {
 	sc, ok := c.(syscall.Conn)
@@ -101,22 +119,29 @@ type fwdQuery struct {
 	qEnd     int
 	ups      []netip.AddrPort
 	try      int
-	deadline time.Time         // of the whole query
-	tryBy    time.Time         // of this try
-	reply    func(resp []byte) // sends resp to the client
+	deadline time.Time // of the whole query
+	tryBy    time.Time // of this try
+	peer     rawAddr   // the client
 }
 
-func newForwarder(cfg *Config) *forwarder {
-	f := &forwarder{cfg: cfg, conns: map[netip.AddrPort][]*upConn{}, pending: map[fwdKey]*fwdQuery{}, stop: make(chan struct{}),
+// newForwarder starts the forwarder of the server that serves u.
+func newForwarder(cfg *Config, u *udpSocket) *forwarder {
+	f := &forwarder{cfg: cfg, udp: u, conns: map[netip.AddrPort][]*upConn{}, pending: map[fwdKey]*fwdQuery{}, stop: make(chan struct{}),
 		kick: make(chan struct{}, 1)}
+	// Without an eventfd, a loop waiting on the upstream sockets sees a
+	// socket added meanwhile when its wait times out (half a second).
+	var err error
+	if f.wake, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC); err != nil {
+		f.wake = -1
+	}
 	f.wg.Add(1)
 	go f.sweep()
 	return f
 }
 
-// forward sends msg (a client's query, which it keeps) upstream; reply gets
-// the answer, or a SERVFAIL, exactly once.
-func (f *forwarder) forward(msg []byte, reply func([]byte)) {
+// forward sends msg (a client's query, which it keeps) upstream; the
+// client, peer, gets the answer, or a SERVFAIL, exactly once.
+func (f *forwarder) forward(msg []byte, peer rawAddr) {
 	qEnd := questionEnd(msg)
 	if qEnd < 0 {
 		return
@@ -125,8 +150,9 @@ func (f *forwarder) forward(msg []byte, reply func([]byte)) {
 	if f.cfg.Upstreams != nil {
 		ups = f.cfg.Upstreams()
 	}
-	q := &fwdQuery{msg: msg, clientID: binary.BigEndian.Uint16(msg), qEnd: qEnd, ups: ups, reply: reply,
+	q := &fwdQuery{msg: msg, clientID: binary.BigEndian.Uint16(msg), qEnd: qEnd, ups: ups, peer: peer,
 		deadline: time.Now().Add(f.cfg.ForwardTimeout)}
+	f.out.Add(1)
 	f.mu.Lock()
 	c, wire := f.send(q)
 	f.mu.Unlock()
@@ -194,7 +220,8 @@ func (f *forwarder) fail(q *fwdQuery) {
 	if len(q.ups) > 0 {
 		f.cfg.Logger.Debug("dns forward failed", "tries", q.try)
 	}
-	q.reply(servfail(nil, q.msg, q.qEnd))
+	f.udp.sendTo(servfail(nil, q.msg, q.qEnd), q.peer)
+	f.out.Add(-1)
 }
 
 // conn returns a socket of up's pool, dialling it on first use; the caller
@@ -215,11 +242,19 @@ func (f *forwarder) conn(up netip.AddrPort) (*upConn, error) {
 		return nil, err
 	}
 	uc := &upConn{up: up, c: c, fd: ownFD(c)}
-	f.wg.Add(1)
 	if uc.fd >= 0 {
-		uc.c = nil
-		go f.readFD(uc)
+		uc.c, uc.u = nil, &udpSocket{fd: uc.fd}
+		var owned []*upConn
+		if p := f.owned.Load(); p != nil {
+			owned = *p
+		}
+		owned = append(owned[:len(owned):len(owned)], uc)
+		f.owned.Store(&owned)
+		if f.wake >= 0 {
+			unix.Write(f.wake, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+		}
 	} else {
+		f.wg.Add(1)
 		go f.read(uc)
 	}
 	f.conns[up] = append(pool, uc)
@@ -248,46 +283,92 @@ func (f *forwarder) read(c *upConn) {
 	}
 }
 
-// readFD takes the answers of one owned socket, a batch per system call,
-// until the forwarder is closed.
-func (f *forwarder) readFD(c *upConn) {
-	defer f.wg.Done()
-	u := &udpSocket{fd: c.fd}
-	b := newUDPBatch(32, 4096)
-	for {
-		n, err := u.recv(b)
-		if f.isClosed() {
-			return
-		}
-		if err != nil {
-			// ECONNREFUSED from an ICMP error and the like: keep reading;
-			// the query's try times out and moves on.
+// waiting reports whether queries are out upstream: then the UDP loop
+// reads the upstream sockets (relay) and waits on them too (wait).
+func (f *forwarder) waiting() bool { return f.out.Load() > 0 }
+
+// relay reads the answers that came on the owned upstream sockets and sends
+// them on to their clients, a batch per system call each way, with b as
+// the buffers. The UDP loop calls it: nothing else reads those sockets.
+func (f *forwarder) relay(b *udpBatch) {
+	owned := f.owned.Load()
+	if owned == nil {
+		return
+	}
+	for _, c := range *owned {
+		// An error (ECONNREFUSED from an ICMP error and the like) is let
+		// be: the query's try times out and moves on.
+		n, _ := c.u.recvNow(b)
+		if n == 0 {
 			continue
 		}
+		k := 0
+		f.mu.Lock()
 		for i := range n {
-			f.deliver(c, b.bufs[i][:b.in[i].len])
+			resp := b.bufs[i][:b.in[i].len]
+			if q := f.take(c, resp); q != nil {
+				binary.BigEndian.PutUint16(resp, q.clientID)
+				b.replyTo(k, resp, &q.peer)
+				k++
+			}
 		}
+		f.mu.Unlock()
+		f.out.Add(int32(-k))
+		f.udp.send(b, k)
 	}
 }
 
-// deliver hands an upstream answer to the query it answers, if any.
+// wait sleeps until a query comes on u, an answer on an owned upstream
+// socket, a socket is added, or half a second has passed; fds is its
+// buffer. The UDP loop calls it, when neither has anything queued.
+func (f *forwarder) wait(u *udpSocket, fds *[]unix.PollFd) {
+	set := append((*fds)[:0], unix.PollFd{Fd: int32(u.fd), Events: unix.POLLIN})
+	if f.wake >= 0 {
+		set = append(set, unix.PollFd{Fd: int32(f.wake), Events: unix.POLLIN})
+	}
+	if owned := f.owned.Load(); owned != nil {
+		for _, c := range *owned {
+			set = append(set, unix.PollFd{Fd: int32(c.fd), Events: unix.POLLIN})
+		}
+	}
+	*fds = set
+	u.wait(set)
+	if f.wake >= 0 && set[1].Revents != 0 {
+		var b [8]byte
+		unix.Read(f.wake, b[:])
+	}
+}
+
+// deliver hands an answer read by a goroutine (a socket that is not ours)
+// to the query it answers, if any.
 func (f *forwarder) deliver(c *upConn, resp []byte) {
-	if len(resp) < 12 || resp[2]&0x80 == 0 {
+	f.mu.Lock()
+	q := f.take(c, resp)
+	f.mu.Unlock()
+	if q == nil {
 		return
 	}
-	key := fwdKey{c: c, id: binary.BigEndian.Uint16(resp)}
-	f.mu.Lock()
-	q := f.pending[key]
-	if q == nil || questionEnd(resp) != q.qEnd || !sameQuestion(resp[12:q.qEnd], q.msg[12:q.qEnd]) {
-		f.mu.Unlock()
-		return // late, or not an answer to what was asked
-	}
-	delete(f.pending, key)
-	f.mu.Unlock()
 	out := make([]byte, len(resp))
 	copy(out, resp)
 	binary.BigEndian.PutUint16(out, q.clientID)
-	q.reply(out)
+	f.udp.sendTo(out, q.peer)
+	f.out.Add(-1)
+}
+
+// take returns the query that resp, an answer that came on c, answers and
+// forgets it, or nil (late, or not an answer to what was asked); the
+// caller holds mu.
+func (f *forwarder) take(c *upConn, resp []byte) *fwdQuery {
+	if len(resp) < 12 || resp[2]&0x80 == 0 {
+		return nil
+	}
+	key := fwdKey{c: c, id: binary.BigEndian.Uint16(resp)}
+	q := f.pending[key]
+	if q == nil || questionEnd(resp) != q.qEnd || !sameQuestion(resp[12:q.qEnd], q.msg[12:q.qEnd]) {
+		return nil
+	}
+	delete(f.pending, key)
+	return q
 }
 
 // sweep moves queries whose try timed out on to the next server.
@@ -364,9 +445,7 @@ func (f *forwarder) close() {
 	for _, pool := range f.conns {
 		for _, c := range pool {
 			if c.c != nil {
-				c.c.Close()
-			} else {
-				unix.Shutdown(c.fd, unix.SHUT_RDWR) // wakes its reader
+				c.c.Close() // ends its reader
 			}
 		}
 	}
@@ -377,11 +456,16 @@ func (f *forwarder) close() {
 	f.mu.Unlock()
 	close(f.stop)
 	f.wg.Wait()
+	// The UDP loop, which reads the owned sockets, has returned (see
+	// Server.Close).
 	for _, pool := range f.conns {
 		for _, c := range pool {
 			if c.c == nil {
 				unix.Close(c.fd)
 			}
 		}
+	}
+	if f.wake >= 0 {
+		unix.Close(f.wake)
 	}
 }

@@ -1,8 +1,11 @@
 package dns
 
 import (
+	"context"
+	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
@@ -34,7 +37,10 @@ func upstreamFunc(t testing.TB, ns interface{ Do(func() error) error }, addr str
 }
 
 // TestForwardFailover: the first upstream never answers, the second does;
-// the client gets the second's answer, with its own ID.
+// the client gets the second's answer, with its own ID. The second's socket
+// is made by the sweep while the UDP loop waits on the first's: the loop
+// must be woken to wait on it too (the answer would come after the
+// deadline otherwise).
 func TestForwardFailover(t *testing.T) {
 	ns := labNS(t)
 	upstreamFunc(t, ns, "127.0.0.2:53", nil)
@@ -45,7 +51,7 @@ func TestForwardFailover(t *testing.T) {
 			return []netip.AddrPort{netip.MustParseAddrPort("127.0.0.2:53"), netip.MustParseAddrPort("127.0.0.3:53")}
 		},
 		Dial:           nsDial(ns),
-		ForwardTimeout: 600 * time.Millisecond,
+		ForwardTimeout: 400 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -117,5 +123,67 @@ func TestForwardInternal(t *testing.T) {
 				t.Errorf("%s %s: %v, want %s", tc.addr, network, r, mdns.RcodeToString[tc.rcode])
 			}
 		}
+	}
+}
+
+// TestForwardManyInFlight: queries from two clients, many in flight at
+// once, all forwarded, through a server on its own thread (the helper's
+// way), with the world stopped for the collector between rounds: every
+// client gets one answer per query, under its own ID, to its own question,
+// and the server closes cleanly with none out.
+func TestForwardManyInFlight(t *testing.T) {
+	ns := labNS(t)
+	fakeUpstream(t, ns, "127.0.0.2:53")
+	srv, err := Listen(ns, netip.MustParseAddr("127.0.0.1"), 53, Config{
+		Names:     Static{NewTable(nil)},
+		Upstreams: func() []netip.AddrPort { return []netip.AddrPort{netip.MustParseAddrPort("127.0.0.2:53")} },
+		Dial:      nsDial(ns),
+		OwnThread: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	const inFlight = 100
+	var clients []*mdns.Conn
+	for range 2 {
+		c, err := nsDial(ns)(context.Background(), "udp", srv.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		clients = append(clients, &mdns.Conn{Conn: c})
+	}
+	for round := range 5 {
+		want := map[uint16]string{}
+		for i := range inFlight {
+			m := new(mdns.Msg)
+			m.SetQuestion(fmt.Sprintf("q%d-%d.upstream.test.", round, i), mdns.TypeA)
+			m.Id = uint16(round*inFlight + i)
+			want[m.Id] = m.Question[0].Name
+			if err := clients[i%2].WriteMsg(m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := range inFlight {
+			co := clients[i%2]
+			co.SetReadDeadline(time.Now().Add(5 * time.Second))
+			r, err := co.ReadMsg()
+			if err != nil {
+				t.Fatalf("round %d: %d answers of %d: %v", round, i, inFlight, err)
+			}
+			name, ok := want[r.Id]
+			if !ok || len(r.Question) != 1 || r.Question[0].Name != name || len(r.Answer) != 1 {
+				t.Fatalf("round %d: answer %v: not one asked (or twice)", round, r)
+			}
+			delete(want, r.Id)
+		}
+		runtime.GC() // stops the world: the loop, waiting, must let it
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := srv.fwd.out.Load(); n != 0 {
+		t.Errorf("%d queries still counted out after Close", n)
 	}
 }

@@ -95,7 +95,8 @@ type Config struct {
 // or AAAA of a sandbox) is
 // answered from its wire form without unpacking it, forwarded queries go
 // through the forwarder (a pool of upstream sockets, no goroutine per
-// query). TCP is served by miekg/dns.
+// query), whose answers the same reader relays. TCP is served by
+// miekg/dns.
 type Server struct {
 	cfg     Config
 	addr    netip.AddrPort
@@ -213,8 +214,8 @@ func Serve(so *Sockets, cfg Config) (*Server, error) {
 	}
 	dom := strings.ToLower(strings.Trim(cfg.Domain, "."))
 	s := &Server{cfg: cfg, addr: so.Addr, domain: "." + dom + ".", suffix: "." + dom, policy: policy}
-	s.fwd = newForwarder(&s.cfg)
 	s.udp, s.udpDone = &udpSocket{fd: fd, ownThread: cfg.OwnThread}, make(chan struct{})
+	s.fwd = newForwarder(&s.cfg, s.udp)
 	if cfg.OwnThread {
 		addProcs(1)
 	}
@@ -276,13 +277,33 @@ func (s *Server) ServeDNS(w mdns.ResponseWriter, req *mdns.Msg) {
 }
 
 // serveUDP is the UDP reader: a batch of queries in, their answers out,
-// until the socket is closed.
+// until the socket is closed. While forwarded queries are out, it also
+// relays their answers as they come (see forwarder.relay).
 func (s *Server) serveUDP() {
 	defer close(s.udpDone)
 	b := newUDPBatch(64, 4096)
+	var (
+		ub  *udpBatch // upstream answers
+		fds []unix.PollFd
+	)
 	nameBuf := make([]byte, 0, 256)
 	for !s.udp.closed.Load() {
-		n, err := s.udp.recv(b)
+		var (
+			n   int
+			err error
+		)
+		if s.fwd.waiting() {
+			if ub == nil {
+				ub = newUDPBatch(32, 4096)
+			}
+			s.fwd.relay(ub)
+			if n, err = s.udp.recvNow(b); n == 0 && err == nil {
+				s.fwd.wait(s.udp, &fds)
+				continue
+			}
+		} else {
+			n, err = s.udp.recv(b)
+		}
 		if err != nil {
 			if s.udp.closed.Load() {
 				return
@@ -378,8 +399,7 @@ func noForward(req *mdns.Msg) *mdns.Msg {
 // forwardUDP hands a UDP client's query (copied) to the forwarder, which
 // sends the answer to from.
 func (s *Server) forwardUDP(req []byte, from rawAddr) {
-	msg := append([]byte(nil), req...)
-	s.fwd.forward(msg, func(resp []byte) { s.udp.sendTo(resp, from) })
+	s.fwd.forward(append([]byte(nil), req...), from)
 }
 
 // localKey is local on a name in key form: the name's table key, and

@@ -162,12 +162,7 @@ func newUDPBatch(n, size int) *udpBatch {
 // recv blocks until at least one datagram is there and returns how many it
 // got (0 on a timeout, a signal, or shutdown).
 func (u *udpSocket) recv(b *udpBatch) (int, error) {
-	for i := range b.in {
-		b.in[i].hdr.Namelen = uint32(len(b.peers[i].b))
-		b.in[i].hdr.SetControllen(len(b.ctrl[i]))
-		b.in[i].hdr.Flags = 0
-	}
-	msgs, vlen := uintptr(unsafe.Pointer(&b.in[0])), uintptr(len(b.in))
+	msgs, vlen := b.prepare()
 	// What is there already, without sleeping: a raw system call, as it
 	// does not block (the runtime need not hand this thread's P on). Under
 	// load there usually is something. (Looking again a few times, with
@@ -175,6 +170,7 @@ func (u *udpSocket) recv(b *udpBatch) (int, error) {
 	// took CPU time from the processes that attach and detach sandboxes:
 	// measured, fewer changes per second and a worse p99 under churn.)
 	n, _, errno := syscall.RawSyscall6(unix.SYS_RECVMMSG, uintptr(u.fd), msgs, vlen, unix.MSG_DONTWAIT, 0, 0)
+	runtime.KeepAlive(b)
 	if errno == unix.EAGAIN {
 		// Nothing came: sleep until something does. An own thread that is
 		// busy sleeps without telling the runtime, which would otherwise
@@ -189,6 +185,31 @@ func (u *udpSocket) recv(b *udpBatch) (int, error) {
 		}
 		u.hot = errno == 0
 	}
+	return b.got(n, errno)
+}
+
+// recvNow returns what has queued, without waiting (0 when nothing has).
+func (u *udpSocket) recvNow(b *udpBatch) (int, error) {
+	msgs, vlen := b.prepare()
+	n, _, errno := syscall.RawSyscall6(unix.SYS_RECVMMSG, uintptr(u.fd), msgs, vlen, unix.MSG_DONTWAIT, 0, 0)
+	runtime.KeepAlive(b)
+	return b.got(n, errno)
+}
+
+// prepare readies b's messages for a receive and returns them as
+// recvmmsg's arguments.
+func (b *udpBatch) prepare() (msgs, vlen uintptr) {
+	for i := range b.in {
+		b.in[i].hdr.Namelen = uint32(len(b.peers[i].b))
+		b.in[i].hdr.SetControllen(len(b.ctrl[i]))
+		b.in[i].hdr.Flags = 0
+	}
+	return uintptr(unsafe.Pointer(&b.in[0])), uintptr(len(b.in))
+}
+
+// got is a receive's outcome: n messages, or none on a timeout, a signal
+// or nothing queued.
+func (b *udpBatch) got(n uintptr, errno syscall.Errno) (int, error) {
 	switch errno {
 	case 0:
 	case unix.EAGAIN, unix.EINTR:
@@ -200,6 +221,25 @@ func (u *udpSocket) recv(b *udpBatch) (int, error) {
 		b.peers[i].n = b.in[i].hdr.Namelen
 	}
 	return int(n), nil
+}
+
+// wait sleeps until one of fds (u's own among them) is readable, a signal
+// comes or half a second has passed (as recv's timeout), the way recv
+// sleeps: on an own thread that is busy, without telling the runtime.
+func (u *udpSocket) wait(fds []unix.PollFd) {
+	ts := unix.Timespec{Nsec: 500e6}
+	p, n, t := uintptr(unsafe.Pointer(&fds[0])), uintptr(len(fds)), uintptr(unsafe.Pointer(&ts))
+	var (
+		r     uintptr
+		errno syscall.Errno
+	)
+	if u.ownThread && u.hot {
+		r, _, errno = syscall.RawSyscall6(unix.SYS_PPOLL, p, n, t, 0, 0, 0)
+	} else {
+		r, _, errno = syscall.Syscall6(unix.SYS_PPOLL, p, n, t, 0, 0, 0)
+	}
+	runtime.KeepAlive(fds)
+	u.hot = errno == 0 && r > 0
 }
 
 // syscall6 is a system call that does not sleep for long (a send): raw on
@@ -252,9 +292,12 @@ func enablePktinfo(fd int, v6 bool) error {
 }
 
 // reply puts answer resp to the i-th received query at position k of b.out.
-func (b *udpBatch) reply(k, i int, resp []byte) {
+func (b *udpBatch) reply(k, i int, resp []byte) { b.replyTo(k, resp, &b.peers[i]) }
+
+// replyTo puts resp, to be sent to peer, at position k of b.out.
+func (b *udpBatch) replyTo(k int, resp []byte, peer *rawAddr) {
 	b.oIov[k].Base = &resp[0]
 	b.oIov[k].SetLen(len(resp))
-	b.out[k].hdr.Name = (*byte)(unsafe.Pointer(&b.peers[i].b[0]))
-	b.out[k].hdr.Namelen = b.peers[i].n
+	b.out[k].hdr.Name = (*byte)(unsafe.Pointer(&peer.b[0]))
+	b.out[k].hdr.Namelen = peer.n
 }
