@@ -128,17 +128,20 @@ func TestForwardInternal(t *testing.T) {
 
 // TestForwardManyInFlight: queries from two clients, many in flight at
 // once, all forwarded, through a server on its own thread (the helper's
-// way), with the world stopped for the collector between rounds: every
-// client gets one answer per query, under its own ID, to its own question,
-// and the server closes cleanly with none out.
+// way), with the world stopped for the collector between rounds while the
+// loop waits on the upstream sockets too (a query upstream never answers
+// stays out all along): every client gets one answer per query, under its
+// own ID, to its own question, and the server closes cleanly with none
+// out.
 func TestForwardManyInFlight(t *testing.T) {
 	ns := labNS(t)
 	fakeUpstream(t, ns, "127.0.0.2:53")
 	srv, err := Listen(ns, netip.MustParseAddr("127.0.0.1"), 53, Config{
-		Names:     Static{NewTable(nil)},
-		Upstreams: func() []netip.AddrPort { return []netip.AddrPort{netip.MustParseAddrPort("127.0.0.2:53")} },
-		Dial:      nsDial(ns),
-		OwnThread: true,
+		Names:          Static{NewTable(nil)},
+		Upstreams:      func() []netip.AddrPort { return []netip.AddrPort{netip.MustParseAddrPort("127.0.0.2:53")} },
+		Dial:           nsDial(ns),
+		OwnThread:      true,
+		ForwardTimeout: time.Minute,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -153,6 +156,11 @@ func TestForwardManyInFlight(t *testing.T) {
 		}
 		t.Cleanup(func() { c.Close() })
 		clients = append(clients, &mdns.Conn{Conn: c})
+	}
+	silent := new(mdns.Msg)
+	silent.SetQuestion("silent.test.", mdns.TypeA)
+	if err := clients[0].WriteMsg(silent); err != nil {
+		t.Fatal(err)
 	}
 	for round := range 5 {
 		want := map[uint16]string{}
