@@ -12,8 +12,10 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sandnet/sandnet"
+	"github.com/sandnet/sandnet/internal/dnsrun"
 	"github.com/sandnet/sandnet/netns"
 )
 
@@ -39,6 +41,7 @@ type Lab struct {
 	t      testing.TB
 	ctx    context.Context
 	tmpDir string // state dir made by Start, removed by Close
+	state  string // the Host's state dir
 
 	mu        sync.Mutex
 	sandboxes map[string]*Sandbox
@@ -106,6 +109,7 @@ func start(ctx context.Context, t testing.TB) (*Lab, error) {
 		return nil, err
 	}
 	l.NS = ns
+	l.state = dir
 	h, err := sandnet.NewHostNS(ns, sandnet.HostConfig{StateDir: dir})
 	if err != nil {
 		l.deleteNS(ns)
@@ -261,6 +265,13 @@ func (l *Lab) close() error {
 	}
 	if l.Host != nil {
 		errs = append(errs, l.Host.Close())
+		// The name server's helper process outlives a Host; this one's
+		// state dir goes with the lab (t.TempDir's, or Start's), so the
+		// helper is stopped and waited for before, or it could still be
+		// writing there while the dir is removed.
+		stopCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		errs = append(errs, dnsrun.StopHelper(stopCtx, l.state))
+		cancel()
 	}
 	if l.NS != nil {
 		errs = append(errs, l.deleteNS(l.NS))

@@ -13,17 +13,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
-	"golang.org/x/sys/unix"
 
 	"github.com/sandnet/sandnet/diag"
-	"github.com/sandnet/sandnet/internal/statefile"
+	"github.com/sandnet/sandnet/internal/dnsrun"
 	"github.com/sandnet/sandnet/internal/testns"
 	"github.com/sandnet/sandnet/netns"
 )
@@ -85,26 +83,11 @@ func newCLI(t *testing.T) *cli {
 // if one still holds it (its server.lock), and waits until it lets go, so
 // that it writes nothing there while the temporary directory is removed.
 func stopHelper(t *testing.T, state string) {
-	lockPath := filepath.Join(state, "dns", "server.lock")
-	if l, free, err := statefile.TryAcquire(lockPath); err != nil || free {
-		l.Release()
-		return // no state dir, or no helper holds it
-	}
-	b, _ := os.ReadFile(filepath.Join(state, "dns", "helper.pid"))
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	if pid <= 0 {
-		return
-	}
-	unix.Kill(pid, unix.SIGTERM)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	l, err := statefile.Acquire(ctx, lockPath, false)
-	if err != nil {
-		unix.Kill(pid, unix.SIGKILL)
-		t.Errorf("the DNS helper %d did not stop on SIGTERM: %v", pid, err)
-		return
+	if err := dnsrun.StopHelper(ctx, state); err != nil {
+		t.Error(err)
 	}
-	l.Release()
 }
 
 func (c *cli) run(args ...string) (stdout, stderr string, code int) {

@@ -1,6 +1,7 @@
 package dnsrun
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -293,4 +294,31 @@ func HelperMain(dir string, newSource func(dir string) (Source, error)) int {
 	}
 	log.Info("dns helper: exiting")
 	return 0
+}
+
+// StopHelper ends the DNS helper serving stateDir, if one runs (it holds
+// the dir's server.lock), and waits until it has let go of the dir, so
+// that it writes nothing there afterwards: for a state dir about to be
+// removed, a test's or a lab's. A helper still holding the lock when ctx
+// ends is killed, and that is an error.
+func StopHelper(ctx context.Context, stateDir string) error {
+	dir := filepath.Join(stateDir, "dns")
+	lockPath := filepath.Join(dir, "server.lock")
+	if l, free, err := statefile.TryAcquire(lockPath); err != nil || free {
+		l.Release()
+		return nil // no state dir, or no helper holds it
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "helper.pid"))
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if pid <= 0 {
+		return nil
+	}
+	unix.Kill(pid, unix.SIGTERM)
+	l, err := statefile.Acquire(ctx, lockPath, false)
+	if err != nil {
+		unix.Kill(pid, unix.SIGKILL)
+		return fmt.Errorf("the DNS helper %d of %s did not stop on SIGTERM: %w", pid, stateDir, err)
+	}
+	l.Release()
+	return nil
 }
