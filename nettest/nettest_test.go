@@ -11,10 +11,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/sandnet/sandnet"
 	"github.com/sandnet/sandnet/netns"
@@ -353,8 +354,9 @@ func TestParallelLabs(t *testing.T) {
 
 // TestCloseStopsTheNameServer: the DNS helper process a lab's sandbox
 // started serves the lab's state dir, which goes with the lab; Close ends
-// it and waits for it, so it is not still writing there while the dir is
-// removed (a test's t.TempDir cleanup failed with "directory not empty").
+// it and waits until it has let go of the dir (its server.lock), so it is
+// not still writing there while the dir is removed (a test's t.TempDir
+// cleanup failed with "directory not empty").
 func TestCloseStopsTheNameServer(t *testing.T) {
 	lab, err := nettest.Start(context.Background())
 	if err != nil {
@@ -362,31 +364,25 @@ func TestCloseStopsTheNameServer(t *testing.T) {
 	}
 	t.Cleanup(func() { lab.Close() })
 	lab.Sandbox("a", lab.Network(sandnet.Network{}))
-	b, err := os.ReadFile(filepath.Join(lab.Host.StateDir(), "dns", "helper.pid"))
-	if err != nil {
+	dir := filepath.Join(lab.Host.StateDir(), "dns")
+	if _, err := os.Stat(filepath.Join(dir, "helper.pid")); err != nil {
 		t.Skipf("no DNS helper process here (the name server runs in-process?): %v", err)
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || !running(pid) {
-		t.Fatalf("helper.pid %q: no such process running", b)
+	// The lock file outlives its directory while it is open here.
+	lock, err := os.Open(filepath.Join(dir, "server.lock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == nil {
+		t.Fatal("no helper holds the lab's server.lock")
 	}
 	if err := lab.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if running(pid) {
-		t.Errorf("the lab's DNS helper %d still runs after Close", pid)
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Errorf("the lab's DNS helper still holds its server.lock after Close: %v", err)
 	}
-}
-
-// running reports whether process pid runs (a zombie does not).
-func running(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i > 0 && len(s) > i+2 && s[i+2] != 'Z'
 }
 
 // A lab's namespaces are gone after the test, even when it panicked: the
