@@ -12,9 +12,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
-	"github.com/sandnet/sandnet/internal/statefile"
+	"github.com/sandnet/sandnet/internal/dnsrun"
 	"github.com/sandnet/sandnet/internal/testns"
 	"github.com/sandnet/sandnet/netns"
 )
@@ -49,31 +48,14 @@ func openTestHost(t testing.TB, hns *netns.NS, cfg HostConfig) *Host {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		pid := h.DNSHelperPID()
 		h.Close()
-		stopDNSHelper(t, cfg.StateDir, pid)
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if err := dnsrun.StopHelper(ctx, cfg.StateDir); err != nil {
+			t.Error(err)
+		}
 	})
 	return h
-}
-
-// stopDNSHelper ends the state dir's DNS helper process, if one runs, and
-// waits until it has let go of its state (server.lock), so that it writes
-// nothing more there while the test's temporary directory is removed.
-func stopDNSHelper(t testing.TB, state string, pid int) {
-	t.Helper()
-	if pid == 0 {
-		return
-	}
-	unix.Kill(pid, unix.SIGTERM)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	lock, err := statefile.Acquire(ctx, filepath.Join(state, "dns", "server.lock"), false)
-	if err != nil {
-		unix.Kill(pid, unix.SIGKILL)
-		t.Errorf("the DNS helper %d did not stop on SIGTERM: %v", pid, err)
-		return
-	}
-	lock.Release()
 }
 
 // listenTCP opens a TCP listener inside ns that echoes one line back.

@@ -162,29 +162,33 @@ func newUDPBatch(n, size int) *udpBatch {
 // recv blocks until at least one datagram is there and returns how many it
 // got (0 on a timeout, a signal, or shutdown).
 func (u *udpSocket) recv(b *udpBatch) (int, error) {
-	msgs, vlen := b.prepare()
 	// What is there already, without sleeping: a raw system call, as it
 	// does not block (the runtime need not hand this thread's P on). Under
 	// load there usually is something. (Looking again a few times, with
 	// sched_yield in between, before sleeping saved context switches but
 	// took CPU time from the processes that attach and detach sandboxes:
 	// measured, fewer changes per second and a worse p99 under churn.)
-	n, _, errno := syscall.RawSyscall6(unix.SYS_RECVMMSG, uintptr(u.fd), msgs, vlen, unix.MSG_DONTWAIT, 0, 0)
-	runtime.KeepAlive(b)
-	if errno == unix.EAGAIN {
-		// Nothing came: sleep until something does. An own thread that is
-		// busy sleeps without telling the runtime, which would otherwise
-		// hand its P to another thread and wake the runtime's monitor on
-		// every batch; a signal (the runtime preempting it, every 10ms at
-		// most) or the receive timeout ends that sleep, and the next one
-		// is an ordinary blocking call that gives the P up.
-		if u.ownThread && u.hot {
-			n, _, errno = syscall.RawSyscall6(unix.SYS_RECVMMSG, uintptr(u.fd), msgs, vlen, unix.MSG_WAITFORONE, 0, 0)
-		} else {
-			n, _, errno = syscall.Syscall6(unix.SYS_RECVMMSG, uintptr(u.fd), msgs, vlen, unix.MSG_WAITFORONE, 0, 0)
-		}
-		u.hot = errno == 0
+	if n, err := u.recvNow(b); n > 0 || err != nil {
+		return n, err
 	}
+	// Nothing came: sleep until something does. An own thread that is
+	// busy sleeps without telling the runtime, which would otherwise hand
+	// its P to another thread and wake the runtime's monitor on every
+	// batch; a signal (the runtime preempting it, every 10ms at most) or
+	// the receive timeout ends that sleep, and the next one is an ordinary
+	// blocking call that gives the P up.
+	msgs, vlen := b.prepare()
+	var (
+		n     uintptr
+		errno syscall.Errno
+	)
+	if u.ownThread && u.hot {
+		n, _, errno = syscall.RawSyscall6(unix.SYS_RECVMMSG, uintptr(u.fd), msgs, vlen, unix.MSG_WAITFORONE, 0, 0)
+	} else {
+		n, _, errno = syscall.Syscall6(unix.SYS_RECVMMSG, uintptr(u.fd), msgs, vlen, unix.MSG_WAITFORONE, 0, 0)
+	}
+	runtime.KeepAlive(b)
+	u.hot = errno == 0
 	return b.got(n, errno)
 }
 

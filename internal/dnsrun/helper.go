@@ -308,16 +308,20 @@ func StopHelper(ctx context.Context, stateDir string) error {
 		l.Release()
 		return nil // no state dir, or no helper holds it
 	}
+	// No helper.pid: the helper went idle and is on its way out (it
+	// removes the file before it lets go of the lock); it is waited for
+	// all the same.
 	b, _ := os.ReadFile(filepath.Join(dir, "helper.pid"))
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	if pid <= 0 {
-		return nil
+	if pid > 0 {
+		unix.Kill(pid, unix.SIGTERM)
 	}
-	unix.Kill(pid, unix.SIGTERM)
 	l, err := statefile.Acquire(ctx, lockPath, false)
 	if err != nil {
-		unix.Kill(pid, unix.SIGKILL)
-		return fmt.Errorf("the DNS helper %d of %s did not stop on SIGTERM: %w", pid, stateDir, err)
+		if pid > 0 {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+		return fmt.Errorf("the DNS helper %d of %s did not let go of it: %w", pid, stateDir, err)
 	}
 	l.Release()
 	return nil
