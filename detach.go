@@ -6,12 +6,19 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/sandnet/sandnet/explain"
 	"github.com/sandnet/sandnet/netns"
+	"github.com/sandnet/sandnet/veth"
 )
 
 // Detach undoes an Attach: published ports, DNS name, interfaces, lease and
 // record, in reverse order, best effort. It is idempotent and works when the
 // sandbox namespace is already gone. opts (at most one) say how.
+//
+// When Detach returns, the sandbox's interfaces are gone from both
+// namespaces. The kernel frees a deleted veth after an RCU grace period
+// (about 16 ms, most of what ip link del waits for): Detach does not wait
+// for that, Host.Close does.
 func (h *Host) Detach(ctx context.Context, ep *Endpoint, opts ...DetachOptions) error {
 	if ep == nil {
 		return invalidf("detach: nil endpoint")
@@ -30,8 +37,9 @@ type DetachOptions struct {
 	// SandboxGoing says that the caller deletes the sandbox namespace right
 	// after Detach (a runtime tearing a container down). Detach then leaves
 	// the interfaces inside it to the kernel, which removes a veth pair with
-	// its namespace, and skips the synchronous link deletion (the kernel's
-	// RCU wait, 15-20 ms). If the namespace lives on after all, the host-side
+	// its namespace, and skips the link deletion (about 1 ms under the
+	// kernel's lock, beside the kernel's RCU wait that Detach leaves to a
+	// goroutine). If the namespace lives on after all, the host-side
 	// veth stays until the namespace goes, or until an Attach of the same
 	// sandbox and interface replaces it.
 	SandboxGoing bool
@@ -185,4 +193,25 @@ func (h *Host) EndpointsOf(ns *netns.NS) ([]*Endpoint, error) {
 		}
 	}
 	return mine, err
+}
+
+// removeVeth deletes the host-side veth name (its peer goes with it) and
+// returns once the kernel has taken the pair out of the host and the
+// sandbox: the kernel's RCU wait before it frees them (about 16 ms, most
+// of a bare deletion) is not the caller's to wait for. With an
+// explanation, the deletion is ip link del's, wait included.
+func (h *Host) removeVeth(ctx context.Context, name string) error {
+	if explain.Enabled(ctx) {
+		return veth.Delete(ctx, h.ns, name)
+	}
+	done, err := veth.Unregister(ctx, h.ns, name)
+	if err != nil {
+		return err
+	}
+	h.freeing.Add(1)
+	go func() {
+		<-done
+		h.freeing.Done()
+	}()
+	return nil
 }

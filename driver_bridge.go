@@ -214,12 +214,11 @@ func (bridgeDriver) detach(ctx context.Context, h *Host, rec *networkRecord, ep 
 		err := others()
 		return errors.Join(err, veth.Delete(ctx, h.ns, hostIf))
 	}
-	// Deleting the veth is mostly the kernel waiting (RCU grace periods,
-	// references going; the bare deletion takes about 16 ms): the rest goes
-	// meanwhile. The lease is released after both (by the caller), so the
-	// address is not handed out while the old interface still has it.
+	// The veth goes meanwhile. The lease is released after both (by the
+	// caller), so the address is not handed out while the old interface
+	// still has it.
 	vethErr := make(chan error, 1)
-	go func() { vethErr <- veth.Delete(ctx, h.ns, hostIf) }()
+	go func() { vethErr <- h.removeVeth(ctx, hostIf) }()
 	err := others()
 	return errors.Join(err, <-vethErr)
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/sandnet/sandnet/iface"
 	"github.com/sandnet/sandnet/internal/ifname"
 	"github.com/sandnet/sandnet/overlay"
-	"github.com/sandnet/sandnet/veth"
 )
 
 // overlayDriver spans one network over several hosts. On each host: a
@@ -211,7 +210,7 @@ func (overlayDriver) attach(ctx context.Context, tx *attachTx) error {
 }
 
 func (overlayDriver) detach(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint) error {
-	return errors.Join(h.teardownDNS(ctx, rec, ep), veth.Delete(ctx, h.ns, ep.HostIfName))
+	return errors.Join(h.teardownDNS(ctx, rec, ep), h.removeVeth(ctx, ep.HostIfName))
 }
 
 // AddPeer makes the host with underlay address peer part of the overlay

@@ -80,6 +80,10 @@ type Host struct {
 	dnsMode  DNSMode
 	dnsFiles dns.HostFiles
 	dns      *dnsrun.Manager // the name-server runner of the state dir
+
+	// freeing counts the veths that Detach has taken out of the host and
+	// the kernel is still freeing (see removeVeth): Close waits for them.
+	freeing sync.WaitGroup
 }
 
 // NewHost opens a Host as configured.
@@ -159,10 +163,12 @@ func (h *Host) NS() *netns.NS { return h.ns }
 // StateDir is the directory holding the Host's records and leases.
 func (h *Host) StateDir() string { return h.dir }
 
-// Close releases the Host's namespace handle if NewHost opened it and stops
-// its in-process name server (DNSInProcess). Networks and endpoints stay:
+// Close waits until the kernel has freed the veths Detach deleted, releases
+// the Host's namespace handle if NewHost opened it and stops its in-process
+// name server (DNSInProcess). Networks and endpoints stay:
 // they live in the kernel and the state dir.
 func (h *Host) Close() error {
+	h.freeing.Wait()
 	h.dns.Close()
 	if c, ok := h.fw.(interface{ Close() error }); ok && h.fwOwn {
 		c.Close()

@@ -66,7 +66,7 @@ func parseFlags() (config, error) {
 		c     config
 		nFlag = flag.String("n", "10,100,1000", "numbers of sandboxes, comma-separated")
 		pFlag = flag.String("ports", "0,1", "published ports per sandbox (0 and/or 1), comma-separated")
-		tFlag = flag.String("tools", "sandnet,sandnet-cni,cni,netavark", "tools to measure: sandnet, sandnet-cni, cni, netavark (the kernel floor is always measured)")
+		tFlag = flag.String("tools", "sandnet,sandnet-cni,cni,netavark", "tools to measure: sandnet, sandnet-cni, cni, netavark (the kernel floors are always measured)")
 	)
 	flag.StringVar(&c.out, "out", "docs/bench", "directory for bench.csv, bench.svg and bench.md")
 	flag.StringVar(&c.state, "state", "", "parent of the scratch dirs (state, leases); default: /dev/shm if it is tmpfs (as /run/sandnet should be), else $TMPDIR")
@@ -97,7 +97,7 @@ func parseFlags() (config, error) {
 			return c, fmt.Errorf("-tools: unknown tool %q (sandnet, sandnet-cni, cni, netavark)", t)
 		}
 	}
-	c.tools = append(c.tools, "kernel")
+	c.tools = append(c.tools, "kernel", "kernel-unreg")
 	return c, nil
 }
 
@@ -164,7 +164,7 @@ func run() error {
 	for _, ports := range c.ports {
 		for _, n := range c.ns {
 			for _, t := range tools {
-				if t.name == "kernel" && ports != c.ports[0] {
+				if strings.HasPrefix(t.name, "kernel") && ports != c.ports[0] {
 					continue // the floor does not depend on ports: measured once per N
 				}
 				if err := ctx.Err(); err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sandnet/sandnet"
 	"github.com/sandnet/sandnet/netns"
+	"github.com/sandnet/sandnet/veth"
 )
 
 // session is one tool working in one lab: attach and detach sandbox i.
@@ -46,6 +47,7 @@ var allTools = []tool{
 	{name: "sandnet-cni", missing: sandnetCNIMissing, start: startSandnetCNI},
 	{name: "netavark", missing: netavarkMissing, start: startNetavark},
 	{name: "kernel", missing: func() string { return "" }, start: startKernel},
+	{name: "kernel-unreg", missing: func() string { return "" }, start: startKernelUnreg},
 }
 
 // ---- sandnet ----
@@ -184,6 +186,20 @@ type kernelSession struct {
 	nl  *netlink.Handle
 	br  int
 	idx []int
+
+	// unreg: detach returns once the kernel has unregistered the pair,
+	// as sandnet's does, and the rest of the deletion goes on meanwhile.
+	unreg   bool
+	freeing []<-chan struct{}
+}
+
+func startKernelUnreg(ctx context.Context, l *lab) (session, error) {
+	s, err := startKernel(ctx, l)
+	if err != nil {
+		return nil, err
+	}
+	s.(*kernelSession).unreg = true
+	return s, nil
 }
 
 func startKernel(ctx context.Context, l *lab) (session, error) {
@@ -241,12 +257,26 @@ func (s *kernelSession) attach(ctx context.Context, i int) error {
 	return nil
 }
 
-// detach is a bare synchronous `ip link del kvI` (by index, no lookup).
+// detach is a bare synchronous `ip link del kvI` (by index, no lookup),
+// or with unreg the same request, returning when the kernel announces the
+// link gone (veth.Unregister).
 func (s *kernelSession) detach(ctx context.Context, i int) error {
+	if s.unreg {
+		done, err := veth.Unregister(ctx, s.lab.host, fmt.Sprintf("kv%d", i))
+		s.freeing = append(s.freeing, done)
+		return err
+	}
 	return s.nl.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Index: s.idx[i]}})
 }
 
-func (s *kernelSession) finish(ctx context.Context) (string, error) { return "", nil }
+func (s *kernelSession) finish(ctx context.Context) (string, error) {
+	for _, done := range s.freeing {
+		if done != nil {
+			<-done
+		}
+	}
+	return "", nil
+}
 
 // ---- exec helpers for the peers ----
 

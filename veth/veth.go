@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -227,4 +229,127 @@ func Delete(ctx context.Context, ns *netns.NS, name string) error {
 		return fmt.Errorf("deleting veth %s in %s: %w", name, ns, err)
 	}
 	return nil
+}
+
+// Unregister removes the veth called name in ns, and with it its peer, and
+// returns as soon as the kernel has taken both out of their namespaces: the
+// names are free and the addresses, routes and bridge port are gone. Delete
+// (like ip link del) also waits for what the kernel does after that, about
+// 16 ms: an RCU grace period before it frees the devices. Unregister leaves
+// that wait to a goroutine of its own, and closes done when it is over. A
+// link that is already gone is not an error (and done is closed at once).
+func Unregister(ctx context.Context, ns *netns.NS, name string) (done <-chan struct{}, err error) {
+	sock, err := ns.OwnRouteSocket()
+	if err != nil {
+		return nil, err
+	}
+	explain.Say(ctx, "%s", ns.Shell("ip link del "+name))
+	fd := sock.Socket.GetFd()
+	// The kernel announces the deletion to the link group while the
+	// request is still in its hands: this socket listens to the group, and
+	// the ack comes to it too.
+	if err := unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_ADD_MEMBERSHIP, unix.RTNLGRP_LINK); err != nil {
+		sock.Close()
+		return nil, fmt.Errorf("deleting veth %s in %s: listening to link changes: %w", name, ns, err)
+	}
+	// A bounded wait per receive, so that a request the kernel never took
+	// (sendto failed) cannot leave the reader waiting for an answer.
+	tv := unix.NsecToTimeval(int64(50 * time.Millisecond))
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		sock.Close()
+		return nil, fmt.Errorf("deleting veth %s in %s: %w", name, ns, err)
+	}
+	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
+
+	sent := make(chan error, 1)   // the request's sendto, over once the kernel is
+	read := make(chan struct{})   // the reader is done with the socket
+	closed := make(chan struct{}) // done
+	go func() {
+		// The kernel does the whole deletion inside this call, grace period
+		// included.
+		sent <- unix.Sendto(fd, req.Serialize(), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+		<-read
+		sock.Close()
+		close(closed)
+	}()
+	err = awaitUnregister(fd, req.Seq, name, sent)
+	close(read)
+	if err != nil {
+		return nil, fmt.Errorf("deleting veth %s in %s: %w", name, ns, err)
+	}
+	return closed, nil
+}
+
+// awaitUnregister reads fd until the kernel announces that the link called
+// name is gone, or answers request seq: nil for a deletion (or a link
+// already gone), else the kernel's error. sent gives the request's sendto
+// result once the call is over.
+func awaitUnregister(fd int, seq uint32, name string, sent <-chan error) error {
+	buf := make([]byte, 32<<10)
+	sendDone := false
+	for {
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		switch {
+		case err == unix.EAGAIN || err == unix.EINTR:
+			if !sendDone {
+				select {
+				case err := <-sent:
+					if err != nil {
+						return err
+					}
+					// The kernel has answered: the answer is queued.
+					sendDone = true
+				default:
+				}
+			} else {
+				return errors.New("the kernel's answer did not come")
+			}
+			continue
+		case err == unix.ENOBUFS:
+			// Announcements were lost (a burst of link changes): the
+			// answer to the request still comes.
+			continue
+		case err != nil:
+			return err
+		}
+		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+		if err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			switch {
+			case m.Header.Type == unix.RTM_DELLINK && linkNamed(m.Data, name):
+				return nil
+			case m.Header.Type == unix.NLMSG_ERROR && m.Header.Seq == seq:
+				if len(m.Data) < 4 {
+					return errors.New("short netlink error message")
+				}
+				errno := -int32(nl.NativeEndian().Uint32(m.Data[:4]))
+				if errno == 0 || unix.Errno(errno) == unix.ENODEV {
+					return nil
+				}
+				return unix.Errno(errno)
+			}
+		}
+	}
+}
+
+// linkNamed says whether the link message data (ifinfomsg and attributes)
+// names the link name.
+func linkNamed(data []byte, name string) bool {
+	if len(data) < unix.SizeofIfInfomsg {
+		return false
+	}
+	attrs, err := nl.ParseRouteAttr(data[unix.SizeofIfInfomsg:])
+	if err != nil {
+		return false
+	}
+	for _, a := range attrs {
+		if a.Attr.Type == unix.IFLA_IFNAME {
+			return strings.TrimRight(string(a.Value), "\x00") == name
+		}
+	}
+	return false
 }

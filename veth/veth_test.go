@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -119,5 +120,79 @@ func TestCreateReplace(t *testing.T) {
 	}
 	if l, err := hnl.LinkByName("snt-b1"); err != nil || l.Type() != "bridge" {
 		t.Errorf("the bridge snt-b1: %v, %v", l, err)
+	}
+}
+
+// Unregister returns with the pair gone from both namespaces, its address
+// with it and its names free, while the kernel may still be freeing it; two
+// deletions at once each wait for their own link, not for the other's
+// announcement.
+func TestUnregister(t *testing.T) {
+	host, sb := testns.New(t, "host"), testns.New(t, "sb")
+	ctx := context.Background()
+	hnl, _ := host.Netlink()
+	snl, _ := sb.Netlink()
+	for i := 0; i < 5; i++ {
+		names := []string{"snt-v1", "snt-v2", "snt-v3"}
+		for j, name := range names {
+			l, err := veth.Create(ctx, host, veth.Pair{Name: name, PeerName: "eth" + string(rune('0'+j)), PeerNS: sb, Up: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr, _ := netlink.ParseAddr("10.99." + string(rune('1'+j)) + ".1/24")
+			if err := hnl.AddrAdd(l, addr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var (
+			wg    sync.WaitGroup
+			dones = make([]<-chan struct{}, len(names))
+		)
+		for j, name := range names {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				done, err := veth.Unregister(ctx, host, name)
+				if err != nil {
+					t.Errorf("Unregister(%s) = %v", name, err)
+					return
+				}
+				dones[j] = done
+				// Checked before done: what a caller sees on return.
+				if _, err := hnl.LinkByName(name); err == nil {
+					t.Errorf("round %d: %s is still in the host on return", i, name)
+				}
+				if _, err := snl.LinkByName("eth" + string(rune('0'+j))); err == nil {
+					t.Errorf("round %d: the peer of %s is still in the sandbox on return", i, name)
+				}
+			}()
+		}
+		wg.Wait()
+		if t.Failed() {
+			return
+		}
+		addrs, err := hnl.AddrList(nil, netlink.FAMILY_V4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range addrs {
+			if strings.HasPrefix(a.IPNet.String(), "10.99.") {
+				t.Errorf("round %d: address %s left", i, a.IPNet)
+			}
+		}
+		for _, d := range dones {
+			<-d
+		}
+	}
+
+	// Gone already: nil, and nothing to wait for.
+	done, err := veth.Unregister(ctx, host, "snt-v1")
+	if err != nil {
+		t.Fatalf("Unregister of a missing link = %v", err)
+	}
+	<-done
+	// The kernel's refusal comes back.
+	if _, err := veth.Unregister(ctx, host, "lo"); err == nil {
+		t.Error("Unregister(lo) = nil, want the kernel's error")
 	}
 }
