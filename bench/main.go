@@ -32,6 +32,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
@@ -74,6 +75,7 @@ func parseFlags() (config, error) {
 	flag.BoolVar(&cniMasq, "cni-ipmasq", false, "turn on the CNI bridge plugin's per-sandbox masquerade (iptables execs per sandbox)")
 	flag.StringVar(&cniDir, "cni-path", cniDir, "directory of the CNI plugins")
 	flag.StringVar(&sandnetCNI, "sandnet-cni", "", "sandnet's CNI plugin binary; default: built from ./cmd/sandnet-cni with go build")
+	flag.StringVar(&traceDir, "trace", "", "write a Go execution trace of sandnet's first attach of each run to this directory (go tool trace; -pprof=syscall tells which system calls it waited in)")
 	flag.StringVar(&profileDir, "cpuprofile", "", "write a CPU profile of sandnet's attach and of its detach loop per run to this directory (go tool pprof); with -dns, of each load on sandnet's name server (then run in the bench process)")
 	flag.Parse()
 	if *quickFlag {
@@ -218,14 +220,21 @@ func measure(ctx context.Context, scratch string, t tool, n, ports int) *result 
 	stopProfile := startProfile(t.name, "attach", n, ports)
 	start := time.Now()
 	for i := range n {
+		stopTrace := func() {}
+		if i == 0 {
+			stopTrace = startTrace(t.name, n, ports)
+		}
 		t0 := time.Now()
-		if err := s.attach(ctx, i); err != nil {
+		err := s.attach(ctx, i)
+		d := time.Since(t0)
+		stopTrace()
+		if err != nil {
 			stopProfile()
 			r.note = fmt.Sprintf("attach %d: %v", i, err)
 			r.skipped = errors.Is(err, errUnsupported)
 			return r
 		}
-		r.attach = append(r.attach, time.Since(t0))
+		r.attach = append(r.attach, d)
 		attached++
 	}
 	r.attachTotal = time.Since(start)
@@ -277,6 +286,31 @@ func startProfile(tool, op string, n, ports int) (stop func()) {
 		pprof.StopCPUProfile()
 		f.Close()
 	})
+}
+
+// traceDir, when set (-trace), receives an execution trace of the first
+// attach of each of sandnet's runs, the new network's: what that attach
+// waited for, system call by system call.
+var traceDir string
+
+// startTrace starts the execution trace of tool sandnet's first attach, if
+// asked for; the returned function stops it.
+func startTrace(tool string, n, ports int) (stop func()) {
+	if traceDir == "" || tool != "sandnet" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(traceDir, fmt.Sprintf("%s-first-attach-p%d-n%d.trace", tool, ports, n)))
+	if err == nil {
+		err = trace.Start(f)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: trace:", err)
+		return func() {}
+	}
+	return func() {
+		trace.Stop()
+		f.Close()
+	}
 }
 
 // maxRSS is the process's peak resident set so far, in bytes.

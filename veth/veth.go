@@ -275,6 +275,10 @@ func Unregister(ctx context.Context, ns *netns.NS, name string) (done <-chan str
 		close(closed)
 	}()
 	err = awaitUnregister(fd, req.Seq, name, sent)
+	// Out of the group at once: the socket stays open until the kernel is
+	// done, and every announcement of the namespace's links (sent under the
+	// kernel's lock) would be copied to it meanwhile.
+	unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_DROP_MEMBERSHIP, unix.RTNLGRP_LINK)
 	close(read)
 	if err != nil {
 		return nil, fmt.Errorf("deleting veth %s in %s: %w", name, ns, err)
