@@ -132,20 +132,15 @@ func (bridgeDriver) attach(ctx context.Context, tx *attachTx) error {
 	if err := tx.allocate(ctx); err != nil {
 		return err
 	}
-	// The veth pair first, with nothing beside it: the kernel waits twice
-	// for an expedited RCU grace period while it makes the pair, and work
-	// on the other CPU (the ports' rules, the DNS files) drew those waits
-	// out by about as long as it ran. After it, that work overlaps the
-	// sandbox's settings, which have no such waits.
-	if err := tx.vethStep(ctx); err != nil {
+	var published func() error
+	if err := tx.step(ctx, StepPorts, func() error {
+		published = tx.publishBeside(ctx)
+		return nil
+	}); err != nil {
 		return err
 	}
-	published := func() error { return nil }
 	err := tx.dnsBeside(ctx, func() error {
-		if err := tx.step(ctx, StepPorts, func() error {
-			published = tx.publishBeside(ctx)
-			return nil
-		}); err != nil {
+		if err := tx.vethStep(ctx); err != nil {
 			return err
 		}
 		// The port's flags before the sandbox has an address: from its

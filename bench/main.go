@@ -99,7 +99,7 @@ func parseFlags() (config, error) {
 			return c, fmt.Errorf("-tools: unknown tool %q (sandnet, sandnet-cni, cni, netavark)", t)
 		}
 	}
-	c.tools = append(c.tools, "kernel", "kernel-unreg")
+	c.tools = append(c.tools, "kernel", "kernel-lean")
 	return c, nil
 }
 

@@ -15,7 +15,7 @@ var toolColor = map[string]string{
 	"cni":           "#d62728",
 	"netavark":      "#ff7f0e",
 	"kernel":        "#7f7f7f",
-	"kernel-unreg":  "#bcbd22",
+	"kernel-lean":   "#bcbd22",
 }
 
 // svg draws p50 latency against N, log-log, one panel per operation and
@@ -101,9 +101,6 @@ func (rep *report) svg() []byte {
 			fmt.Fprintf(&b, `<text x="%.1f" y="%d" %s text-anchor="middle">N=%d</text>`+"\n", xx, oy+ph+16, fontAttr, n)
 		}
 		for _, t := range tools {
-			if !shown(t, p.op) {
-				continue
-			}
 			var pts []string
 			for _, n := range ns {
 				r := rep.find(t, n, p.ports)

@@ -47,7 +47,7 @@ var allTools = []tool{
 	{name: "sandnet-cni", missing: sandnetCNIMissing, start: startSandnetCNI},
 	{name: "netavark", missing: netavarkMissing, start: startNetavark},
 	{name: "kernel", missing: func() string { return "" }, start: startKernel},
-	{name: "kernel-unreg", missing: func() string { return "" }, start: startKernelUnreg},
+	{name: "kernel-lean", missing: func() string { return "" }, start: startKernelLean},
 }
 
 // ---- sandnet ----
@@ -187,18 +187,20 @@ type kernelSession struct {
 	br  int
 	idx []int
 
-	// unreg: detach returns once the kernel has unregistered the pair,
-	// as sandnet's does, and the rest of the deletion goes on meanwhile.
-	unreg   bool
+	// lean: the requests as sandnet makes them: one queue each way per
+	// end (no grace period to trim the default's), and a detach that
+	// returns once the kernel has unregistered the pair, the rest of the
+	// deletion going on meanwhile.
+	lean    bool
 	freeing []<-chan struct{}
 }
 
-func startKernelUnreg(ctx context.Context, l *lab) (session, error) {
+func startKernelLean(ctx context.Context, l *lab) (session, error) {
 	s, err := startKernel(ctx, l)
 	if err != nil {
 		return nil, err
 	}
-	s.(*kernelSession).unreg = true
+	s.(*kernelSession).lean = true
 	return s, nil
 }
 
@@ -240,6 +242,12 @@ func (s *kernelSession) attach(ctx context.Context, i int) error {
 	peer := info.AddRtAttr(nl.IFLA_INFO_DATA, nil).AddRtAttr(nl.VETH_INFO_PEER, nil)
 	nl.NewIfInfomsgChild(peer, unix.AF_UNSPEC)
 	peer.AddRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated("eth0"))
+	if s.lean {
+		for _, a := range []int{unix.IFLA_NUM_TX_QUEUES, unix.IFLA_NUM_RX_QUEUES} {
+			req.AddData(nl.NewRtAttr(a, nl.Uint32Attr(1)))
+			peer.AddRtAttr(a, nl.Uint32Attr(1))
+		}
+	}
 	peer.AddRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(s.lab.sbx[i].Fd())))
 	req.AddData(info)
 	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
@@ -258,10 +266,10 @@ func (s *kernelSession) attach(ctx context.Context, i int) error {
 }
 
 // detach is a bare synchronous `ip link del kvI` (by index, no lookup),
-// or with unreg the same request, returning when the kernel announces the
+// or when lean the same request, returning when the kernel announces the
 // link gone (veth.Unregister).
 func (s *kernelSession) detach(ctx context.Context, i int) error {
-	if s.unreg {
+	if s.lean {
 		done, err := veth.Unregister(ctx, s.lab.host, fmt.Sprintf("kv%d", i))
 		s.freeing = append(s.freeing, done)
 		return err

@@ -52,6 +52,12 @@ type Pair struct {
 	MasterName string
 	// Up brings the host end up as it is created.
 	Up bool
+	// Queues is the number of transmit and of receive queues of each end;
+	// 0 means 1. A veth uses one of each unless told more (ethtool -L):
+	// ip link's default allocates one per CPU, and the kernel then waits
+	// for an RCU grace period to drop the transmit queues it will not use,
+	// with the kernel's lock held (see newLinkRequest).
+	Queues int
 	// Replace removes a veth already called Name in the host namespace (a
 	// leftover of an earlier pair the caller owns by name: a crash, or a
 	// sandbox that kept it) and makes the pair again; a link of another
@@ -69,6 +75,12 @@ func (p *Pair) defaults() error {
 	if err := errors.Join(ifname.Check(p.Name), ifname.Check(p.PeerName)); err != nil {
 		return fmt.Errorf("veth %q: %w", p.Name, err)
 	}
+	if p.Queues < 0 || p.Queues > 4096 {
+		return fmt.Errorf("veth %q: %d queues out of range: %w", p.Name, p.Queues, ErrInvalid)
+	}
+	if p.Queues == 0 {
+		p.Queues = 1
+	}
 	if p.MTU < 0 || p.MTU > 65535 {
 		return fmt.Errorf("veth %q: mtu %d out of range: %w", p.Name, p.MTU, ErrInvalid)
 	}
@@ -84,7 +96,7 @@ func (p *Pair) defaults() error {
 // Name in host yields an error wrapping ErrExists, unless Replace is set
 // and it is a veth.
 //
-// Equivalent to: ip link add NAME [mtu M] [master BR] [up] type veth peer name PEER [address MAC] netns NS
+// Equivalent to: ip link add NAME numtxqueues Q numrxqueues Q [mtu M] [master BR] [up] type veth peer name PEER numtxqueues Q numrxqueues Q [address MAC] netns NS
 // (then, with a master: ip link set NAME addrgenmode none)
 func Create(ctx context.Context, host *netns.NS, p Pair) (netlink.Link, error) {
 	if err := p.defaults(); err != nil {
@@ -157,6 +169,14 @@ func newLinkRequest(p Pair, sock *nl.SocketHandle) *nl.NetlinkRequest {
 	}
 	req.AddData(msg)
 	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(p.Name)))
+	// The queue counts the pair will use, given up front: a veth made
+	// with more (one per CPU, the default) lowers them to one as it is
+	// registered, and each end then waits for an expedited RCU grace
+	// period under RTNL (netif_set_real_num_tx_queues), which every CPU
+	// must answer: the costliest part of making the pair, and longer the
+	// busier the other CPUs are.
+	req.AddData(nl.NewRtAttr(unix.IFLA_NUM_TX_QUEUES, nl.Uint32Attr(uint32(p.Queues))))
+	req.AddData(nl.NewRtAttr(unix.IFLA_NUM_RX_QUEUES, nl.Uint32Attr(uint32(p.Queues))))
 	if p.MTU > 0 {
 		req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(p.MTU))))
 	}
@@ -168,6 +188,8 @@ func newLinkRequest(p Pair, sock *nl.SocketHandle) *nl.NetlinkRequest {
 	peer := info.AddRtAttr(nl.IFLA_INFO_DATA, nil).AddRtAttr(nl.VETH_INFO_PEER, nil)
 	nl.NewIfInfomsgChild(peer, unix.AF_UNSPEC)
 	peer.AddRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(p.PeerName))
+	peer.AddRtAttr(unix.IFLA_NUM_TX_QUEUES, nl.Uint32Attr(uint32(p.Queues)))
+	peer.AddRtAttr(unix.IFLA_NUM_RX_QUEUES, nl.Uint32Attr(uint32(p.Queues)))
 	if p.MTU > 0 {
 		peer.AddRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(p.MTU)))
 	}
@@ -181,7 +203,7 @@ func newLinkRequest(p Pair, sock *nl.SocketHandle) *nl.NetlinkRequest {
 
 func command(p Pair) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "ip link add %s", p.Name)
+	fmt.Fprintf(&b, "ip link add %s numtxqueues %d numrxqueues %d", p.Name, p.Queues, p.Queues)
 	if p.MTU > 0 {
 		fmt.Fprintf(&b, " mtu %d", p.MTU)
 	}
@@ -191,7 +213,7 @@ func command(p Pair) string {
 	if p.Up {
 		b.WriteString(" up")
 	}
-	fmt.Fprintf(&b, " type veth peer name %s", p.PeerName)
+	fmt.Fprintf(&b, " type veth peer name %s numtxqueues %d numrxqueues %d", p.PeerName, p.Queues, p.Queues)
 	if p.MTU > 0 {
 		fmt.Fprintf(&b, " mtu %d", p.MTU)
 	}

@@ -33,6 +33,13 @@ func TestCreateAcrossNamespaces(t *testing.T) {
 	if err != nil {
 		t.Fatalf("peer eth0 not in the sandbox: %v", err)
 	}
+	// One queue each way on both ends, given in the request (the default
+	// is one per CPU).
+	for _, l := range []netlink.Link{hl, pl} {
+		if a := l.Attrs(); a.NumTxQueues != 1 || a.NumRxQueues != 1 {
+			t.Errorf("%s: %d transmit and %d receive queues, want 1 and 1", a.Name, a.NumTxQueues, a.NumRxQueues)
+		}
+	}
 	if hl.Attrs().MTU != 1400 || pl.Attrs().MTU != 1400 {
 		t.Errorf("MTU host %d peer %d, want 1400", hl.Attrs().MTU, pl.Attrs().MTU)
 	}

@@ -34,7 +34,9 @@ func run(ctx context.Context, lab *guide.Lab) error {
 
 	guide.Step(2, "one veth pair: veth-a in a, veth-b in b")
 	guide.Say("The pair is made in a, and its peer is born straight inside b: one request,\n" +
-		"so the peer never shows up in a under a temporary name.")
+		"so the peer never shows up in a under a temporary name. numtxqueues 1: one\n" +
+		"queue each way, all a veth uses (ip link's default makes one per CPU, which\n" +
+		"the kernel then trims, waiting for every CPU to take note).")
 	if _, err := veth.Create(ctx, a, veth.Pair{Name: "veth-a", PeerName: "veth-b", PeerNS: b}); err != nil {
 		return err
 	}
