@@ -302,11 +302,25 @@ func Unregister(ctx context.Context, ns *netns.NS, name string) (done <-chan str
 	// kernel's lock) would be copied to it meanwhile.
 	unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_DROP_MEMBERSHIP, unix.RTNLGRP_LINK)
 	close(read)
+	if err == errNoAnswer {
+		// The request is over but its answer was lost (a full receive
+		// buffer): whether the link is gone says how it went.
+		err = nil
+		if h, herr := ns.Netlink(); herr != nil {
+			err = herr
+		} else if _, lerr := h.LinkByName(name); lerr == nil {
+			err = errors.New("the link is still there, and the kernel's answer was lost")
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("deleting veth %s in %s: %w", name, ns, err)
 	}
 	return closed, nil
 }
+
+// errNoAnswer: the deletion request is over and neither its announcement
+// nor its answer came.
+var errNoAnswer = errors.New("the kernel's answer did not come")
 
 // awaitUnregister reads fd until the kernel announces that the link called
 // name is gone, or answers request seq: nil for a deletion (or a link
@@ -330,7 +344,7 @@ func awaitUnregister(fd int, seq uint32, name string, sent <-chan error) error {
 				default:
 				}
 			} else {
-				return errors.New("the kernel's answer did not come")
+				return errNoAnswer
 			}
 			continue
 		case err == unix.ENOBUFS:
