@@ -151,6 +151,14 @@ func run(ctx context.Context, lab *guide.Lab) error {
 			return err
 		}
 	}
+	guide.Say("Once more on both: until host2 had dropped host1 too, a packet still on its\n" +
+		"way from host2 could teach host1 b's MAC again (the VXLAN device learns from\n" +
+		"what arrives); this pass removes what came back, if anything did.")
+	for i := range hosts {
+		if err := hosts[i].RemovePeer(ctx, "ov", underlay[1-i]); err != nil {
+			return err
+		}
+	}
 	if err := guide.Ping(ctx, a, bAddr.String(), false); err != nil {
 		return err
 	}
