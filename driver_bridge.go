@@ -18,7 +18,6 @@ import (
 	"github.com/sandnet/sandnet/ipam"
 	"github.com/sandnet/sandnet/nat"
 	"github.com/sandnet/sandnet/netns"
-	"github.com/sandnet/sandnet/veth"
 )
 
 // DriverBridge, the default (as in Docker), connects each sandbox with a veth
@@ -212,7 +211,7 @@ func (bridgeDriver) detach(ctx context.Context, h *Host, rec *networkRecord, ep 
 	}
 	if explain.Enabled(ctx) { // one step after the other, as the explanation reads
 		err := others()
-		return errors.Join(err, veth.Delete(ctx, h.ns, hostIf))
+		return errors.Join(err, h.removeVeth(ctx, hostIf))
 	}
 	// The veth goes meanwhile. The lease is released after both (by the
 	// caller), so the address is not handed out while the old interface
