@@ -124,12 +124,16 @@ func (tx *attachTx) dnsBeside(ctx context.Context, links func() error) error {
 // brings its results into the transaction. Not in background, or with an
 // explanation asked for, work runs when waited for, after the steps beside
 // it, as the explanation reads.
-func beside(ctx context.Context, background bool, work func() error, finish func(error) error) (wait func() error) {
+func (h *Host) beside(ctx context.Context, background bool, work func() error, finish func(error) error) (wait func() error) {
 	if !background || explain.Enabled(ctx) {
 		return func() error { return finish(work()) }
 	}
 	done := make(chan error, 1)
-	go func() { done <- work() }()
+	h.besides.Add(1)
+	go func() {
+		defer h.besides.Done()
+		done <- work()
+	}()
 	return func() error { return finish(<-done) }
 }
 

@@ -16,7 +16,9 @@ import (
 
 // crashAt makes Attach stop dead at step, as if the process were killed:
 // nothing is undone (the panic skips the undo stack), only file locks are
-// released, as the kernel does for a dead process.
+// released, as the kernel does for a dead process. The steps it had running
+// beside the one that crashed are let finish (a process killed a moment
+// later), so that none of them still uses a namespace the test closes.
 func crashAt(t *testing.T, h *Host, sb *netns.NS, n Network, step Step) {
 	t.Helper()
 	h.stepHook = func(s Step) error {
@@ -27,7 +29,9 @@ func crashAt(t *testing.T, h *Host, sb *netns.NS, n Network, step Step) {
 	}
 	defer func() {
 		h.stepHook = nil
-		if r := recover(); r == nil {
+		r := recover()
+		h.besides.Wait()
+		if r == nil {
 			t.Fatalf("attach did not reach step %s", step)
 		}
 	}()
