@@ -156,7 +156,9 @@ func crashAtOpts(t *testing.T, h *Host, sb *netns.NS, n Network, step Step, o At
 	}
 	defer func() {
 		h.stepHook = nil
-		if r := recover(); r == nil {
+		r := recover()
+		h.besides.Wait()
+		if r == nil {
 			t.Fatalf("attach did not reach step %s", step)
 		}
 	}()

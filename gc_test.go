@@ -21,21 +21,7 @@ import (
 // later), so that none of them still uses a namespace the test closes.
 func crashAt(t *testing.T, h *Host, sb *netns.NS, n Network, step Step) {
 	t.Helper()
-	h.stepHook = func(s Step) error {
-		if s == step {
-			panic("crash at " + step)
-		}
-		return nil
-	}
-	defer func() {
-		h.stepHook = nil
-		r := recover()
-		h.besides.Wait()
-		if r == nil {
-			t.Fatalf("attach did not reach step %s", step)
-		}
-	}()
-	h.AttachNS(context.Background(), sb, n, AttachOptions{})
+	crashAtOpts(t, h, sb, n, step, AttachOptions{})
 }
 
 func TestGCAfterCrashAtEachStep(t *testing.T) {
