@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -192,6 +193,7 @@ type kernelSession struct {
 	// returns once the kernel has unregistered the pair, the rest of the
 	// deletion going on meanwhile.
 	lean    bool
+	mu      sync.Mutex // guards freeing (the -parallel floor detaches from several goroutines)
 	freeing []<-chan struct{}
 }
 
@@ -230,6 +232,12 @@ func (s *kernelSession) attach(ctx context.Context, i int) error {
 	if err != nil {
 		return err
 	}
+	return s.attachOn(sock, i)
+}
+
+// attachOn is attach over sock: the -parallel floor gives each goroutine
+// its own, as requests on a shared socket take turns.
+func (s *kernelSession) attachOn(sock *nl.SocketHandle, i int) error {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK|unix.NLM_F_ECHO)
 	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: sock}
 	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
@@ -271,7 +279,9 @@ func (s *kernelSession) attach(ctx context.Context, i int) error {
 func (s *kernelSession) detach(ctx context.Context, i int) error {
 	if s.lean {
 		done, err := veth.Unregister(ctx, s.lab.host, fmt.Sprintf("kv%d", i))
+		s.mu.Lock()
 		s.freeing = append(s.freeing, done)
+		s.mu.Unlock()
 		return err
 	}
 	return s.nl.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Index: s.idx[i]}})
