@@ -31,6 +31,7 @@ import (
 // DirSource is safe for concurrent use; Close releases the watch.
 type DirSource struct {
 	dir    string
+	match  func(name string) bool // nil: every name
 	decode func(name string, data []byte) (Record, bool)
 
 	f         *os.File // the inotify instance (non-blocking)
@@ -65,6 +66,13 @@ const dirEvents = unix.IN_CREATE | unix.IN_CLOSE_WRITE | unix.IN_MOVED_TO | unix
 // Equivalent to: inotifywait -m -e close_write,moved_to,moved_from,delete DIR,
 // re-reading each file named.
 func WatchDir(dir string, decode func(name string, data []byte) (Record, bool)) (*DirSource, error) {
+	return WatchDirMatching(dir, nil, decode)
+}
+
+// WatchDirMatching is WatchDir for the files whose names match accepts
+// (nil: all): changes to the others, such as the temporary files that an
+// atomic write renames into place, are not read and cost no table.
+func WatchDirMatching(dir string, match func(name string) bool, decode func(name string, data []byte) (Record, bool)) (*DirSource, error) {
 	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("watching %s: %w", dir, err)
@@ -75,7 +83,7 @@ func WatchDir(dir string, decode func(name string, data []byte) (Record, bool)) 
 		unix.Close(fd)
 		return nil, fmt.Errorf("watching %s: %w", dir, err)
 	}
-	d := &DirSource{dir: dir, decode: decode, fd: fd, f: os.NewFile(uintptr(fd), "inotify:"+dir),
+	d := &DirSource{dir: dir, match: match, decode: decode, fd: fd, f: os.NewFile(uintptr(fd), "inotify:"+dir),
 		idx: newTableIndex(), changed: map[string]bool{}, buf: make([]byte, 64<<10), done: make(chan struct{})}
 	d.mu.Lock()
 	d.rescan()
@@ -201,6 +209,9 @@ func (d *DirSource) drain() {
 				// again once it is back.
 				d.rescanDue, d.unwatched = true, true
 			case name != "":
+				if d.match != nil && !d.match(name) {
+					continue
+				}
 				d.changed[name] = true
 			default:
 				continue
@@ -274,7 +285,7 @@ func (d *DirSource) rescan() {
 	d.idx = newTableIndex()
 	var changes []change
 	for _, e := range entries {
-		if e.Type().IsRegular() {
+		if e.Type().IsRegular() && (d.match == nil || d.match(e.Name())) {
 			if c, ok := d.readOne(e.Name()); ok {
 				changes = append(changes, c)
 			}

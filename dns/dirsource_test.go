@@ -203,3 +203,42 @@ func TestDirSourceDirectoryRemade(t *testing.T) {
 		t.Fatalf("a file written after the directory came back: %s", got)
 	}
 }
+
+// TestWatchDirMatching: files whose names do not match are never read
+// (decode never sees them), in the first scan or after; the ones that
+// match are followed as with WatchDir.
+func TestWatchDirMatching(t *testing.T) {
+	dir := t.TempDir()
+	writeAtomic(t, dir, "a.rec", "web 10.0.0.2")
+	os.WriteFile(filepath.Join(dir, ".b.rec.tmp"), []byte("db 10.0.0.3"), 0o644)
+	var mu sync.Mutex
+	var read []string
+	src, err := WatchDirMatching(dir, func(name string) bool { return strings.HasSuffix(name, ".rec") },
+		func(name string, data []byte) (Record, bool) {
+			mu.Lock()
+			read = append(read, name)
+			mu.Unlock()
+			return decodeLine(name, data)
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	writeAtomic(t, dir, "c.rec", "cache 10.0.0.4") // its temporary file is .c.rec.tmp
+	if got := lookup(src, "web"); got != "[10.0.0.2]" {
+		t.Errorf("web = %s", got)
+	}
+	if got := lookup(src, "cache"); got != "[10.0.0.4]" {
+		t.Errorf("cache = %s", got)
+	}
+	if got := lookup(src, "db"); got != "unknown" {
+		t.Errorf("db (a temporary file) = %s", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, name := range read {
+		if !strings.HasSuffix(name, ".rec") {
+			t.Errorf("read %s, which does not match", name)
+		}
+	}
+}

@@ -57,16 +57,19 @@ func (s Records[N, E]) Names(network string) (dns.Source, error) {
 	if err := statefile.MkdirAll(dir); err != nil {
 		return nil, err
 	}
-	return dns.WatchDir(dir, func(name string, b []byte) (dns.Record, bool) {
-		if statefile.IsTemp(name) || !strings.HasSuffix(name, ".json") {
-			return dns.Record{}, false
-		}
+	return dns.WatchDirMatching(dir, isRecordName, func(name string, b []byte) (dns.Record, bool) {
 		r, err := state.Decode(filepath.Join(dir, name), b, func(r *state.EndpointRecord[E]) int { return r.Version })
 		if err != nil {
 			return dns.Record{}, false // a half-written or foreign file: read again when it changes
 		}
 		return s.Record(&r.Endpoint), true
 	})
+}
+
+// isRecordName says whether name, in an endpoint directory, is an endpoint
+// record (not a temporary file being written).
+func isRecordName(name string) bool {
+	return !statefile.IsTemp(name) && strings.HasSuffix(name, ".json")
 }
 
 // CheckTimeout bounds each query of CheckNames.
