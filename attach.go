@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/sandnet/sandnet/explain"
@@ -70,6 +71,10 @@ type attachTx struct {
 	// first lookup of the sandbox's IPv6 settings runs beside the claim
 	// and the address.
 	birth *iface.Birth
+	// running counts the goroutines of beside. Every path joins its own;
+	// AttachNS also waits for them on its way out, so that not even a
+	// panic leaves one running after it (with the network's lock gone).
+	running sync.WaitGroup
 }
 
 // txLinks are the links an attach made, for its later steps.
@@ -124,14 +129,14 @@ func (tx *attachTx) dnsBeside(ctx context.Context, links func() error) error {
 // brings its results into the transaction. Not in background, or with an
 // explanation asked for, work runs when waited for, after the steps beside
 // it, as the explanation reads.
-func (h *Host) beside(ctx context.Context, background bool, work func() error, finish func(error) error) (wait func() error) {
+func (tx *attachTx) beside(ctx context.Context, background bool, work func() error, finish func(error) error) (wait func() error) {
 	if !background || explain.Enabled(ctx) {
 		return func() error { return finish(work()) }
 	}
 	done := make(chan error, 1)
-	h.besides.Add(1)
+	tx.running.Add(1)
 	go func() {
-		defer h.besides.Done()
+		defer tx.running.Done()
 		done <- work()
 	}()
 	return func() error { return finish(<-done) }
@@ -177,6 +182,7 @@ func (h *Host) AttachNS(ctx context.Context, sb *netns.NS, n Network, opts Attac
 		return nil, err
 	}
 	defer lock.Release()
+	defer tx.running.Wait() // before the lock goes
 	tx.net = &st.rec
 	if err := checkInternalPorts(st.rec.Network, &opts); err != nil {
 		return nil, tx.fail(StepNetwork, err)

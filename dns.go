@@ -139,7 +139,7 @@ func (h *Host) startDNS(ctx context.Context, tx *attachTx, background bool) (joi
 		ep.ResolvConf, ep.Hosts = resolv.Written, hosts.Written
 		return err
 	}
-	return h.beside(ctx, background, work, finish), nil
+	return tx.beside(ctx, background, work, finish), nil
 }
 
 // writeDNSFiles writes files for endpoint id (sandboxfiles.Write),

@@ -185,7 +185,7 @@ func (tx *attachTx) publishBeside(ctx context.Context) (wait func() error) {
 		tx.undo.push(func(ctx context.Context) error { return removeEndpointRules(ctx, h, rec, tx.ep) })
 		return nil
 	}
-	return h.beside(ctx, true, work, finish)
+	return tx.beside(ctx, true, work, finish)
 }
 
 func (bridgeDriver) detach(ctx context.Context, h *Host, rec *networkRecord, ep *Endpoint) error {

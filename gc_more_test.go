@@ -156,9 +156,7 @@ func crashAtOpts(t *testing.T, h *Host, sb *netns.NS, n Network, step Step, o At
 	}
 	defer func() {
 		h.stepHook = nil
-		r := recover()
-		h.besides.Wait()
-		if r == nil {
+		if r := recover(); r == nil {
 			t.Fatalf("attach did not reach step %s", step)
 		}
 	}()

@@ -17,8 +17,8 @@ import (
 // crashAt makes Attach stop dead at step, as if the process were killed:
 // nothing is undone (the panic skips the undo stack), only file locks are
 // released, as the kernel does for a dead process. The steps it had running
-// beside the one that crashed are let finish (a process killed a moment
-// later), so that none of them still uses a namespace the test closes.
+// beside the one that crashed finish first (AttachNS waits for them even
+// as it panics): a process killed a moment later.
 func crashAt(t *testing.T, h *Host, sb *netns.NS, n Network, step Step) {
 	t.Helper()
 	crashAtOpts(t, h, sb, n, step, AttachOptions{})

@@ -76,10 +76,6 @@ type Host struct {
 	// stepHook, when set (by tests), runs before each named step of Attach
 	// and can make it fail.
 	stepHook func(Step) error
-	// besides counts the goroutines of beside. An attach joins its own
-	// before it returns; a test that stops one dead (a panic in stepHook,
-	// as a killed process would stop) waits here for what it left running.
-	besides sync.WaitGroup
 
 	dnsMode  DNSMode
 	dnsFiles dns.HostFiles
