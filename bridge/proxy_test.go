@@ -159,7 +159,10 @@ func TestProxyARPAnswersWithoutFlooding(t *testing.T) {
 
 	// Without the FDB entry the bridge does not know the port behind the
 	// MAC and floods again: the static entry is what keeps a silent
-	// sandbox answerable after the learned one ages out.
+	// sandbox answerable after the learned one ages out. Learning is off
+	// on b's port meanwhile: a frame of b's still on its way (the last
+	// connection closing) would otherwise teach the bridge the MAC again.
+	setLearning(t, l, 1, false)
 	if err := bridge.DelFDB(ctx, l.host, l.ports[1], l.macs[1]); err != nil {
 		t.Fatal(err)
 	}
@@ -175,6 +178,7 @@ func TestProxyARPAnswersWithoutFlooding(t *testing.T) {
 	if ok, err := bridge.HasStaticFDB(l.host, l.ports[1], l.macs[1]); err != nil || !ok {
 		t.Fatalf("HasStaticFDB after AddFDB = %v, %v", ok, err)
 	}
+	setLearning(t, l, 1, true)
 
 	// neigh_suppress does not answer requests from a suppressed port:
 	// with it on a's port as well, a's request is flooded again.
@@ -241,5 +245,21 @@ func TestMulticastQuerier(t *testing.T) {
 	}
 	if err := bridge.SetMulticastQuerier(ctx, host, "snt-nope", true); !errors.Is(err, bridge.ErrNotFound) {
 		t.Errorf("on a missing bridge: %v, want ErrNotFound", err)
+	}
+}
+
+// setLearning turns MAC learning on or off on sandbox i's bridge port.
+func setLearning(t *testing.T, l *proxyLab, i int, on bool) {
+	t.Helper()
+	h, err := l.host.Netlink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	link, err := h.LinkByName(l.ports[i])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetLearning(link, on); err != nil {
+		t.Fatal(err)
 	}
 }
